@@ -1,0 +1,12 @@
+"""ekuiper-sdk: write eKuiper portable plugins in Python.
+
+A plugin written for the official ``ekuiper`` package runs after changing only its import:
+``from ekuiper_sdk import plugin, PluginConfig, Source, Sink, Function, Context``.
+"""
+
+from . import plugin
+from .api import Context, Function, Sink, Source
+from .plugin import PluginConfig
+
+__all__ = ["plugin", "PluginConfig", "Source", "Sink", "Function", "Context"]
+__version__ = "0.1.0"

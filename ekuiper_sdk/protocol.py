@@ -1,0 +1,433 @@
+"""The eKuiper portable-plugin wire protocol, with no I/O.
+
+Everything the plugin reads from or writes to the host goes through this module:
+bytes in, plain frozen dataclasses out, and the reverse. It owns the socket URL
+naming, the rules for control answers (one readable line, never ``ok`` for an
+error, never starting with ``h``) and the strict JSON the Go host can decode.
+No sockets and no threads here, so every rule is testable on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import enum
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Union
+
+# Command and symbol kinds, as spelled on the wire.
+CMD_START = "start"
+CMD_STOP = "stop"
+SOURCE = "source"
+SINK = "sink"
+FUNC = "func"
+PLUGIN_TYPES = (SOURCE, SINK, FUNC)
+
+OK = b"ok"
+HANDSHAKE = b"handshake"
+
+# Function request names.
+VALIDATE = "Validate"
+EXEC = "Exec"
+IS_AGGREGATE = "IsAggregate"
+FUNC_REQUESTS = (VALIDATE, EXEC, IS_AGGREGATE)
+
+MAX_ANSWER_CHARS = 1000
+IPC_DIR = "/tmp"
+
+
+class ProtocolError(ValueError):
+    """A frame from the host that does not follow the protocol; the message is one line."""
+
+
+# ---------------------------------------------------------------------------
+# Names and URLs
+
+
+def check_name(kind: str, value: str) -> str:
+    """Refuse a name that would make an IPC path leave ``/tmp`` or be cut short.
+
+    >>> check_name("rule id", "rule1")
+    'rule1'
+    """
+    if not isinstance(value, str):
+        raise ProtocolError(f"{kind} must be a string, got {type(value).__name__}")
+    # Every name is a part of a file name under /tmp, with a prefix or suffix around
+    # it, so only a slash or a NUL could move or cut the path.
+    if not value or "/" in value or "\x00" in value:
+        raise ProtocolError(f"{kind} {_short(value)} cannot be used in a socket path "
+                            "(it must be non-empty, with no '/' and no NUL)")
+    return value
+
+
+@dataclass(frozen=True)
+class Meta:
+    """Which running instance a command is about: a rule, an operator, an instance."""
+
+    rule_id: str = ""
+    op_id: str = ""
+    instance_id: int = 0
+
+    def key(self, symbol: str) -> str:
+        """The registry key of a source or sink instance, as the Go SDK spells it."""
+        return f"{self.rule_id}_{self.op_id}_{self.instance_id}_{symbol}"
+
+    def stem(self) -> str:
+        for kind, value in (("rule id", self.rule_id), ("op id", self.op_id)):
+            if not value:
+                raise ProtocolError(f"{kind} is empty; sources and sinks need a rule and an op")
+            check_name(kind, value)
+        return f"{self.rule_id}_{self.op_id}_{self.instance_id}"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"ruleId": self.rule_id, "opId": self.op_id, "instanceId": self.instance_id}
+
+
+def _ipc(name: str) -> str:
+    return f"ipc://{IPC_DIR}/{name}.ipc"
+
+
+def control_url(plugin_name: str) -> str:
+    """``ipc:///tmp/plugin_<name>.ipc``: where the host listens for the plugin's control channel."""
+    return _ipc("plugin_" + check_name("plugin name", plugin_name))
+
+
+def function_url(symbol: str) -> str:
+    """``ipc:///tmp/func_<symbol>.ipc``: the host's REP socket for one function name."""
+    return _ipc("func_" + check_name("function name", symbol))
+
+
+def source_url(meta: Meta) -> str:
+    """Where the host's PULL socket listens for a source instance's tuples."""
+    return _ipc(meta.stem())
+
+
+def sink_url(meta: Meta) -> str:
+    """Where a sink instance listens (PULL) for the host's frames."""
+    return _ipc(meta.stem())
+
+
+def sink_ack_url(meta: Meta) -> str:
+    """Where the host's PULL socket listens for a sink instance's acks."""
+    return _ipc(meta.stem() + "_ack")
+
+
+def url_path(url: str) -> str:
+    """The file system path of an ``ipc://`` URL."""
+    return url[len("ipc://"):]
+
+
+# ---------------------------------------------------------------------------
+# Control commands
+
+
+@dataclass(frozen=True)
+class Control:
+    """The argument of a start or stop command."""
+
+    symbol_name: str
+    plugin_type: str
+    meta: Meta = field(default_factory=Meta)
+    data_source: str = ""
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.meta.key(self.symbol_name)
+
+    def describe(self) -> str:
+        """How a user would name this instance in a log line or an error."""
+        kind = {SOURCE: "source", SINK: "sink", FUNC: "function"}.get(self.plugin_type,
+                                                                       self.plugin_type)
+        if self.plugin_type == FUNC:
+            return f"{kind} '{self.symbol_name}'"
+        return (f"{kind} '{self.symbol_name}' (rule {self.meta.rule_id!r}, op {self.meta.op_id!r}, "
+                f"instance {self.meta.instance_id})")
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"symbolName": self.symbol_name, "meta": self.meta.to_wire(),
+                               "pluginType": self.plugin_type}
+        if self.data_source:
+            out["dataSource"] = self.data_source
+        if self.config:
+            out["config"] = dict(self.config)
+        return out
+
+
+@dataclass(frozen=True)
+class Command:
+    cmd: str
+    control: Control
+
+    def to_wire(self) -> bytes:
+        arg = json.dumps(self.control.to_wire(), separators=(",", ":"))
+        return json.dumps({"cmd": self.cmd, "arg": arg}, separators=(",", ":")).encode()
+
+
+def _loads(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except UnicodeDecodeError:
+        raise ProtocolError(f"{what} is not valid UTF-8") from None
+    except RecursionError:
+        raise ProtocolError(f"{what} is nested too deeply") from None
+    except ValueError as exc:
+        raise ProtocolError(f"{what} is not JSON ({exc})") from None
+
+
+def _field(obj: Mapping[str, Any], name: str, kind: type, what: str, default: Any = None) -> Any:
+    value = obj.get(name, default)
+    if value is None and default is None:
+        raise ProtocolError(f"{what} has no '{name}'")
+    # bool is an int in Python; the host never sends one where a number is meant.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(f"{what} field '{name}' must be {kind.__name__}, "
+                            f"got {type(value).__name__}")
+    return value
+
+
+def decode_meta(obj: Any, what: str = "meta") -> Meta:
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{what} must be an object, got {type(obj).__name__}")
+    return Meta(rule_id=_field(obj, "ruleId", str, what, ""),
+                op_id=_field(obj, "opId", str, what, ""),
+                instance_id=_field(obj, "instanceId", int, what, 0))
+
+
+def decode_command(data: bytes) -> Command:
+    """Parse a control command sent by the host.
+
+    >>> decode_command(b'{"cmd":"stop","arg":"{\\\\"symbolName\\\\":\\\\"s\\\\",\\\\"pluginType\\\\":\\\\"sink\\\\"}"}').cmd
+    'stop'
+    """
+    obj = _loads(data, "command")
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"command must be a JSON object, got {type(obj).__name__}")
+    cmd = _field(obj, "cmd", str, "command")
+    if cmd not in (CMD_START, CMD_STOP):
+        raise ProtocolError(f"unknown command {_short(cmd)}; expected 'start' or 'stop'")
+    arg = _field(obj, "arg", str, "command")
+    ctrl = _loads(arg.encode("utf-8", "surrogatepass"), "command arg")
+    if not isinstance(ctrl, dict):
+        raise ProtocolError(f"command arg must be a JSON object, got {type(ctrl).__name__}")
+    what = "command arg"
+    plugin_type = _field(ctrl, "pluginType", str, what)
+    if plugin_type not in PLUGIN_TYPES:
+        raise ProtocolError(f"unknown pluginType {_short(plugin_type)}; "
+                            "expected 'source', 'sink' or 'func'")
+    symbol = check_name("symbol name", _field(ctrl, "symbolName", str, what))
+    config = ctrl.get("config") or {}
+    if not isinstance(config, dict):
+        raise ProtocolError(f"{what} field 'config' must be an object, got {type(config).__name__}")
+    return Command(cmd=cmd, control=Control(
+        symbol_name=symbol,
+        plugin_type=plugin_type,
+        meta=decode_meta(ctrl.get("meta", {})),
+        data_source=_field(ctrl, "dataSource", str, what, ""),
+        config=config,
+    ))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def control_answer(error: Optional[str] = None) -> bytes:
+    """The bytes that answer a control command: ``ok``, or one readable error line.
+
+    The host treats an answer starting with ``h`` as a keepalive and resends its
+    command forever, and treats anything but ``ok`` as an error, so an error text
+    is folded onto one line, never starts with ``h`` and is never ``ok``.
+
+    >>> control_answer("handler not found")
+    b'Handler not found'
+    """
+    if error is None:
+        return OK
+    return one_line(error).encode("utf-8", "replace")
+
+
+def one_line(text: str) -> str:
+    """Fold any text into one bounded line that no host could take for ``ok`` or a handshake."""
+    line = " | ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    if not line:
+        line = "error"
+    if len(line) > MAX_ANSWER_CHARS:
+        line = line[: MAX_ANSWER_CHARS - 3] + "..."
+    if line.startswith("h"):
+        line = "H" + line[1:]
+    if line == "ok":
+        line = "error: ok"
+    return line
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``ExcType: message``, the form errors take on the wire (tracebacks go to the log)."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------
+# Function requests and replies
+
+
+@dataclass(frozen=True)
+class FuncRequest:
+    func: str
+    arg: Any
+
+
+@dataclass(frozen=True)
+class FuncMeta:
+    """Which rule call site an ``Exec`` comes from; ``funcId`` tells apart two calls in one rule."""
+
+    meta: Meta
+    func_id: int
+
+
+def decode_func_request(data: bytes) -> FuncRequest:
+    obj = _loads(data, "function request")
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"function request must be a JSON object, got {type(obj).__name__}")
+    name = _field(obj, "func", str, "function request")
+    if name not in FUNC_REQUESTS:
+        raise ProtocolError(f"unknown function request {_short(name)}; "
+                            "expected 'Validate', 'Exec' or 'IsAggregate'")
+    arg = obj.get("arg")
+    if name in (VALIDATE, EXEC) and not isinstance(arg, list):
+        raise ProtocolError(f"{name} arg must be a list, got {type(arg).__name__}")
+    return FuncRequest(func=name, arg=arg)
+
+
+def split_exec_arg(arg: list[Any]) -> tuple[list[Any], FuncMeta]:
+    """Split an ``Exec`` arg into the call's arguments and the caller's context."""
+    if not arg:
+        raise ProtocolError("Exec arg is empty; the last element must be the function context")
+    raw = arg[-1]
+    if not isinstance(raw, str):
+        raise ProtocolError(f"Exec function context must be a JSON string, got {type(raw).__name__}")
+    obj = _loads(raw.encode("utf-8", "surrogatepass"), "Exec function context")
+    meta = decode_meta(obj, "Exec function context")
+    if not meta.rule_id or not meta.op_id:
+        raise ProtocolError("Exec function context needs ruleId and opId")
+    func_id = _field(obj, "funcId", int, "Exec function context", 0)
+    return arg[:-1], FuncMeta(meta=meta, func_id=func_id)
+
+
+def func_reply(state: bool, result: Any) -> bytes:
+    """Encode a function reply; a result the host cannot read becomes a failed reply."""
+    try:
+        return dumps({"state": state, "result": result})
+    except EncodeError as exc:
+        return dumps({"state": False, "result": f"result cannot be sent to eKuiper: {exc}"})
+
+
+# ---------------------------------------------------------------------------
+# Strict JSON for a Go host
+
+JsonValue = Union[None, bool, int, float, str, list, dict]  # type: ignore[type-arg]
+
+
+class EncodeError(TypeError):
+    """A value that has no JSON form the host can read."""
+
+
+def to_json_value(value: Any, _depth: int = 0) -> Any:
+    """Convert a Python value to one Go's ``encoding/json`` accepts, by documented rules.
+
+    - ``NaN``, ``Infinity`` and ``-Infinity`` become ``null`` (Go has no literal for them);
+    - ``bytes`` become base64 text (the way Go sends ``[]byte``);
+    - ``datetime``/``date``/``time`` become ISO 8601 text; ``Decimal`` and ``UUID`` become text;
+    - tuples, sets and frozensets become lists (sets sorted when their items allow it);
+    - mapping keys that are ``str``, ``int``, ``float``, ``bool`` or ``None`` become text,
+      as ``json.dumps`` spells them; other keys are refused;
+    - enums become their value; anything else is refused with :class:`EncodeError`.
+
+    >>> to_json_value({1: float("nan"), "b": b"hi", "s": {2, 1}})
+    {'1': None, 'b': 'aGk=', 's': [1, 2]}
+    """
+    if _depth > 500:
+        raise EncodeError("value is nested more than 500 levels deep")
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {_json_key(k): to_json_value(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_json_value(v, _depth + 1) for v in value]
+    if isinstance(value, (set, frozenset)):
+        try:
+            items = sorted(value)
+        except TypeError:
+            items = list(value)
+        return [to_json_value(v, _depth + 1) for v in items]
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return to_json_value(value.value, _depth + 1)
+    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+        return str(value)
+    if isinstance(value, Mapping):
+        return to_json_value(dict(value), _depth)
+    raise EncodeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    if isinstance(key, enum.Enum):
+        return _json_key(key.value)
+    raise EncodeError(f"a mapping key of type {type(key).__name__} cannot be a JSON key")
+
+
+def dumps(value: Any) -> bytes:
+    """Compact strict JSON bytes; plain values take a fast path, the rest :func:`to_json_value`."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False,
+                          ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError, RecursionError):
+        pass
+    try:
+        return json.dumps(to_json_value(value), separators=(",", ":"), allow_nan=False,
+                          ensure_ascii=False).encode("utf-8", "strict")
+    except UnicodeEncodeError as exc:
+        raise EncodeError(f"text is not valid Unicode ({exc.reason})") from None
+    except RecursionError:
+        raise EncodeError("value is nested too deeply") from None
+
+
+def loads(data: Union[bytes, str]) -> Any:
+    """Parse JSON sent by the host."""
+    return json.loads(data)
+
+
+def encode_tuple(message: Any, meta: Any = None) -> bytes:
+    """One source frame: ``{"message": {...}, "meta": {...}|null}``."""
+    if not isinstance(message, Mapping):
+        raise EncodeError(f"a source message must be a dict, got {type(message).__name__} "
+                          "(eKuiper cannot decode anything else as a tuple)")
+    if meta is not None and not isinstance(meta, Mapping):
+        raise EncodeError(f"a source meta must be a dict or None, got {type(meta).__name__}")
+    return dumps({"message": message, "meta": meta})
+
+
+ACK_OK = b"{}"
+
+
+def encode_ack(error: Optional[str] = None) -> bytes:
+    """A sink ack: ``{}`` for success, ``{"error": "text"}`` for failure."""
+    if error is None:
+        return ACK_OK
+    return dumps({"error": one_line(error) if error else "error"})
