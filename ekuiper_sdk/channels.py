@@ -1,0 +1,241 @@
+"""The plugin's pynng sockets, and nothing else.
+
+One rule holds for every socket here, because closing a pynng socket from one thread
+while another is blocked in it can hang (pynng 0.8.1, the version the official SDK
+pins): a socket is used and closed by one thread at a time. Receivers close their
+own socket when asked to stop (they wake up between short receive timeouts to look);
+the source outlet serialises ``send`` and ``close`` with a lock and sends in short
+slices so ``close`` never waits long.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Callable, List, Optional
+
+import pynng
+
+from . import protocol
+
+log = logging.getLogger("ekuiper_sdk")
+
+#: How long a REQ channel waits for the host before it sends a keepalive handshake.
+IDLE_KEEPALIVE_MS = 5000
+#: How often a blocked receive or send wakes up to see whether it was asked to stop.
+POLL_MS = 50
+#: How long to keep dialling a URL the host should already be listening on.
+DIAL_DEADLINE_S = 5.0
+#: Frames a source may buffer in nng before ``emit`` blocks (the host drains them).
+SOURCE_SEND_BUFFER = 1024
+#: A stopped sink keeps reading until no frame came for this long, and at most this long.
+DRAIN_QUIET_MS = 20
+DRAIN_DEADLINE_S = 0.5
+
+
+class ChannelStopped(Exception):
+    """The channel was closed because its symbol stopped."""
+
+
+class SendTimeout(Exception):
+    """The host did not take a frame within the send timeout."""
+
+
+def dial(sock: pynng.Socket, url: str, deadline_s: float = DIAL_DEADLINE_S) -> None:
+    """Dial ``url``, retrying while the host's listener is not there yet."""
+    give_up = time.monotonic() + deadline_s
+    while True:
+        try:
+            sock.dial(url, block=True)
+            return
+        except pynng.NNGException as exc:
+            if time.monotonic() >= give_up:
+                raise ConnectionError(f"cannot connect to {url}: {exc}") from None
+            time.sleep(0.05)
+
+
+def listen_private(sock: pynng.Socket, url: str) -> None:
+    """Listen on an IPC URL whose socket file only this user may read and write."""
+    path = protocol.url_path(url)
+    # A file left by a killed plugin would make the listen fail; the host owns these
+    # names, so a leftover is always stale.
+    if os.path.exists(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    sock.listen(url)
+    os.chmod(path, 0o600)
+
+
+class InvertedReplier:
+    """The plugin's side of the control and function channels: a REQ socket that serves.
+
+    The host listens with REP and answers the plugin's requests with commands, so the
+    plugin sends ``handshake``, receives a command as the "reply", and sends its answer
+    as the next request. When the host is quiet for ``IDLE_KEEPALIVE_MS`` the plugin
+    sends ``handshake`` again, which the host reads as a keepalive.
+    """
+
+    def __init__(self, url: str, idle_ms: int = IDLE_KEEPALIVE_MS) -> None:
+        self.url = url
+        # nng's own resend would replay an old answer that the host could read as the
+        # answer to its next command; the idle handshake does that job instead.
+        self._sock = pynng.Req0(recv_timeout=idle_ms, resend_time=0, recv_max_size=0)
+        try:
+            dial(self._sock, url)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None:
+        """Answer requests with ``handle`` until ``stopped`` is set or the socket fails."""
+        sock = self._sock
+        try:
+            sock.send(protocol.HANDSHAKE)
+            while not stopped.is_set():
+                try:
+                    request = sock.recv()
+                except (pynng.Timeout, pynng.BadState):
+                    # The REQ socket dropped its request: make a new one.
+                    sock.send(protocol.HANDSHAKE)
+                    continue
+                sock.send(handle(request))
+        except pynng.Closed:
+            pass
+        finally:
+            sock.close()
+
+
+class SourceOutlet:
+    """A source instance's PUSH socket, shared by the user's threads and the stopper."""
+
+    def __init__(self, url: str, send_timeout_ms: int) -> None:
+        self.url = url
+        self._timeout_s = send_timeout_ms / 1000.0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sock = pynng.Push0(send_timeout=min(POLL_MS, send_timeout_ms),
+                                 send_buffer_size=SOURCE_SEND_BUFFER)
+        try:
+            dial(self._sock, url)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def send(self, frame: bytes) -> None:
+        """Send one frame, waiting up to the send timeout while the host does not read."""
+        give_up = 0.0
+        while True:
+            with self._lock:
+                if self._closed:
+                    raise ChannelStopped("the source was stopped")
+                try:
+                    self._sock.send(frame, block=False)
+                    return
+                except pynng.TryAgain:
+                    pass
+                try:
+                    self._sock.send(frame)
+                    return
+                except pynng.Timeout:
+                    pass
+            # Outside the lock, so close() can take it between two slices.
+            now = time.monotonic()
+            if not give_up:
+                give_up = now + self._timeout_s
+            elif now >= give_up:
+                raise SendTimeout(f"eKuiper did not read the source's data for "
+                                  f"{self._timeout_s:g} s (sendTimeout)")
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._sock.close()
+
+
+class AckOutlet:
+    """A sink instance's PUSH socket for acks; used by the thread that runs ``collect``."""
+
+    def __init__(self, url: str, send_timeout_ms: int) -> None:
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sock = pynng.Push0(send_timeout=send_timeout_ms)
+        try:
+            dial(self._sock, url)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def send(self, frame: bytes) -> None:
+        with self._lock:
+            if self._closed:
+                raise ChannelStopped("the sink was stopped")
+            self._sock.send(frame)
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._sock.close()
+
+
+class SinkInlet:
+    """A sink instance's PULL socket: listens before the start is answered, read by one thread."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._sock = pynng.Pull0(recv_timeout=POLL_MS, recv_max_size=0)
+        try:
+            listen_private(self._sock, url)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def receive(self, deliver: Callable[[bytes], None], stopped: threading.Event) -> List[bytes]:
+        """Pass frames to ``deliver`` until ``stopped``; then return what was still queued.
+
+        Must run in one thread, which then owns the socket and closes it.
+        """
+        sock = self._sock
+        try:
+            while not stopped.is_set():
+                try:
+                    deliver(sock.recv())
+                except pynng.Timeout:
+                    continue
+            return self._drain()
+        except pynng.Closed:
+            return []
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        """Close a socket that no thread reads yet (a start that failed half way)."""
+        self._sock.close()
+
+    def _drain(self) -> List[bytes]:
+        # The host closes its side just before it sends stop; frames it wrote may still be
+        # on their way through nng's pipe reader, so wait until the pipe has been quiet
+        # for a moment (bounded) rather than taking only what is queued this instant.
+        left: List[bytes] = []
+        self._sock.recv_timeout = DRAIN_QUIET_MS
+        give_up = time.monotonic() + DRAIN_DEADLINE_S
+        while time.monotonic() < give_up:
+            try:
+                left.append(self._sock.recv())
+            except (pynng.TryAgain, pynng.Timeout):
+                break
+        return left
+
+
+def close_quietly(sock: Optional[object]) -> None:
+    closer = getattr(sock, "close", None)
+    if closer is not None:
+        try:
+            closer()
+        except Exception:  # noqa: BLE001 - closing is best effort during clean-up
+            log.debug("closing %r failed", sock, exc_info=True)

@@ -1,0 +1,88 @@
+"""The ``Context`` handed to running symbols, and the per-instance loggers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Dict, Optional
+
+from . import protocol
+from .api import Context
+
+SDK_LOGGER = "ekuiper_sdk"
+
+
+def instance_logger(plugin: str, meta: protocol.Meta, symbol: str,
+                    func_id: Optional[int] = None) -> logging.Logger:
+    """A logger whose lines name the plugin, symbol, rule, op and instance.
+
+    It is a plain ``logging.Logger`` parented to the SDK's logger but not registered in
+    the logging manager, so one per rule instance does not accumulate for the life of
+    the process.
+    """
+    name = f"{plugin}.{symbol}"
+    if meta.rule_id:
+        name += f" rule={meta.rule_id} op={meta.op_id} instance={meta.instance_id}"
+    if func_id is not None:
+        name += f" funcId={func_id}"
+    logger = logging.Logger(name)
+    logger.parent = logging.getLogger(SDK_LOGGER)
+    return logger
+
+
+class SymbolContext(Context):
+    """The context of one running source, sink or function call site."""
+
+    def __init__(self, meta: protocol.Meta, logger: logging.Logger,
+                 emitter: Optional[Callable[[bytes], None]] = None,
+                 acker: Optional[Callable[[bytes], None]] = None,
+                 func_id: int = 0) -> None:
+        self._meta = meta
+        self._logger = logger
+        self._emitter = emitter
+        self._acker = acker
+        self.func_id = func_id
+
+    def get_rule_id(self) -> str:
+        return self._meta.rule_id
+
+    def get_op_id(self) -> str:
+        return self._meta.op_id
+
+    def get_instance_id(self) -> int:
+        return self._meta.instance_id
+
+    def get_logger(self) -> logging.Logger:
+        return self._logger
+
+    def emit(self, message: Dict[str, Any], meta: Optional[Dict[str, Any]] = None) -> None:
+        """Send one tuple to the rule.
+
+        Raises ``EncodeError`` when the tuple has no JSON form eKuiper can read,
+        ``SymbolStopped`` once the rule stopped (so an ``open`` loop ends by itself), and
+        ``SendTimeout`` when eKuiper did not read for ``sendTimeout`` milliseconds.
+        """
+        if self._emitter is None:
+            raise RuntimeError("emit is only available to sources")
+        self._emitter(protocol.encode_tuple(message, meta))
+
+    def emit_error(self, error: str) -> None:
+        # eKuiper v2 has no error frame (a {"error": ...} frame becomes an empty tuple),
+        # so the error goes to the log, where the host shows it.
+        if self._emitter is None:
+            raise RuntimeError("emit_error is only available to sources")
+        self._logger.error("source error: %s", error)
+
+    def ack_ok(self) -> None:
+        self._ack(None)
+
+    def ack_error(self, error: str) -> None:
+        self._ack(str(error) or "error")
+
+    def _ack(self, error: Optional[str]) -> None:
+        if self._acker is None:
+            raise RuntimeError("acks are only available to sinks")
+        self._acker(protocol.encode_ack(error))
+
+    def __repr__(self) -> str:
+        return (f"Context(rule_id={self.rule_id!r}, op_id={self.op_id!r}, "
+                f"instance_id={self.instance_id})")

@@ -1,0 +1,262 @@
+"""The plugin process: control loop, registry of running symbols, lifecycle, shutdown.
+
+Threads: the main thread only waits for a reason to shut down (a signal, the host's
+death, a broken control channel); the control thread answers the host's commands; each
+symbol instance has its own threads (see ``symbols``). Answering a command waits on
+socket work and on the user's ``configure`` at most (bounded), never on ``open``,
+``collect`` or ``close``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Dict, List
+
+import pynng
+
+from . import channels, protocol
+from .symbols import (FunctionRunner, Runner, SinkRunner, SourceRunner, UserCodeError,
+                      call_user)
+
+if TYPE_CHECKING:
+    from .plugin import PluginConfig
+
+log = logging.getLogger("ekuiper_sdk")
+
+#: How long a start waits for a replaced instance of the same key to free its socket.
+REPLACE_WAIT_S = 2.0
+#: How long shutdown waits for every instance's ``close`` before the process exits.
+SHUTDOWN_WAIT_S = 1.5
+#: How often the main thread checks that the host is still its parent.
+PARENT_POLL_S = 0.2
+
+LOG_LEVEL_ENV = "EKUIPER_SDK_LOG_LEVEL"
+DEFAULT_SEND_TIMEOUT_MS = 1000
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """What the host passes in ``argv[1]``."""
+
+    send_timeout_ms: int = DEFAULT_SEND_TIMEOUT_MS
+
+
+def parse_host_args(argv: List[str]) -> HostOptions:
+    """Read the host's JSON argument; tolerate it missing, extra keys and bad values.
+
+    >>> parse_host_args(["pysam.py", '{"sendTimeout": 500, "future": 1}'])
+    HostOptions(send_timeout_ms=500)
+    """
+    if len(argv) < 2:
+        return HostOptions()
+    try:
+        obj = json.loads(argv[1])
+    except ValueError:
+        log.warning("ignoring an argument that is not JSON: %.80r", argv[1])
+        return HostOptions()
+    timeout = obj.get("sendTimeout") if isinstance(obj, dict) else None
+    if isinstance(timeout, int) and not isinstance(timeout, bool) and timeout > 0:
+        return HostOptions(send_timeout_ms=timeout)
+    if timeout is not None:
+        log.warning("ignoring sendTimeout %r: not a positive number of milliseconds", timeout)
+    return HostOptions()
+
+
+def configure_logging() -> None:
+    """Send log lines to stderr, which eKuiper copies into its own log.
+
+    Like a program's ``main``, the plugin sets up the root logger unless the plugin's
+    code already did, so plain ``logging.info`` calls in plugin code show up too.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(os.environ.get(LOG_LEVEL_ENV, "INFO").upper())
+
+
+class PluginRuntime:
+    """Serves one plugin's symbols to the host for the life of the process."""
+
+    def __init__(self, config: "PluginConfig", argv: List[str]) -> None:
+        self.config = config
+        self.options = parse_host_args(argv)
+        self._runners: Dict[str, Runner] = {}
+        self._lock = threading.Lock()
+        self._shutdown = threading.Event()
+        self._shutdown_reason = ""
+
+    # -- process lifecycle
+
+    def serve_forever(self) -> None:
+        """Connect to the host and serve until shut down; exits the process."""
+        configure_logging()
+        log.info("plugin %s starting (pid %d, sendTimeout %d ms)", self.config.name, os.getpid(),
+                 self.options.send_timeout_ms)
+        self._install_signal_handlers()
+        url = protocol.control_url(self.config.name)
+        try:
+            control = channels.InvertedReplier(url)
+        except ConnectionError:
+            log.error("no eKuiper is listening at %s: a portable plugin is started by eKuiper "
+                      "(or by ekuiper_sdk.testing), not by hand", url)
+            self._exit(1)
+        threading.Thread(target=self._serve_control, args=(control,), name="control",
+                         daemon=True).start()
+        parent = os.getppid()
+        while not self._shutdown.wait(PARENT_POLL_S):
+            if os.getppid() != parent:
+                # The host died (even by SIGKILL): leave rather than linger as an orphan
+                # that a restarted host's sockets could be shared with.
+                self.shutdown(f"eKuiper (pid {parent}) is gone")
+        self._close_all()
+        log.info("plugin %s stopped: %s", self.config.name, self._shutdown_reason)
+        self._exit(0)
+
+    def shutdown(self, reason: str) -> None:
+        """Ask the process to close every symbol and exit."""
+        if not self._shutdown.is_set():
+            self._shutdown_reason = reason
+            self._shutdown.set()
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def on_signal(signum: int, _frame: object) -> None:
+            self.shutdown(f"signal {signal.Signals(signum).name}")
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_signal)
+
+    def _serve_control(self, control: channels.InvertedReplier) -> None:
+        try:
+            control.serve(self.handle_command, self._shutdown)
+        except pynng.NNGException as exc:
+            self.shutdown(f"control channel failed: {exc}")
+        except Exception:  # noqa: BLE001 - reported, then the process exits cleanly
+            log.exception("control channel failed")
+            self.shutdown("control channel failed")
+        else:
+            self.shutdown("control channel closed")
+
+    def _close_all(self) -> None:
+        with self._lock:
+            runners = list(self._runners.values())
+            self._runners.clear()
+        for runner in runners:
+            runner.stop()
+        give_up = time.monotonic() + SHUTDOWN_WAIT_S
+        for runner in runners:
+            if not runner.finished.wait(max(0.0, give_up - time.monotonic())):
+                log.warning("%s did not finish closing in time", runner.control.describe())
+
+    @staticmethod
+    def _exit(code: int) -> None:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Daemon threads may sit inside nng calls; a plain exit would wait on interpreter
+        # finalisation that can block on them.
+        os._exit(code)
+
+    # -- commands
+
+    def handle_command(self, data: bytes) -> bytes:
+        """Answer one control command from the host; never raises, never blocks on user code."""
+        try:
+            command = protocol.decode_command(data)
+        except protocol.ProtocolError as exc:
+            log.warning("refused a command: %s", exc)
+            return protocol.control_answer(f"invalid command: {exc}")
+        control = command.control
+        try:
+            if command.cmd == protocol.CMD_START:
+                self._start(control)
+            else:
+                self._stop(control)
+            return protocol.OK
+        except (LookupError, UserCodeError, protocol.ProtocolError, ConnectionError,
+                pynng.NNGException) as exc:
+            problem = protocol.describe_exception(exc) if isinstance(exc, pynng.NNGException) \
+                else str(exc)
+        except Exception as exc:  # noqa: BLE001 - the host gets one line, the log the traceback
+            log.exception("%s of %s failed", command.cmd, control.describe())
+            problem = protocol.describe_exception(exc)
+        log.error("cannot %s %s: %s", command.cmd, control.describe(), problem)
+        return protocol.control_answer(f"cannot {command.cmd} {control.describe()}: {problem}")
+
+    def _start(self, control: protocol.Control) -> None:
+        factory = self.config.get(control.plugin_type, control.symbol_name)
+        if control.plugin_type == protocol.FUNC:
+            self._start_function(control, factory)
+            return
+        self._replace_running(control.key)
+        what = control.describe()
+        instance = call_user(f"creating {what}", factory)
+        config = dict(control.config)
+        runner: Runner
+        if control.plugin_type == protocol.SOURCE:
+            call_user(f"configure of {what}", instance.configure, control.data_source, config)
+            runner = SourceRunner(control, instance, self.config.name, self.options.send_timeout_ms)
+        else:
+            call_user(f"configure of {what}", instance.configure, config)
+            runner = SinkRunner(control, instance, self.config.name, self.options.send_timeout_ms)
+        with self._lock:
+            self._runners[control.key] = runner
+        runner.start()
+        log.info("started %s", what)
+
+    def _start_function(self, control: protocol.Control, factory: object) -> None:
+        key = "func_" + control.symbol_name
+        with self._lock:
+            running = self._runners.get(key)
+        # One instance per function name serves every rule; the host sends a start per
+        # rule and replays them after a restart, so a second start is not an error.
+        if running is not None and not running.released.is_set():
+            return
+        instance = call_user(f"creating {control.describe()}", factory)  # type: ignore[arg-type]
+        runner = FunctionRunner(control, instance, self.config.name)
+        with self._lock:
+            self._runners[key] = runner
+        runner.start()
+        log.info("started %s", control.describe())
+
+    def _replace_running(self, key: str) -> None:
+        """A start for a key that runs already (a replay, a restart) replaces the old one."""
+        with self._lock:
+            old = self._runners.pop(key, None)
+        if old is None:
+            return
+        log.info("replacing the running %s", old.control.describe())
+        old.stop()
+        if not old.released.wait(REPLACE_WAIT_S):
+            raise UserCodeError(f"the previous {old.control.describe()} still holds its socket")
+
+    def _stop(self, control: protocol.Control) -> None:
+        self.config.get(control.plugin_type, control.symbol_name)  # an unknown symbol is an error
+        if control.plugin_type == protocol.FUNC:
+            log.info("ignoring stop of %s: functions serve every rule until the plugin exits",
+                     control.describe())
+            return
+        with self._lock:
+            runner = self._runners.pop(control.key, None)
+        if runner is None:
+            # Stopping twice, or after a failed start, leaves the same state: not an error.
+            log.warning("stop of %s, which is not running", control.describe())
+            return
+        runner.stop()
+        log.info("stopped %s", control.describe())
+
+    def running(self) -> List[str]:
+        """The keys of the running instances (for diagnostics and tests)."""
+        with self._lock:
+            return sorted(self._runners)

@@ -1,0 +1,14 @@
+"""A sink that logs every frame it receives."""
+
+from typing import Any, Dict
+
+from ekuiper_sdk import Context, Sink
+
+
+class PrintSink(Sink):
+    def configure(self, conf: Dict[str, Any]) -> None:
+        self.prefix = str(conf.get("prefix", "receive"))
+
+    def collect(self, ctx: Context, data: Any) -> None:
+        ctx.get_logger().info("%s: %s", self.prefix, data.decode() if isinstance(data, bytes) else data)
+        ctx.ack_ok()  # sent only when the rule sets requireAck
