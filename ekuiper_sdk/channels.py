@@ -90,6 +90,14 @@ class InvertedReplier:
             self._sock.close()
             raise
 
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (on an nng thread) when the connection to the host drops.
+
+        The host keeps its end open for as long as it lives, so a dropped connection
+        means the host is gone, whichever way it went and whoever the plugin's parent is.
+        """
+        self._sock.add_post_pipe_remove_cb(lambda _pipe: callback())
+
     def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None:
         """Answer requests with ``handle`` until ``stopped`` is set or the socket fails."""
         sock = self._sock

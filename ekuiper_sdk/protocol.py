@@ -170,7 +170,9 @@ class Command:
 
 def _loads(data: bytes, what: str) -> Any:
     try:
-        return json.loads(data)
+        # Decode first: json.loads would guess UTF-16 or UTF-32 from the bytes, which the
+        # host never sends.
+        return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ProtocolError(f"{what} is not valid UTF-8") from None
     except RecursionError:

@@ -109,6 +109,7 @@ class PluginRuntime:
             log.error("no eKuiper is listening at %s: a portable plugin is started by eKuiper "
                       "(or by ekuiper_sdk.testing), not by hand", url)
             self._exit(1)
+        control.on_disconnect(lambda: self.shutdown("eKuiper closed the control channel"))
         threading.Thread(target=self._serve_control, args=(control,), name="control",
                          daemon=True).start()
         parent = os.getppid()
@@ -184,14 +185,12 @@ class PluginRuntime:
             else:
                 self._stop(control)
             return protocol.OK
-        except (LookupError, UserCodeError, protocol.ProtocolError, ConnectionError,
-                pynng.NNGException) as exc:
-            problem = protocol.describe_exception(exc) if isinstance(exc, pynng.NNGException) \
-                else str(exc)
+        except (LookupError, UserCodeError, protocol.ProtocolError, ConnectionError) as exc:
+            problem, trace = str(exc), exc.__cause__
         except Exception as exc:  # noqa: BLE001 - the host gets one line, the log the traceback
-            log.exception("%s of %s failed", command.cmd, control.describe())
-            problem = protocol.describe_exception(exc)
-        log.error("cannot %s %s: %s", command.cmd, control.describe(), problem)
+            problem, trace = protocol.describe_exception(exc), exc
+        # The traceback of the user's code (if any) goes to the log, never to the host.
+        log.error("cannot %s %s: %s", command.cmd, control.describe(), problem, exc_info=trace)
         return protocol.control_answer(f"cannot {command.cmd} {control.describe()}: {problem}")
 
     def _start(self, control: protocol.Control) -> None:
@@ -200,20 +199,19 @@ class PluginRuntime:
             self._start_function(control, factory)
             return
         self._replace_running(control.key)
-        what = control.describe()
-        instance = call_user(f"creating {what}", factory)
+        instance = call_user("creating the instance", factory)
         config = dict(control.config)
         runner: Runner
         if control.plugin_type == protocol.SOURCE:
-            call_user(f"configure of {what}", instance.configure, control.data_source, config)
+            call_user("configure", instance.configure, control.data_source, config)
             runner = SourceRunner(control, instance, self.config.name, self.options.send_timeout_ms)
         else:
-            call_user(f"configure of {what}", instance.configure, config)
+            call_user("configure", instance.configure, config)
             runner = SinkRunner(control, instance, self.config.name, self.options.send_timeout_ms)
         with self._lock:
             self._runners[control.key] = runner
         runner.start()
-        log.info("started %s", what)
+        log.info("started %s", control.describe())
 
     def _start_function(self, control: protocol.Control, factory: object) -> None:
         key = "func_" + control.symbol_name
@@ -223,7 +221,7 @@ class PluginRuntime:
         # rule and replays them after a restart, so a second start is not an error.
         if running is not None and not running.released.is_set():
             return
-        instance = call_user(f"creating {control.describe()}", factory)  # type: ignore[arg-type]
+        instance = call_user("creating the instance", factory)  # type: ignore[arg-type]
         runner = FunctionRunner(control, instance, self.config.name)
         with self._lock:
             self._runners[key] = runner

@@ -58,8 +58,8 @@ def call_user(what: str, fn: Callable[..., T], *args: Any,
         raise UserCodeError(f"{what} did not return within {timeout:g} s")
     ok, value = outcome[0]
     if not ok:
-        log.error("%s failed", what, exc_info=value)
-        raise UserCodeError(f"{what} failed: {protocol.describe_exception(value)}")
+        # Chained, so whoever reports the failure can log the user's traceback.
+        raise UserCodeError(f"{what} failed: {protocol.describe_exception(value)}") from value
     return value  # type: ignore[no-any-return]
 
 
