@@ -6,7 +6,11 @@ A plugin written for the official ``ekuiper`` package runs after changing only i
 
 from . import plugin
 from .api import Context, Function, Sink, Source
+from .channels import SendTimeout
 from .plugin import PluginConfig
+from .protocol import EncodeError
+from .symbols import SymbolStopped
 
-__all__ = ["plugin", "PluginConfig", "Source", "Sink", "Function", "Context"]
+__all__ = ["plugin", "PluginConfig", "Source", "Sink", "Function", "Context",
+           "EncodeError", "SendTimeout", "SymbolStopped"]
 __version__ = "0.1.0"
