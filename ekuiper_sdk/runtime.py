@@ -90,6 +90,8 @@ class PluginRuntime:
         self.config = config
         self.options = parse_host_args(argv)
         self._runners: Dict[str, Runner] = {}
+        # Stopped instances still draining or closing: shutdown waits for them too.
+        self._stopping: List[Runner] = []
         self._lock = threading.Lock()
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
@@ -151,9 +153,10 @@ class PluginRuntime:
 
     def _close_all(self) -> None:
         with self._lock:
-            runners = list(self._runners.values())
+            running = list(self._runners.values())
             self._runners.clear()
-        for runner in runners:
+            runners = running + self._stopping
+        for runner in running:
             runner.stop()
         give_up = time.monotonic() + SHUTDOWN_WAIT_S
         for runner in runners:
@@ -228,14 +231,23 @@ class PluginRuntime:
         runner.start()
         log.info("started %s", control.describe())
 
+    def _retire(self, key: str) -> Runner | None:
+        """Take an instance out of the registry and tell it to stop."""
+        with self._lock:
+            runner = self._runners.pop(key, None)
+            if runner is None:
+                return None
+            self._stopping = [r for r in self._stopping if not r.finished.is_set()]
+            self._stopping.append(runner)
+        runner.stop()
+        return runner
+
     def _replace_running(self, key: str) -> None:
         """A start for a key that runs already (a replay, a restart) replaces the old one."""
-        with self._lock:
-            old = self._runners.pop(key, None)
+        old = self._retire(key)
         if old is None:
             return
-        log.info("replacing the running %s", old.control.describe())
-        old.stop()
+        log.info("replaced the running %s", old.control.describe())
         if not old.released.wait(REPLACE_WAIT_S):
             raise UserCodeError(f"the previous {old.control.describe()} still holds its socket")
 
@@ -245,13 +257,10 @@ class PluginRuntime:
             log.info("ignoring stop of %s: functions serve every rule until the plugin exits",
                      control.describe())
             return
-        with self._lock:
-            runner = self._runners.pop(control.key, None)
-        if runner is None:
+        if self._retire(control.key) is None:
             # Stopping twice, or after a failed start, leaves the same state: not an error.
             log.warning("stop of %s, which is not running", control.describe())
             return
-        runner.stop()
         log.info("stopped %s", control.describe())
 
     def running(self) -> List[str]:

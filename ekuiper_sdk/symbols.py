@@ -150,6 +150,9 @@ class SinkRunner(Runner):
         self._stopped = threading.Event()
         self._frames: "queue.Queue[Optional[bytes]]" = queue.Queue(SINK_QUEUE_FRAMES)
         self._acked = False
+        self._overflow: List[bytes] = []
+        self.received = 0
+        self.collected = 0
         self.inlet = channels.SinkInlet(protocol.sink_url(control.meta))
         try:
             self.acks = channels.AckOutlet(protocol.sink_ack_url(control.meta), send_timeout_ms)
@@ -173,19 +176,24 @@ class SinkRunner(Runner):
             left = self.inlet.receive(self._enqueue, self._stopped)
         finally:
             self.released.set()
-        for frame in left:
+        # The socket is closed now, so waiting for room in the queue delays nothing.
+        for frame in self._overflow + left:
             self._frames.put(frame)
         self._frames.put(None)  # the worker collects everything before it, then closes
+        self.received += len(self._overflow) + len(left)
 
     def _enqueue(self, frame: bytes) -> None:
+        self.received += 1
         while not self._stopped.is_set():
             try:
                 self._frames.put(frame, timeout=channels.POLL_MS / 1000)
                 return
             except queue.Full:
                 continue
-        # Stopping with a full queue: this frame still reached us, so keep it.
-        self._frames.put(frame)
+        # Stopped while a slow collect keeps the queue full: the frame reached the
+        # plugin, so keep it for after the socket is closed.
+        self.received -= 1
+        self._overflow.append(frame)
 
     # -- worker thread
     def _work(self) -> None:
@@ -199,6 +207,8 @@ class SinkRunner(Runner):
             self._discard_until_end()
         run_guarded(self.logger, "close", self.sink.close, self.ctx)
         self.acks.close()
+        self.logger.info("closed after collecting %d of the %d frames received",
+                         self.collected, self.received)
         self.finished.set()
 
     def _discard_until_end(self) -> None:
@@ -207,6 +217,7 @@ class SinkRunner(Runner):
                 self._send_ack(protocol.encode_ack("sink failed to open; see the plugin log"))
 
     def _collect(self, frame: bytes) -> None:
+        self.collected += 1
         self._acked = False
         try:
             self.sink.collect(self.ctx, frame)
