@@ -1,7 +1,8 @@
 """``PluginConfig`` and ``start``: the entry point of a plugin in the official SDK's style.
 
     from ekuiper_sdk import plugin, PluginConfig
-    plugin.start(PluginConfig("pysam", {"pyjson": PyJson}, {"print": PrintSink}, {"revert": lambda: revert}))
+    plugin.start(PluginConfig("pysam", {"pyjson": PyJson}, {"print": PrintSink},
+                              {"revert": lambda: revert}))
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Callable, Dict, List, Mapping, Optional
+from typing import Callable, Dict, List, Mapping, Optional, TypeVar
 
 from . import protocol
 from .api import Function, Sink, Source
@@ -17,6 +18,7 @@ from .api import Function, Sink, Source
 SourceFactory = Callable[[], Source]
 SinkFactory = Callable[[], Sink]
 FunctionFactory = Callable[[], Function]
+F = TypeVar("F")
 
 #: When this environment variable is set, ``start`` prints the plugin's symbols as one JSON
 #: line on stdout and exits 0 without opening any socket (used by ``ekuiper-plugin validate``).
@@ -46,21 +48,32 @@ class PluginConfig:
                     raise TypeError(f"the factory of {kind} {symbol!r} in PluginConfig({name!r}) "
                                     f"must be callable, got {type(factory).__name__}")
 
-    def _table(self, plugin_type: str) -> Mapping[str, Callable[[], object]]:
-        return {protocol.SOURCE: self.sources, protocol.SINK: self.sinks,
-                protocol.FUNC: self.functions}[plugin_type]
+    def source(self, name: str) -> SourceFactory:
+        """The factory of a source; a ``LookupError`` naming the defined ones when unknown."""
+        return self._lookup("source", self.sources, name)
+
+    def sink(self, name: str) -> SinkFactory:
+        """The factory of a sink; a ``LookupError`` naming the defined ones when unknown."""
+        return self._lookup("sink", self.sinks, name)
+
+    def function(self, name: str) -> FunctionFactory:
+        """The factory of a function; a ``LookupError`` naming the defined ones when unknown."""
+        return self._lookup("function", self.functions, name)
 
     def get(self, plugin_type: str, symbol_name: str) -> Callable[[], object]:
-        """The factory of a symbol; a ``LookupError`` naming the defined ones when it is unknown."""
-        if plugin_type not in protocol.PLUGIN_TYPES:
+        """The factory of a symbol by its wire type (``source``, ``sink`` or ``func``)."""
+        lookups: Dict[str, Callable[[str], Callable[[], object]]] = {
+            protocol.SOURCE: self.source, protocol.SINK: self.sink, protocol.FUNC: self.function}
+        if plugin_type not in lookups:
             raise LookupError(f"unknown plugin type {plugin_type!r}")
-        table = self._table(plugin_type)
+        return lookups[plugin_type](symbol_name)
+
+    def _lookup(self, kind: str, table: Mapping[str, F], name: str) -> F:
         try:
-            return table[symbol_name]
+            return table[name]
         except KeyError:
-            kind = {"func": "function"}.get(plugin_type, plugin_type)
             defined = ", ".join(sorted(table)) or "none"
-            raise LookupError(f"{kind} {symbol_name!r} is not defined in PluginConfig({self.name!r}); "
+            raise LookupError(f"{kind} {name!r} is not defined in PluginConfig({self.name!r}); "
                               f"defined {kind}s: {defined}") from None
 
     def describe(self) -> Dict[str, object]:

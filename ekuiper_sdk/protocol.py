@@ -203,8 +203,9 @@ def decode_meta(obj: Any, what: str = "meta") -> Meta:
 def decode_command(data: bytes) -> Command:
     """Parse a control command sent by the host.
 
-    >>> decode_command(b'{"cmd":"stop","arg":"{\\\\"symbolName\\\\":\\\\"s\\\\",\\\\"pluginType\\\\":\\\\"sink\\\\"}"}').cmd
-    'stop'
+    >>> arg = json.dumps({"symbolName": "print", "pluginType": "sink"})
+    >>> decode_command(json.dumps({"cmd": "stop", "arg": arg}).encode()).control.symbol_name
+    'print'
     """
     obj = _loads(data, "command")
     if not isinstance(obj, dict):
@@ -312,7 +313,8 @@ def split_exec_arg(arg: list[Any]) -> tuple[list[Any], FuncMeta]:
         raise ProtocolError("Exec arg is empty; the last element must be the function context")
     raw = arg[-1]
     if not isinstance(raw, str):
-        raise ProtocolError(f"Exec function context must be a JSON string, got {type(raw).__name__}")
+        raise ProtocolError("Exec function context must be a JSON string, "
+                            f"got {type(raw).__name__}")
     obj = _loads(raw.encode("utf-8", "surrogatepass"), "Exec function context")
     meta = decode_meta(obj, "Exec function context")
     if not meta.rule_id or not meta.op_id:

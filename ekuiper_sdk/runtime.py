@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Dict, List
 import pynng
 
 from . import channels, protocol
-from .symbols import (FunctionRunner, Runner, SinkRunner, SourceRunner, UserCodeError,
-                      call_user)
+from .symbols import FunctionRunner, Runner, SinkRunner, SourceRunner, UserCodeError, call_user
 
 if TYPE_CHECKING:
     from .plugin import PluginConfig
@@ -197,26 +196,30 @@ class PluginRuntime:
         return protocol.control_answer(f"cannot {command.cmd} {control.describe()}: {problem}")
 
     def _start(self, control: protocol.Control) -> None:
-        factory = self.config.get(control.plugin_type, control.symbol_name)
         if control.plugin_type == protocol.FUNC:
-            self._start_function(control, factory)
+            self._start_function(control)
             return
-        self._replace_running(control.key)
-        instance = call_user("creating the instance", factory)
-        config = dict(control.config)
+        name, config = control.symbol_name, dict(control.config)
         runner: Runner
         if control.plugin_type == protocol.SOURCE:
-            call_user("configure", instance.configure, control.data_source, config)
-            runner = SourceRunner(control, instance, self.config.name, self.options.send_timeout_ms)
+            source_factory = self.config.source(name)
+            self._replace_running(control.key)
+            source = call_user("creating the instance", source_factory)
+            call_user("configure", source.configure, control.data_source, config)
+            runner = SourceRunner(control, source, self.config.name, self.options.send_timeout_ms)
         else:
-            call_user("configure", instance.configure, config)
-            runner = SinkRunner(control, instance, self.config.name, self.options.send_timeout_ms)
+            sink_factory = self.config.sink(name)
+            self._replace_running(control.key)
+            sink = call_user("creating the instance", sink_factory)
+            call_user("configure", sink.configure, config)
+            runner = SinkRunner(control, sink, self.config.name, self.options.send_timeout_ms)
         with self._lock:
             self._runners[control.key] = runner
         runner.start()
         log.info("started %s", control.describe())
 
-    def _start_function(self, control: protocol.Control, factory: object) -> None:
+    def _start_function(self, control: protocol.Control) -> None:
+        factory = self.config.function(control.symbol_name)
         key = "func_" + control.symbol_name
         with self._lock:
             running = self._runners.get(key)
@@ -224,7 +227,7 @@ class PluginRuntime:
         # rule and replays them after a restart, so a second start is not an error.
         if running is not None and not running.released.is_set():
             return
-        instance = call_user("creating the instance", factory)  # type: ignore[arg-type]
+        instance = call_user("creating the instance", factory)
         runner = FunctionRunner(control, instance, self.config.name)
         with self._lock:
             self._runners[key] = runner
