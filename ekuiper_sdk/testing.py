@@ -615,7 +615,9 @@ class PluginHost:
             return list(self._commands.values())
 
     def _require_started(self) -> None:
-        if not self._started or self._closed:
+        if self._closed:
+            raise HostError(f"plugin host {self.name} is closed")
+        if not self._started:
             raise HostError(f"plugin host {self.name} is not started; call start() first")
 
     def _alive(self) -> bool:
@@ -665,16 +667,12 @@ class PluginHost:
         proc = self._proc
         if proc is None:
             return
+        # Only while the leader is unreaped is its pid surely still this group's id.
         if proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except OSError:
                 proc.kill()
-        else:
-            try:     # the leader is gone; its children may not be
-                os.killpg(proc.pid, signal.SIGKILL)
-            except OSError:
-                pass
         proc.wait()
 
     def _dead_reason(self) -> Optional[str]:

@@ -57,6 +57,22 @@ def file_lines(path: Path) -> List[bytes]:
 # fixtures
 
 
+@pytest.fixture(autouse=True)
+def no_socket_file_left() -> Iterator[None]:
+    """Every name this process makes holds its pid: none may be left in /tmp after a test."""
+    yield
+    mark = f"{os.getpid()}_"
+    left = [p for p in os.listdir("/tmp") if p.endswith(".ipc") and mark in p]
+    assert left == [], "socket files left behind"
+
+
+def test_unique_names(unique_name: Callable[..., str]) -> None:
+    names = {unique_name() for _ in range(100)}
+    assert len(names) == 100
+    assert all(n.startswith(f"t{os.getpid()}_") for n in names)
+    assert unique_name("r").startswith("r")
+
+
 @pytest.fixture(params=["ekuiper", "ekuiper_sdk"])
 def sdk(request: pytest.FixtureRequest) -> str:
     """Which SDK the test plugin imports."""
@@ -79,15 +95,28 @@ def plugin_dir(sdk: str, tmp_path: Path) -> Path:
             text = script.read_text()
             rewritten += text.count(IMPORT_LINE)
             script.write_text(text.replace(IMPORT_LINE, f"from {sdk} import "))
-        assert rewritten == 5, "every module of the plugin imports the SDK once"
+        assert rewritten == 4, "each of the four modules imports the SDK once"
     return dest
 
 
 @pytest.fixture
+def suffix(unique_name: Callable[..., str]) -> str:
+    """Appended to the plugin's function names: /tmp/func_<name>.ipc is shared by all."""
+    return "_" + unique_name("")
+
+
+@pytest.fixture
+def fn(suffix: str) -> Callable[[str], str]:
+    """The name this test's plugin gives a function: ``fn("revert")``."""
+    return lambda base: base + suffix
+
+
+@pytest.fixture
 def host(plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[..., str],
-         plugin_dir: Path) -> PluginHost:
+         plugin_dir: Path, suffix: str) -> PluginHost:
     name = unique_name("p")
-    return plugin_host_factory(name, plugin_dir / "main.py", env={"PLUGIN_NAME": name})
+    return plugin_host_factory(name, plugin_dir / "main.py",
+                               env={"PLUGIN_NAME": name, "FUNCTION_SUFFIX": suffix})
 
 
 # ---------------------------------------------------------------------------
@@ -202,21 +231,21 @@ def test_sink_require_ack(host: PluginHost, unique_name: Callable[..., str],
         host.start_sink("file", unique_name("r"), config={"requireAck": "yes"})
 
 
-def test_functions(host: PluginHost, sdk: str) -> None:
-    revert = host.function("revert")
-    assert host.function("revert") is revert, "one channel per function name"
+def test_functions(host: PluginHost, sdk: str, fn: Callable[[str], str]) -> None:
+    revert = host.function(fn("revert"))
+    assert host.function(fn("revert")) is revert, "one channel per function name"
     assert revert.exec("abc") == FuncReply(True, "cba")
     assert revert.call("héllo", rule_id="r9", func_id=3) == "olléh"
     assert revert.validate(["a"]).state is True
     assert revert.validate(["a", "b"]) == FuncReply(False, "revert takes exactly one argument")
     assert revert.is_aggregate() is False
 
-    agg = host.function("agg_sum")
+    agg = host.function(fn("agg_sum"))
     assert agg.is_aggregate() is True
     assert agg.call([1, 2, 3.5]) == 6.5
 
     with pytest.raises(FunctionError) as err:
-        host.function("boom").call(1, rule_id="rb")
+        host.function(fn("boom")).call(1, rule_id="rb")
     text = str(err.value.result)
     assert "boom: [1] in rule rb" in text
     if sdk == "ekuiper":
@@ -227,9 +256,9 @@ def test_functions(host: PluginHost, sdk: str) -> None:
     if sdk == "ekuiper":
         # Defect: NaN written as a bare NaN, which eKuiper cannot decode.
         with pytest.raises(HostError, match="Failed to unmarshal function result"):
-            host.function("nan").call()
+            host.function(fn("nan")).call()
     else:
-        assert host.function("nan").call() is None
+        assert host.function(fn("nan")).call() is None
 
 
 def test_stop_and_start_again(host: PluginHost, unique_name: Callable[..., str]) -> None:
@@ -261,12 +290,12 @@ def test_two_rules_at_once(host: PluginHost, unique_name: Callable[..., str]) ->
 
 
 def test_kill_and_restart_replays(host: PluginHost, unique_name: Callable[..., str],
-                                  tmp_path: Path) -> None:
+                                  tmp_path: Path, fn: Callable[[str], str]) -> None:
     out = tmp_path / "sink.out"
     rule = unique_name("r")
     src = host.start_source("pyjson", rule, op_id="src", config={"interval": 0.01})
     sink = host.start_sink("file", rule, op_id="sink", config={"path": str(out)})
-    revert = host.function("revert")
+    revert = host.function(fn("revert"))
     assert src.recv().message is not None
     sink.send({"before": 1})
     assert revert.call("ab") == "ba"
@@ -291,15 +320,16 @@ def test_kill_and_restart_replays(host: PluginHost, unique_name: Callable[..., s
 
 def test_replay_keeps_one_function_like_ekuiper(plugin_host_factory: Callable[..., PluginHost],
                                                 unique_name: Callable[..., str],
-                                                plugin_dir: Path, sdk: str) -> None:
+                                                plugin_dir: Path, sdk: str, suffix: str,
+                                                fn: Callable[[str], str]) -> None:
     name = unique_name("p")
-    host = plugin_host_factory(name, plugin_dir / "main.py", env={"PLUGIN_NAME": name},
-                               function_timeout=1.0)
-    revert, agg = host.function("revert"), host.function("agg_sum")
+    host = plugin_host_factory(name, plugin_dir / "main.py", function_timeout=1.0,
+                               env={"PLUGIN_NAME": name, "FUNCTION_SUFFIX": suffix})
+    revert, agg = host.function(fn("revert")), host.function(fn("agg_sum"))
     assert revert.call("ab") == "ba" and agg.call([1]) == 1
     # eKuiper keys start commands by meta, empty for every function: the last one wins.
     commands = [json.loads(json.loads(c)["arg"]) for c in host.registered_commands]
-    assert [c["symbolName"] for c in commands] == ["agg_sum"]
+    assert [c["symbolName"] for c in commands] == [fn("agg_sum")]
     host.kill()
     host.restart()
     assert agg.call([2, 3]) == 5
@@ -326,6 +356,18 @@ def test_dead_plugin_restarts_on_next_start(host: PluginHost,
     second.stop()
 
 
+def test_close_after_a_crash_cleans_up(host: PluginHost,
+                                       unique_name: Callable[..., str]) -> None:
+    sink = host.start_sink("file", unique_name("r"))
+    data_path = sink.url[len("ipc://"):]
+    host.kill()
+    assert os.path.exists(data_path), "a killed plugin leaves its listening socket file"
+    host.close()
+    assert not os.path.exists(data_path)
+    with pytest.raises(HostError, match="is closed"):
+        host.start_source("pyjson", unique_name("r"))
+
+
 def test_bad_commands(host: PluginHost, sdk: str, unique_name: Callable[..., str]) -> None:
     answer = host.send_command(b'{"cmd":"bogus","arg":"{}"}')
     if sdk == "ekuiper":
@@ -345,32 +387,36 @@ def test_bad_commands(host: PluginHost, sdk: str, unique_name: Callable[..., str
     assert host.start_source("pyjson", rule).recv().message is not None
 
 
-def test_run_pipeline(plugin_dir: Path, unique_name: Callable[..., str], tmp_path: Path) -> None:
+def test_run_pipeline(plugin_dir: Path, unique_name: Callable[..., str], tmp_path: Path,
+                      suffix: str, fn: Callable[[str], str]) -> None:
     name = unique_name("p")
-    (plugin_dir / "official_style.json").rename(plugin_dir / f"{name}.json")
+    manifest = json.loads((plugin_dir / "official_style.json").read_text())
+    manifest["functions"] = [fn(base) for base in manifest["functions"]]
+    (plugin_dir / "official_style.json").unlink()
+    (plugin_dir / f"{name}.json").write_text(json.dumps(manifest))
     out = tmp_path / "sink.out"
     buf = io.StringIO()
-    records = run_pipeline(plugin_dir, count=3, env={"PLUGIN_NAME": name},
-                           source_config={"interval": 0.01}, sink_config={"path": str(out)},
-                           out=buf)
+    env = {"PLUGIN_NAME": name, "FUNCTION_SUFFIX": suffix}
+    records = run_pipeline(plugin_dir, count=3, env=env, source_config={"interval": 0.01},
+                           sink_config={"path": str(out)}, out=buf)
     assert [r["seq"] for r in records] == [0, 1, 2]
-    assert all(r["revert"] == "nosjyp" for r in records)
+    assert all(r[fn("revert")] == "nosjyp" for r in records)
     lines = buf.getvalue().splitlines()
     assert len(lines) == 9
     assert lines[0].startswith('source pyjson -> {"name": "pyjson", "seq": 0')
-    assert lines[1] == "revert(name) -> 'nosjyp'"
-    assert lines[2].startswith('sink file <- {"datasource":"","name":"pyjson","revert":"nosjyp"')
-    assert [json.loads(line)["revert"] for line in file_lines(out)] == ["nosjyp"] * 3
+    assert lines[1] == f"{fn('revert')}(name) -> 'nosjyp'"
+    assert lines[2].startswith('sink file <- {"datasource":"","name":"pyjson","revert')
+    assert [json.loads(line)[fn("revert")] for line in file_lines(out)] == ["nosjyp"] * 3
     assert not any(name in p for p in os.listdir("/tmp")), "no socket file left behind"
 
     # The same from a shell; a failing function makes a one-line error and exit code 1.
     command = [sys.executable, "-m", "ekuiper_sdk.testing", "run", str(plugin_dir),
                "--source-config", '{"interval": 0.01}', "--count", "2"]
-    env = {**os.environ, "PLUGIN_NAME": name}
+    env = {**os.environ, **env}
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines().count("revert(name) -> 'nosjyp'") == 2
-    proc = subprocess.run(command + ["--function", "boom"], env=env, capture_output=True,
+    assert proc.stdout.splitlines().count(f"{fn('revert')}(name) -> 'nosjyp'") == 2
+    proc = subprocess.run(command + ["--function", fn("boom")], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"error: plugin {name}: ") and proc.stderr.count("\n") == 1
