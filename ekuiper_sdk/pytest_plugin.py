@@ -1,0 +1,79 @@
+"""pytest fixtures for testing portable plugins against :mod:`ekuiper_sdk.testing`.
+
+Installed with the package and loaded by pytest on its own (entry point ``ekuiper_sdk``):
+
+    def test_revert(plugin_host_factory, unique_name):
+        name = unique_name()
+        host = plugin_host_factory(name, "plugins/pysam/pysam.py", env={"PLUGIN_NAME": name})
+        assert host.function("revert").call("abc") == "cba"
+
+Every IPC path lives in ``/tmp``, shared by every test run on the machine, so tests use
+names from ``unique_name`` for plugins, rules and functions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Union
+
+import pytest
+
+if TYPE_CHECKING:
+    from .testing import PluginHost
+
+_counter = itertools.count(1)
+
+
+def make_unique_name(prefix: str = "t") -> str:
+    """A name no other test, process or run on this machine uses at the same time.
+
+    Process id, a counter and random bits: short, since IPC paths are limited to 107 bytes.
+
+    >>> make_unique_name() != make_unique_name()
+    True
+    """
+    return f"{prefix}{os.getpid()}_{next(_counter)}_{random.getrandbits(24):06x}"
+
+
+@pytest.fixture
+def unique_name() -> Callable[..., str]:
+    """A function returning a new unique name on each call, like ``t4242_7_a1b2c3``.
+
+    Example::
+
+        def test_two_rules(unique_name):
+            rule_a, rule_b = unique_name(), unique_name("r")
+    """
+    return make_unique_name
+
+
+@pytest.fixture
+def plugin_host_factory() -> Iterator[Callable[..., PluginHost]]:
+    """A function ``(name, executable, **options) -> PluginHost``, already started.
+
+    Options are those of :class:`~ekuiper_sdk.testing.PluginHost`. Every host made is
+    closed at teardown (processes killed, socket files removed).
+
+    Example::
+
+        def test_source(plugin_host_factory, unique_name):
+            name = unique_name()
+            host = plugin_host_factory(name, "main.py", env={"PLUGIN_NAME": name})
+            assert host.start_source("pyjson", unique_name()).recv().message
+    """
+    from .testing import PluginHost
+
+    hosts: List[PluginHost] = []
+
+    def factory(name: str, executable: Union[str, "os.PathLike[str]"],
+                **options: Any) -> PluginHost:
+        host = PluginHost(name, executable, **options)
+        hosts.append(host)
+        host.start()
+        return host
+
+    yield factory
+    for host in reversed(hosts):
+        host.close()
