@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -35,10 +36,15 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import (IO, TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence,
-                    Tuple, Union)
+from typing import (
+    IO,
+    TYPE_CHECKING,
+    Any,
+    Union,
+)
 
 from .plugin import DESCRIBE_ENV
 
@@ -76,7 +82,7 @@ _STORED_SUFFIXES = (".whl", ".zip", ".gz", ".tgz", ".xz", ".bz2", ".png", ".jpg"
 class PackagingError(Exception):
     """A plugin that cannot be packed or installed; ``problems`` holds one line per cause."""
 
-    def __init__(self, problems: Sequence[Union["Problem", str]]) -> None:
+    def __init__(self, problems: Sequence[Problem | str]) -> None:
         self.problems = [p if isinstance(p, Problem) else Problem("", str(p)) for p in problems]
         super().__init__("\n".join(str(p) for p in self.problems))
 
@@ -115,14 +121,14 @@ class Manifest:
     version: str
     language: str
     executable: str
-    sources: Tuple[str, ...] = ()
-    sinks: Tuple[str, ...] = ()
-    functions: Tuple[str, ...] = ()
-    virtual_env_type: Optional[str] = None
-    env: Optional[str] = None
+    sources: tuple[str, ...] = ()
+    sinks: tuple[str, ...] = ()
+    functions: tuple[str, ...] = ()
+    virtual_env_type: str | None = None
+    env: str | None = None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], name: str) -> "Manifest":
+    def from_dict(cls, data: Mapping[str, Any], name: str) -> Manifest:
         """Build from decoded JSON that ``check_manifest`` accepted."""
         return cls(
             name=name, version=str(data.get("version", "")), language=str(data.get("language", "")),
@@ -131,7 +137,7 @@ class Manifest:
             functions=tuple(data.get("functions") or ()),
             virtual_env_type=data.get("virtualEnvType"), env=data.get("env"))
 
-    def symbols(self) -> Dict[str, Tuple[str, ...]]:
+    def symbols(self) -> dict[str, tuple[str, ...]]:
         """The declared names by kind: ``{"sources": (...), "sinks": (...), "functions": (...)}``."""
         return {"sources": self.sources, "sinks": self.sinks, "functions": self.functions}
 
@@ -150,17 +156,17 @@ class Validation:
     """What ``validate`` found: the manifest (when readable) and every problem."""
 
     plugin_dir: Path
-    manifest: Optional[Manifest] = None
-    problems: List[Problem] = field(default_factory=list)
+    manifest: Manifest | None = None
+    problems: list[Problem] = field(default_factory=list)
     #: The symbols the code defines, from describe mode (None when not checked).
-    defined: Optional[Dict[str, List[str]]] = None
+    defined: dict[str, list[str]] | None = None
 
     @property
-    def errors(self) -> List[Problem]:
+    def errors(self) -> list[Problem]:
         return [p for p in self.problems if not p.warning]
 
     @property
-    def warnings(self) -> List[Problem]:
+    def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.warning]
 
     @property
@@ -177,7 +183,7 @@ class ZipEntry:
     mode: int = 0o644
 
     @property
-    def kind(self) -> Optional[str]:
+    def kind(self) -> str | None:
         """``sources``/``sinks``/``functions`` when eKuiper copies it to etc and data."""
         top = self.name.split("/", 1)[0]
         return top if top in KINDS and "/" in self.name else None
@@ -188,12 +194,12 @@ class PackResult:
     """What ``pack`` wrote."""
 
     manifest: Manifest
-    entries: List[ZipEntry]
-    zip_path: Optional[Path] = None
-    layout_dir: Optional[Path] = None
+    entries: list[ZipEntry]
+    zip_path: Path | None = None
+    layout_dir: Path | None = None
     sha256: str = ""
     size: int = 0
-    warnings: List[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------
@@ -209,7 +215,7 @@ def schema_path() -> Path:
     return Path(__file__).with_name("plugin.json")
 
 
-def check_executable_path(value: str) -> Optional[str]:
+def check_executable_path(value: str) -> str | None:
     """Why ``value`` cannot be a manifest's ``executable``, or None when it can.
 
     eKuiper checks the zip holds an entry named exactly ``executable`` after cleaning the
@@ -229,7 +235,7 @@ def check_executable_path(value: str) -> Optional[str]:
     return None
 
 
-def check_manifest(data: Any, name: str, where: str = "") -> List[Problem]:
+def check_manifest(data: Any, name: str, where: str = "") -> list[Problem]:
     """Check decoded manifest JSON against plugin.json and eKuiper's own checks.
 
     Every message names the key and the fix. The rules are the schema's, written out so
@@ -240,7 +246,7 @@ def check_manifest(data: Any, name: str, where: str = "") -> List[Problem]:
     ["demo.json: 'language' is 'java'; use one of: python, go"]
     """
     where = where or f"{name}.json"
-    out: List[Problem] = []
+    out: list[Problem] = []
 
     def bad(message: str, fix: str) -> None:
         out.append(Problem(where, message, fix))
@@ -319,7 +325,7 @@ def check_manifest(data: Any, name: str, where: str = "") -> List[Problem]:
     return out
 
 
-def check_manifest_schema(data: Any) -> List[str]:
+def check_manifest_schema(data: Any) -> list[str]:
     """Messages from validating ``data`` with ``jsonschema`` against plugin.json.
 
     Returns an empty list when ``jsonschema`` (the ``tools`` extra) is not installed: the
@@ -330,7 +336,7 @@ def check_manifest_schema(data: Any) -> List[str]:
     []
     """
     try:
-        import jsonschema
+        jsonschema = importlib.import_module("jsonschema")
     except ImportError:
         return []
     schema = json.loads(schema_path().read_text(encoding="utf-8"))
@@ -347,7 +353,7 @@ def _looks_like_manifest(path: Path) -> bool:
     return isinstance(data, dict) and ("executable" in data or "language" in data)
 
 
-def find_manifest(plugin_dir: PathLike, name: Optional[str] = None) -> Path:
+def find_manifest(plugin_dir: PathLike, name: str | None = None) -> Path:
     """The manifest file of a plugin folder: ``<name>.json``, or the only root JSON file that
     looks like one. Raises ``PackagingError`` with the fix when there is none or several.
 
@@ -378,13 +384,13 @@ def find_manifest(plugin_dir: PathLike, name: Optional[str] = None) -> Path:
                                   "and \"executable\")", fix)])
 
 
-def load_manifest(path: PathLike) -> Tuple[Optional[Manifest], List[Problem]]:
+def load_manifest(path: PathLike) -> tuple[Manifest | None, list[Problem]]:
     """Read and check one manifest file; the manifest is None when it has errors.
 
     >>> manifest, problems = load_manifest("pysam/pysam.json")   # doctest: +SKIP
     """
     path = Path(path)
-    name = path.name[:-len(".json")] if path.name.endswith(".json") else path.name
+    name = path.name.removesuffix(".json")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -411,7 +417,7 @@ def _excluded(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
 
 
 def plugin_files(plugin_dir: PathLike, excludes: Sequence[str] = (),
-                 skip: Iterable[PathLike] = ()) -> List[Tuple[str, Path]]:
+                 skip: Iterable[PathLike] = ()) -> list[tuple[str, Path]]:
     """The files a plugin zip carries, as sorted ``(name in zip, path on disk)`` pairs.
 
     ``DEFAULT_EXCLUDES`` and ``excludes`` are glob patterns matched against every path
@@ -424,7 +430,7 @@ def plugin_files(plugin_dir: PathLike, excludes: Sequence[str] = (),
     root = Path(plugin_dir).resolve()
     skipped = {Path(s).resolve() for s in skip}
     patterns = list(DEFAULT_EXCLUDES) + list(excludes)
-    found: List[Tuple[str, Path]] = []
+    found: list[tuple[str, Path]] = []
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         rel_dir = PurePosixPath(here.relative_to(root).as_posix())
@@ -438,9 +444,9 @@ def plugin_files(plugin_dir: PathLike, excludes: Sequence[str] = (),
     return sorted(found)
 
 
-def _check_files(root: Path, manifest: Manifest, files: Sequence[Tuple[str, Path]],
-                 where: str) -> List[Problem]:
-    out: List[Problem] = []
+def _check_files(root: Path, manifest: Manifest, files: Sequence[tuple[str, Path]],
+                 where: str) -> list[Problem]:
+    out: list[Problem] = []
     names = {n for n, _ in files}
     exe_path = root / manifest.executable
     if manifest.executable not in names:
@@ -453,7 +459,7 @@ def _check_files(root: Path, manifest: Manifest, files: Sequence[Tuple[str, Path
     for src in manifest.sources:
         if f"sources/{src}.yaml" not in names:
             out.append(Problem(str(root / "sources" / f"{src}.yaml"), "missing; eKuiper refuses "
-                               f"a source without its default configuration",
+                               "a source without its default configuration",
                                "create it (at least the line 'default:')"))
     declared = {kind: set(names_) for kind, names_ in manifest.symbols().items()}
     for name, path in files:
@@ -480,8 +486,8 @@ def _check_files(root: Path, manifest: Manifest, files: Sequence[Tuple[str, Path
     return out
 
 
-def describe(plugin_dir: PathLike, manifest: Manifest, python: Optional[str] = None,
-             timeout: float = 30.0) -> Tuple[Optional[Dict[str, Any]], List[Problem]]:
+def describe(plugin_dir: PathLike, manifest: Manifest, python: str | None = None,
+             timeout: float = 30.0) -> tuple[dict[str, Any] | None, list[Problem]]:
     """Run the executable in describe mode and return the symbols it defines.
 
     The plugin prints ``{"name", "sources", "sinks", "functions"}`` and exits without
@@ -501,7 +507,7 @@ def describe(plugin_dir: PathLike, manifest: Manifest, python: Optional[str] = N
     cmd = [python or sys.executable, "-u", str(exe), json.dumps({"sendTimeout": 1000})]
     try:
         proc = subprocess.run(cmd, cwd=str(exe.parent), env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=timeout)
+                              capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return None, [Problem(shown, f"printed no symbols within {timeout:g} s in describe mode",
                               "make sure it calls ekuiper_sdk's plugin.start(...) and does no "
@@ -530,8 +536,8 @@ def describe(plugin_dir: PathLike, manifest: Manifest, python: Optional[str] = N
 
 
 def _check_symbols(manifest: Manifest, defined: Mapping[str, Any], where: str,
-                   exe: str) -> List[Problem]:
-    out: List[Problem] = []
+                   exe: str) -> list[Problem]:
+    out: list[Problem] = []
     code_name = defined.get("name")
     if code_name != manifest.name:
         # The plugin dials ipc:///tmp/plugin_<its own name>.ipc; eKuiper listens at the
@@ -556,7 +562,7 @@ def _check_symbols(manifest: Manifest, defined: Mapping[str, Any], where: str,
     return out
 
 
-def validate(plugin_dir: PathLike, *, name: Optional[str] = None, python: Optional[str] = None,
+def validate(plugin_dir: PathLike, *, name: str | None = None, python: str | None = None,
              check_code: bool = True, excludes: Sequence[str] = (),
              timeout: float = 30.0) -> Validation:
     """Check a plugin folder the way eKuiper's installer will, plus its code's symbols.
@@ -607,7 +613,7 @@ def file_mode(path: Path, executable: bool = False) -> int:
 
 
 def plugin_entries(plugin_dir: PathLike, manifest: Manifest, excludes: Sequence[str] = (),
-                   skip: Iterable[PathLike] = ()) -> List[ZipEntry]:
+                   skip: Iterable[PathLike] = ()) -> list[ZipEntry]:
     """The zip entries of a plugin folder, with the executable marked executable.
 
     >>> [e.name for e in plugin_entries("pysam", manifest)]     # doctest: +SKIP
@@ -617,7 +623,7 @@ def plugin_entries(plugin_dir: PathLike, manifest: Manifest, excludes: Sequence[
             for name, path in plugin_files(plugin_dir, excludes, skip)]
 
 
-def _directories(names: Iterable[str]) -> List[str]:
+def _directories(names: Iterable[str]) -> list[str]:
     dirs = set()
     for name in names:
         parts = name.split("/")[:-1]
@@ -641,7 +647,7 @@ def zip_bytes(entries: Sequence[ZipEntry]) -> bytes:
         dup = sorted({n for n in names if names.count(n) > 1})
         raise PackagingError([Problem("", f"the zip would hold {', '.join(dup)} twice",
                                       "remove the duplicate file")])
-    items: List[Tuple[str, Optional[ZipEntry]]] = [(d, None) for d in _directories(names)]
+    items: list[tuple[str, ZipEntry | None]] = [(d, None) for d in _directories(names)]
     items += [(e.name, e) for e in entries]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -690,7 +696,7 @@ def write_layout(entries: Sequence[ZipEntry], name: str, layout_dir: PathLike) -
     plugin_root = root / "plugins" / "portable" / name
     if plugin_root.exists():
         shutil.rmtree(plugin_root)
-    targets: List[Tuple[Path, ZipEntry]] = []
+    targets: list[tuple[Path, ZipEntry]] = []
     for entry in entries:
         if entry.kind:
             targets += [(root / "etc" / entry.name, entry), (root / "data" / entry.name, entry)]
@@ -704,7 +710,7 @@ def write_layout(entries: Sequence[ZipEntry], name: str, layout_dir: PathLike) -
     return root
 
 
-def read_zip_manifest(zip_path: PathLike, name: Optional[str] = None) -> Manifest:
+def read_zip_manifest(zip_path: PathLike, name: str | None = None) -> Manifest:
     """The manifest at the root of a plugin zip, checked; ``PackagingError`` when absent or bad.
 
     >>> read_zip_manifest("pysam.zip").name                 # doctest: +SKIP
@@ -750,10 +756,10 @@ def read_zip_manifest(zip_path: PathLike, name: Optional[str] = None) -> Manifes
         return Manifest.from_dict(data, plugin_name)
 
 
-def pack(plugin_dir: PathLike, output: Optional[PathLike] = None, *, name: Optional[str] = None,
-         layout: Optional[PathLike] = None, excludes: Sequence[str] = (),
-         vendor: Optional["VendorOptions"] = None, python: Optional[str] = None,
-         check_code: bool = True, log: Optional[IO[str]] = None) -> PackResult:
+def pack(plugin_dir: PathLike, output: PathLike | None = None, *, name: str | None = None,
+         layout: PathLike | None = None, excludes: Sequence[str] = (),
+         vendor: VendorOptions | None = None, python: str | None = None,
+         check_code: bool = True, log: IO[str] | None = None) -> PackResult:
     """Validate a plugin folder, then write its zip (and/or its start-up layout).
 
     With ``vendor``, the wheels of the plugin's requirements and of ekuiper-sdk are added

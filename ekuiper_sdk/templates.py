@@ -12,7 +12,6 @@ import json
 import re
 from pathlib import Path
 from string import Template
-from typing import Dict, Tuple, Union
 
 from .packaging import NAME_RE, PackagingError, Problem
 
@@ -166,12 +165,12 @@ REQUIREMENTS = '''\
 '''
 
 
-def _about(description: str) -> Dict[str, object]:
+def _about(description: str) -> dict[str, object]:
     return {"trial": False, "author": {"name": "", "email": "", "company": "", "website": ""},
             "description": {"en_US": description}}
 
 
-def symbol_names(name: str) -> Dict[str, str]:
+def symbol_names(name: str) -> dict[str, str]:
     """The symbol names ``init`` gives a plugin: unique per plugin, since eKuiper keeps one
     namespace of sources, sinks and functions for all plugins.
 
@@ -185,7 +184,7 @@ def symbol_names(name: str) -> Dict[str, str]:
             "sink": f"{ident}_print", "function": f"{ident}_upper"}
 
 
-def render(name: str) -> Dict[str, Tuple[str, int]]:
+def render(name: str) -> dict[str, tuple[str, int]]:
     """Every file of a new project: ``{relative path: (text, mode)}``.
 
     >>> sorted(render("demo"))[:3]
@@ -234,7 +233,7 @@ def render(name: str) -> Dict[str, Tuple[str, int]]:
     }
 
 
-def init_project(name: str, directory: Union[str, Path, None] = None, *,
+def init_project(name: str, directory: str | Path | None = None, *,
                  force: bool = False) -> Path:
     """Write a new plugin project into ``directory`` (default ``./NAME``) and return it.
 

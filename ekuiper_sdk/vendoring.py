@@ -25,9 +25,10 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, List, Optional, Sequence, Tuple
+from typing import IO
 
 from .packaging import ZIP_EPOCH, Manifest, PackagingError, Problem, ZipEntry
 
@@ -56,7 +57,7 @@ class Target:
 
     python_version: str
     label: str
-    platforms: Tuple[str, ...]
+    platforms: tuple[str, ...]
     implementation: str = "cp"
 
     @property
@@ -80,12 +81,12 @@ class VendorOptions:
     """
 
     python_version: str = DEFAULT_PYTHON_VERSION
-    platforms: Tuple[str, ...] = DEFAULT_PLATFORMS
+    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
     glibc: str = DEFAULT_GLIBC
-    sdk_wheel: Optional[str] = None
-    pip: Tuple[str, ...] = ()
+    sdk_wheel: str | None = None
+    pip: tuple[str, ...] = ()
 
-    def targets(self) -> List[Target]:
+    def targets(self) -> list[Target]:
         """The targets, each with the pip platform tags it accepts."""
         return [platform_target(self.python_version, p, self.glibc) for p in self.platforms]
 
@@ -133,7 +134,7 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def read_requirements(path: Path) -> List[str]:
+def read_requirements(path: Path) -> list[str]:
     """The requirement lines of ``requirements.txt``, without comments and blank lines.
 
     Options (``-r``, ``-e``, ``--index-url``...) are refused: the wheels are resolved here
@@ -169,7 +170,7 @@ def requirement_name(requirement: str) -> str:
     return _canonical(match.group(1)) if match else requirement.strip()
 
 
-def sdk_requirements() -> Tuple[str, List[str]]:
+def sdk_requirements() -> tuple[str, list[str]]:
     """The installed ekuiper-sdk's version and its runtime requirements (no extras).
 
     >>> version, requires = sdk_requirements()
@@ -187,7 +188,7 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest}"
 
 
-def build_sdk_wheel() -> Tuple[str, bytes]:
+def build_sdk_wheel() -> tuple[str, bytes]:
     """A wheel of the installed ekuiper-sdk, built from its files with no build tool or network.
 
     The package is pure Python, so its installed modules plus its metadata are the whole
@@ -208,7 +209,7 @@ def build_sdk_wheel() -> Tuple[str, bytes]:
                                    "reinstall it, or pass --sdk-wheel")])
     entry_points = dist.read_text("entry_points.txt")
     pkg_dir = Path(ekuiper_sdk.__file__).parent
-    files: List[Tuple[str, bytes]] = []
+    files: list[tuple[str, bytes]] = []
     for path in sorted(pkg_dir.rglob("*")):
         rel = path.relative_to(pkg_dir)
         if (not path.is_file() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo")
@@ -217,8 +218,8 @@ def build_sdk_wheel() -> Tuple[str, bytes]:
         files.append((f"ekuiper_sdk/{rel.as_posix()}", path.read_bytes()))
     info = f"ekuiper_sdk-{version}.dist-info"
     files.append((f"{info}/METADATA", metadata.encode("utf-8")))
-    files.append((f"{info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: ekuiper-plugin\n"
-                  b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
+    files.append((f"{info}/WHEEL", (b"Wheel-Version: 1.0\nGenerator: ekuiper-plugin\n"
+                  b"Root-Is-Purelib: true\nTag: py3-none-any\n")))
     if entry_points:
         files.append((f"{info}/entry_points.txt", entry_points.encode("utf-8")))
     record = "".join(f"{n},{_record_hash(d)},{len(d)}\n" for n, d in files)
@@ -235,7 +236,7 @@ def build_sdk_wheel() -> Tuple[str, bytes]:
     return f"ekuiper_sdk-{version}-py3-none-any.whl", buf.getvalue()
 
 
-def _wheel_version(path: Path) -> Tuple[str, List[str]]:
+def _wheel_version(path: Path) -> tuple[str, list[str]]:
     with zipfile.ZipFile(path) as zf:
         meta_name = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
         if meta_name is None:
@@ -258,16 +259,16 @@ def _wheel_version(path: Path) -> Tuple[str, List[str]]:
     return version, requires
 
 
-def _run_pip(cmd: Sequence[str], log: IO[str]) -> Tuple[int, str]:
+def _run_pip(cmd: Sequence[str], log: IO[str]) -> tuple[int, str]:
     """Run pip, showing its output (with its progress bar on a terminal); return its errors."""
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
     if log.isatty():
         # pip draws its progress bar only when its stdout is a terminal, so give it ours.
-        proc = subprocess.run(list(cmd), stdout=log.fileno(), stderr=subprocess.PIPE, env=env,
-                              stdin=subprocess.DEVNULL)
-        err = proc.stderr.decode("utf-8", "replace")
+        done = subprocess.run(list(cmd), stdout=log.fileno(), stderr=subprocess.PIPE, env=env,
+                              stdin=subprocess.DEVNULL, check=False)
+        err = done.stderr.decode("utf-8", "replace")
         log.write(err)
-        return proc.returncode, err
+        return done.returncode, err
     with subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                           stdin=subprocess.DEVNULL) as proc:
         assert proc.stdout is not None
@@ -281,7 +282,7 @@ def _run_pip(cmd: Sequence[str], log: IO[str]) -> Tuple[int, str]:
 
 
 def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest: Path,
-                    pip: Sequence[str] = (), log: Optional[IO[str]] = None) -> List[Path]:
+                    pip: Sequence[str] = (), log: IO[str] | None = None) -> list[Path]:
     """Download binary wheels of ``requirements`` and their dependencies for every target.
 
     Every target is tried; a requirement with no wheel for one is named in the
@@ -297,7 +298,7 @@ def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest
         return []
     req_file = dest.parent / "requirements.in"
     req_file.write_text("\n".join(requirements) + "\n", encoding="utf-8")
-    problems: List[Problem] = []
+    problems: list[Problem] = []
     for i, target in enumerate(targets, 1):
         log.write(f"[{i}/{len(targets)}] wheels for {target.describe()}: "
                   f"{', '.join(requirements)}\n")
@@ -386,7 +387,7 @@ def install_script(manifest: Manifest) -> str:
 
 
 def vendor_entries(plugin_dir: Path, manifest: Manifest, options: VendorOptions,
-                   log: Optional[IO[str]] = None) -> List[ZipEntry]:
+                   log: IO[str] | None = None) -> list[ZipEntry]:
     """The zip entries ``--vendor`` adds: ``wheels/*.whl``, ``wheels/requirements.txt`` and
     ``install.sh``. Raises ``VendorError`` naming each requirement with no wheel.
 

@@ -22,7 +22,6 @@ import posixpath
 import stat
 import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 SPECIAL = ("sources/", "sinks/", "functions/")
 
@@ -36,7 +35,7 @@ def _clean(name: str) -> str:
     return "" if cleaned == "." else cleaned
 
 
-def read_manifest(zf: zipfile.ZipFile, name: str) -> Dict[str, object]:
+def read_manifest(zf: zipfile.ZipFile, name: str) -> dict[str, object]:
     json_name = f"{name}.json"
     infos = zf.infolist()
     entry = next((i for i in infos if i.filename == json_name), None)
@@ -61,7 +60,7 @@ def read_manifest(zf: zipfile.ZipFile, name: str) -> Dict[str, object]:
     return data
 
 
-def install(zip_path: Path, name: str, root: Path) -> Dict[str, object]:
+def install(zip_path: Path, name: str, root: Path) -> dict[str, object]:
     """Unpack ``zip_path`` as eKuiper would into ``root/{plugins/portable,etc,data}``.
 
     Raises ``InstallFailure`` with the host's reason; returns the manifest.
@@ -80,7 +79,7 @@ def install(zip_path: Path, name: str, root: Path) -> Dict[str, object]:
         plugin_dir.mkdir(parents=True, exist_ok=True)
         for info in zf.infolist():
             cleaned = _clean(info.filename)
-            if cleaned.startswith("/") or cleaned == ".." or cleaned.startswith("../"):
+            if cleaned.startswith(("/", "../")) or cleaned == "..":
                 raise InstallFailure(f"path escapes the plugin folder: {info.filename}")
             targets = ([etc, data_dir] if cleaned.startswith(SPECIAL) else [plugin_dir])
             for base in targets:
@@ -109,10 +108,10 @@ def _unzip_one(zf: zipfile.ZipFile, info: zipfile.ZipInfo, base: Path, name: str
     os.chmod(target, mode or 0o644)
 
 
-def check(zip_path: Path, name: str, scratch: Path) -> List[str]:
+def check(zip_path: Path, name: str, scratch: Path) -> list[str]:
     """Every rule a zip the SDK writes must meet, beyond eKuiper's (deterministic metadata,
     executable bit, no stray folders); an empty list when the zip is right."""
-    problems: List[str] = []
+    problems: list[str] = []
     try:
         install(zip_path, name, scratch)
     except InstallFailure as exc:
@@ -144,9 +143,9 @@ def check(zip_path: Path, name: str, scratch: Path) -> List[str]:
     return problems
 
 
-def tree(root: Path) -> Dict[str, Tuple[bytes, int]]:
+def tree(root: Path) -> dict[str, tuple[bytes, int]]:
     """Every file below ``root``: relative path -> (content, permission bits)."""
-    out: Dict[str, Tuple[bytes, int]] = {}
+    out: dict[str, tuple[bytes, int]] = {}
     for path in sorted(root.rglob("*")):
         if path.is_file():
             out[path.relative_to(root).as_posix()] = (path.read_bytes(),
@@ -154,7 +153,7 @@ def tree(root: Path) -> Dict[str, Tuple[bytes, int]]:
     return out
 
 
-def find_plugin_name(zip_path: Path) -> Optional[str]:
+def find_plugin_name(zip_path: Path) -> str | None:
     with zipfile.ZipFile(zip_path) as zf:
         roots = [n[:-5] for n in zf.namelist() if "/" not in n and n.endswith(".json")]
     return roots[0] if len(roots) == 1 else None

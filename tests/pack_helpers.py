@@ -8,7 +8,7 @@ import json
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any
 
 import pytest
 
@@ -20,24 +20,24 @@ def unique_name(prefix: str = "t") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-def new_plugin(tmp_path: Path, name: Optional[str] = None) -> Path:
+def new_plugin(tmp_path: Path, name: str | None = None) -> Path:
     """A fresh ``init`` project in ``tmp_path/<name>``."""
     name = name or unique_name()
     return init_project(name, tmp_path / name)
 
 
-def manifest_of(plugin_dir: Path) -> Dict[str, Any]:
+def manifest_of(plugin_dir: Path) -> dict[str, Any]:
     path = next(p for p in plugin_dir.glob("*.json"))
     return dict(json.loads(path.read_text()))
 
 
-def write_manifest(plugin_dir: Path, data: Dict[str, Any]) -> None:
+def write_manifest(plugin_dir: Path, data: dict[str, Any]) -> None:
     path = next(p for p in plugin_dir.glob("*.json"))
     path.write_text(json.dumps(data, indent=2))
 
 
 @functools.lru_cache(maxsize=1)
-def pypi_problem() -> Optional[str]:
+def pypi_problem() -> str | None:
     """Why PyPI cannot be used from here, or None when it answers."""
     try:
         with urllib.request.urlopen("https://pypi.org/simple/six/", timeout=8) as resp:

@@ -7,19 +7,19 @@ import os
 import stat
 import zipfile
 from pathlib import Path
-from typing import Any, Dict, List
-
-import pytest
+from typing import Any
 
 import ekuiper_install_rules as rules
+import pytest
+from pack_helpers import manifest_of, new_plugin, unique_name, write_manifest
+
 from ekuiper_sdk import packaging
 from ekuiper_sdk.packaging import Manifest, PackagingError, ZipEntry
-from pack_helpers import manifest_of, new_plugin, unique_name, write_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def errors(result: packaging.Validation) -> List[str]:
+def errors(result: packaging.Validation) -> list[str]:
     return [str(p) for p in result.errors]
 
 
@@ -40,7 +40,7 @@ def test_schema_is_a_valid_draft7_schema() -> None:
 
 GOOD = {"version": "1.0.0", "language": "python", "executable": "main.py",
         "sources": ["src"], "sinks": ["snk"], "functions": ["fn"]}
-CORPUS: List[Dict[str, Any]] = [
+CORPUS: list[Any] = [
     GOOD,
     {"version": "1", "language": "go", "executable": "bin/plugin", "functions": ["f_1"]},
     dict(GOOD, name="demo"),

@@ -16,28 +16,27 @@ import sys
 import venv
 import zipfile
 from pathlib import Path
-from typing import Dict, Tuple
-
-import pytest
 
 import ekuiper_install_rules as rules
+import pytest
+from pack_helpers import builtin_host, new_plugin, require_pypi
+
 from ekuiper_sdk import packaging, vendoring
 from ekuiper_sdk.packaging import PackagingError
 from ekuiper_sdk.vendoring import VendorError, VendorOptions
-from pack_helpers import builtin_host, new_plugin, require_pypi
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 def local_options(**kw: object) -> VendorOptions:
     glibc = platform.libc_ver()[1] or "2.17"
-    defaults: Dict[str, object] = dict(python_version=PY, platforms=(vendoring.host_platform(),),
-                                       glibc=glibc)
+    defaults: dict[str, object] = {"python_version": PY, "platforms": (vendoring.host_platform(),),
+                                       "glibc": glibc}
     defaults.update(kw)
     return VendorOptions(**defaults)  # type: ignore[arg-type]
 
 
-def clean_env(**extra: str) -> Dict[str, str]:
+def clean_env(**extra: str) -> dict[str, str]:
     """The environment with every pip setting removed, so nothing but the zip's wheels and
     the command line can feed pip (this machine points PIP_FIND_LINKS at a wheel folder)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
@@ -45,7 +44,7 @@ def clean_env(**extra: str) -> Dict[str, str]:
     return env
 
 
-def bare_venv_with_borrowed_pip(tmp_path: Path) -> Tuple[Path, Path]:
+def bare_venv_with_borrowed_pip(tmp_path: Path) -> tuple[Path, Path]:
     """A new venv without pip, plus a folder lending it this interpreter's pip through
     PYTHONPATH: seconds faster than ensurepip, and pip still installs into the new venv."""
     import pip
@@ -117,7 +116,7 @@ def test_install_sh_refuses_without_pip(tmp_path: Path) -> None:
     bare = tmp_path / "bare"
     venv.EnvBuilder(with_pip=False).create(bare)
     proc = subprocess.run(["/bin/sh", str(script)], capture_output=True, text=True,
-                          env=clean_env(EKUIPER_PYTHON=str(bare / "bin" / "python")))
+                          env=clean_env(EKUIPER_PYTHON=str(bare / "bin" / "python")), check=False)
     assert proc.returncode != 0
     [line] = proc.stderr.strip().splitlines()
     assert "pip is not available" in line and "EKUIPER_PYTHON" in line
@@ -142,7 +141,7 @@ def test_vendor_refuses_a_go_plugin_and_an_own_install_sh(tmp_path: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def vendored(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Path]:
+def vendored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A plugin needing a pure-python requirement, packed with wheels for this machine."""
     require_pypi()
     tmp = tmp_path_factory.mktemp("vendored")
@@ -163,7 +162,7 @@ def vendored(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Path]:
     return plugin, out
 
 
-def test_vendored_zip_passes_the_install_rules(vendored: Tuple[Path, Path],
+def test_vendored_zip_passes_the_install_rules(vendored: tuple[Path, Path],
                                                tmp_path: Path) -> None:
     plugin, out = vendored
     assert rules.check(out, plugin.name, tmp_path / "ek") == []
@@ -176,8 +175,8 @@ def test_vendored_zip_passes_the_install_rules(vendored: Tuple[Path, Path],
 
 
 @pytest.fixture(scope="module")
-def installed(vendored: Tuple[Path, Path],
-              tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Path, Dict[str, str]]:
+def installed(vendored: tuple[Path, Path],
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
     """The vendored zip unpacked as eKuiper would, and install.sh run twice into a fresh
     venv with no index and no other wheel folder: (plugin folder, python, environment)."""
     plugin, out = vendored
@@ -191,26 +190,26 @@ def installed(vendored: Tuple[Path, Path],
     env = clean_env(EKUIPER_PYTHON=str(python))
     for attempt in (1, 2):  # a second run must be harmless
         proc = subprocess.run(["/bin/sh", str(folder / "install.sh")], cwd=folder, env=env,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == 0, (attempt, proc.stdout, proc.stderr)
         assert "dependencies installed" in proc.stdout
     return folder, python, env
 
 
 def test_vendored_zip_installs_offline_into_a_fresh_venv(
-        installed: Tuple[Path, Path, Dict[str, str]]) -> None:
+        installed: tuple[Path, Path, dict[str, str]]) -> None:
     folder, python, env = installed
     imported = subprocess.run([str(python), "-c", "import six, pynng, ekuiper_sdk"], env=env,
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=60, check=False)
     assert imported.returncode == 0, imported.stderr
     described = subprocess.run([str(python), "main.py"], cwd=folder, capture_output=True,
-                               text=True, env=dict(env, EKUIPER_SDK_DESCRIBE="1"), timeout=60)
+                               text=True, env=dict(env, EKUIPER_SDK_DESCRIBE="1"), timeout=60, check=False)
     assert described.returncode == 0, described.stderr
     assert json.loads(described.stdout)["name"] == folder.name
 
 
 def test_vendored_plugin_runs_under_the_builtin_host(
-        installed: Tuple[Path, Path, Dict[str, str]]) -> None:
+        installed: tuple[Path, Path, dict[str, str]]) -> None:
     builtin_host()
     folder, python, env = installed
     # The venv's own ekuiper_sdk (from the vendored wheel) hosts the plugin, so the run uses
@@ -219,12 +218,12 @@ def test_vendored_plugin_runs_under_the_builtin_host(
               f"; run_pipeline({str(folder)!r}, count=2, out=buf, timeout=30.0)"
               "; print(buf.getvalue())")
     proc = subprocess.run([str(python), "-c", script], env=env, capture_output=True, text=True,
-                          timeout=90)
+                          timeout=90, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
 
 
-def test_install_sh_names_a_missing_wheel(vendored: Tuple[Path, Path], tmp_path: Path) -> None:
+def test_install_sh_names_a_missing_wheel(vendored: tuple[Path, Path], tmp_path: Path) -> None:
     plugin, out = vendored
     root = tmp_path / "ek"
     rules.install(out, plugin.name, root)
@@ -234,7 +233,7 @@ def test_install_sh_names_a_missing_wheel(vendored: Tuple[Path, Path], tmp_path:
     python = bare_venv_with_borrowed_pip(tmp_path)
     proc = subprocess.run(["/bin/sh", str(folder / "install.sh")], cwd=folder, timeout=120,
                           env=clean_env(EKUIPER_PYTHON=str(python[0]), PYTHONPATH=str(python[1])),
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("install.sh: a wheel for CPython") and "--platform" in last
