@@ -19,10 +19,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from . import __version__, packaging, rest
 from .packaging import PackagingError, Problem
+
+if TYPE_CHECKING:  # loaded only by `pack --vendor`
+    from .vendoring import VendorOptions
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -63,12 +66,13 @@ def _cmd_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return EXIT_OK
 
 
-def _vendor_options(args: argparse.Namespace) -> Any | None:
+def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
     if not args.vendor:
         return None
     from .vendoring import DEFAULT_PLATFORMS, VendorOptions
 
-    platforms = tuple(p for group in (args.platform or [list(DEFAULT_PLATFORMS)]) for p in group)
+    chosen = [p.strip() for value in (args.platform or []) for p in value.split(",")]
+    platforms = tuple(p for p in chosen if p) or DEFAULT_PLATFORMS
     return VendorOptions(python_version=args.python_version, platforms=platforms,
                          glibc=args.glibc, sdk_wheel=args.sdk_wheel)
 
@@ -217,9 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--python-version", default="3.12",
                    help="target interpreter of the wheels (default: 3.12, as in the "
                    "slim-python image)")
-    p.add_argument("--platform", action="append", nargs="+", metavar="PLATFORM",
-                   help="target platforms: x86_64, aarch64 or a pip platform tag "
-                   "(default: x86_64 aarch64)")
+    p.add_argument("--platform", action="append", metavar="PLATFORM",
+                   help="target platform, repeatable or comma-separated: x86_64, aarch64 or a "
+                   "pip platform tag such as musllinux_1_2_x86_64 (default: x86_64,aarch64)")
     p.add_argument("--glibc", default="2.36",
                    help="newest glibc of the targets (default: 2.36, Debian bookworm)")
     p.add_argument("--sdk-wheel", help="ship this ekuiper-sdk wheel instead of building one "

@@ -44,8 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from typing_extensions import Self
-
 from .packaging import PackagingError, read_zip_manifest
 
 DEFAULT_SERVER = "http://127.0.0.1:9081"
@@ -313,7 +311,7 @@ class ZipServer:
         host = f"[{self.advertise}]" if ":" in self.advertise else self.advertise
         return f"http://{host}:{self._httpd.server_address[1]}{self.route}"
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> ZipServer:  # noqa: PYI034 - Self needs Python 3.11
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import ekuiper_install_rules as rules
-from typing_extensions import Self
 
 UNDEFINED, NOT_FOUND = 1000, 1002
 
@@ -57,7 +56,7 @@ class FakeEkuiper:
         self._httpd: ThreadingHTTPServer | None = None
 
     # -- server -----------------------------------------------------------------------
-    def __enter__(self) -> Self:
+    def __enter__(self) -> FakeEkuiper:  # noqa: PYI034 - Self needs Python 3.11
         fake = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -224,3 +225,49 @@ def test_run_passes_its_choices_to_run_pipeline(tmp_path: Path,
     (plugin / "main.py").write_text("raise SystemExit(1)\n")
     code, _, err = run("run", str(plugin))
     assert code == 1 and len(calls) == 1 and "describe mode" in err
+
+
+def test_tool_modules_need_only_the_standard_library() -> None:
+    # The SDK installs with pynng alone on the slim image; the tools must not add a
+    # dependency by an import (jsonschema is optional and loaded by name when present).
+    import ast
+
+    import ekuiper_sdk
+    if not hasattr(sys, "stdlib_module_names"):
+        pytest.skip("needs Python 3.10 to list the standard library")
+    root = Path(ekuiper_sdk.__file__).parent
+    for module in ("packaging", "vendoring", "rest", "cli", "templates"):
+        tree = ast.parse((root / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top == "ekuiper_sdk", (module, name)
+
+
+def test_platform_option_forms() -> None:
+    from ekuiper_sdk.cli import _vendor_options, build_parser
+    parser = build_parser()
+    opts = _vendor_options(parser.parse_args(["pack", "--platform", "x86_64", "d", "--vendor",
+                                              "--platform", "aarch64,musllinux_1_2_x86_64"]))
+    assert opts is not None
+    assert opts.platforms == ("x86_64", "aarch64", "musllinux_1_2_x86_64")
+    default = _vendor_options(parser.parse_args(["pack", "d", "--vendor"]))
+    assert default is not None
+    assert default.platforms == ("x86_64", "aarch64") and default.python_version == "3.12"
+    assert _vendor_options(parser.parse_args(["pack", "d"])) is None
+
+
+def test_the_init_projects_own_tests_pass(tmp_path: Path) -> None:
+    plugin = init(tmp_path)
+    # -p no:ekuiper_sdk: the project's tests need no fixture from the SDK's pytest plugin.
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:ekuiper_sdk",
+                           "-p", "no:cacheprovider", str(plugin / "tests")],
+                          cwd=plugin, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # 2 without ekuiper_sdk.testing (its pipeline test skips), 3 with it
+    assert re.search(r"\b[23] passed", proc.stdout) and "failed" not in proc.stdout

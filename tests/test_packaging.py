@@ -332,3 +332,23 @@ def test_layout_replaces_an_older_plugin_folder(tmp_path: Path) -> None:
 
 def test_unique_names_are_unique() -> None:
     assert unique_name() != unique_name()
+
+
+def test_deploy_doc_matches_the_layout(tmp_path: Path) -> None:
+    """The folder tree and Dockerfile of docs/deploy.md describe what --layout writes."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    tree_block = doc.split("image-root/\n", 1)[1].split("```", 1)[0]
+    listed = [tok for tok in tree_block.split() if "/" in tok and "..." not in tok]
+    assert len(listed) >= 8
+    from ekuiper_sdk.templates import init_project
+    plugin = init_project("demo", tmp_path / "demo")
+    layout = tmp_path / "image-root"
+    packaging.pack(plugin, layout=layout)
+    for rel in listed:
+        if rel.endswith("install.sh"):
+            continue  # written with --vendor only
+        assert (layout / rel).is_file(), rel
+    dockerfile = doc.split("```dockerfile\n", 1)[1].split("```", 1)[0]
+    assert "COPY image-root/ /kuiper/" in dockerfile
+    assert "RUN /bin/sh /kuiper/plugins/portable/demo/install.sh" in dockerfile
+    assert "-slim-python" in dockerfile
