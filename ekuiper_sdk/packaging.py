@@ -138,7 +138,7 @@ class Manifest:
             virtual_env_type=data.get("virtualEnvType"), env=data.get("env"))
 
     def symbols(self) -> dict[str, tuple[str, ...]]:
-        """The declared names by kind: ``{"sources": (...), "sinks": (...), "functions": (...)}``."""
+        """The declared names by kind: ``{"sources": (...), "sinks": (...), ...}``."""
         return {"sources": self.sources, "sinks": self.sinks, "functions": self.functions}
 
     def summary(self) -> str:

@@ -196,7 +196,7 @@ class RestClient:
         return list(data or [])
 
     def describe(self, name: str) -> dict[str, Any]:
-        """``GET /plugins/portables/<name>``: one plugin's manifest, with its absolute executable."""
+        """``GET /plugins/portables/<name>``: a plugin's manifest, with its absolute executable."""
         return dict(self.request("GET", self._path(name)).json())
 
     def status(self, name: str) -> dict[str, Any]:
@@ -422,8 +422,9 @@ def install_zip(client: RestClient, zip_path: str | Path, *, update: bool = Fals
         except RestError as exc:
             if via != "auto" or "fail to download file" not in exc.message:
                 raise
-            notes.append(f"eKuiper cannot read {path.resolve()} ({exc.message.rsplit(': ', 1)[-1]});"
-                         " uploaded the zip instead")
+            reason = exc.message.rsplit(": ", 1)[-1]
+            notes.append(f"eKuiper cannot read {path.resolve()} ({reason}); uploaded the zip "
+                         "instead")
             log.write(notes[-1] + "\n")
             chosen = "upload"
             message, url = by_upload()

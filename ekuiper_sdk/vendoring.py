@@ -240,7 +240,8 @@ def _wheel_version(path: Path) -> tuple[str, list[str]]:
     with zipfile.ZipFile(path) as zf:
         meta_name = next((n for n in zf.namelist() if n.endswith(".dist-info/METADATA")), None)
         if meta_name is None:
-            raise VendorError([Problem(str(path), "has no METADATA", "pass a wheel of ekuiper-sdk")])
+            raise VendorError([Problem(str(path), "has no METADATA",
+                                       "pass a wheel of ekuiper-sdk")])
         text = zf.read(meta_name).decode("utf-8", "replace")
     version, requires, name = "", [], ""
     for line in text.splitlines():
@@ -335,16 +336,19 @@ INSTALL_SH = """#!/bin/sh
 # eKuiper starts the plugin with: $EKUIPER_PYTHON if set, else `python` (eKuiper's default
 # portable.pythonBin), else `python3`.
 here=$(cd "$(dirname "$0")" && pwd)
+wheels="$here/@WHEELS@"
 conda_env='@CONDA_ENV@'
+# Each failure is one line on stderr: eKuiper returns it as the reason of the failed install.
+fail() {
+    printf 'install.sh: %s\n' "$*" >&2
+    exit 1
+}
 py="${EKUIPER_PYTHON:-}"
 if [ -z "$py" ] && [ -z "$conda_env" ]; then
     for candidate in python python3; do
         if command -v "$candidate" >/dev/null 2>&1; then py=$candidate; break; fi
     done
-    if [ -z "$py" ]; then
-        echo "install.sh: no python or python3 on PATH; install Python 3 or set EKUIPER_PYTHON" >&2
-        exit 1
-    fi
+    [ -n "$py" ] || fail "no python or python3 on PATH; install Python 3 or set EKUIPER_PYTHON"
 fi
 run_python() {
     if [ -n "$conda_env" ] && [ -z "${EKUIPER_PYTHON:-}" ]; then
@@ -353,22 +357,24 @@ run_python() {
         "$py" "$@"
     fi
 }
-if [ ! -f "$here/@WHEELS@/requirements.txt" ]; then
-    echo "install.sh: $here/@WHEELS@/requirements.txt is missing; pack the plugin again with --vendor" >&2
-    exit 1
-fi
-if ! run_python -m pip --version >/dev/null 2>&1; then
-    echo "install.sh: pip is not available for ${py:-conda env $conda_env}; install pip for it (python -m ensurepip, or apt-get install python3-pip) or set EKUIPER_PYTHON to an interpreter that has pip" >&2
-    exit 1
-fi
-tags=$(run_python -c 'import sys, platform; print("CPython %d.%d on %s %s" % (sys.version_info[0], sys.version_info[1], sys.platform, platform.machine()))' 2>/dev/null)
+[ -f "$wheels/requirements.txt" ] ||
+    fail "$wheels/requirements.txt is missing; pack the plugin again with --vendor"
+run_python -m pip --version >/dev/null 2>&1 ||
+    fail "pip is not available for ${py:-conda env $conda_env}; install pip for it" \
+        "(python -m ensurepip, or apt-get install python3-pip) or set EKUIPER_PYTHON" \
+        "to an interpreter that has pip"
+tags=$(run_python -c 'import sys, platform
+print("%s %d.%d on %s %s" % (platform.python_implementation(), sys.version_info[0],
+      sys.version_info[1], sys.platform, platform.machine()))' 2>/dev/null)
 # --isolated: no pip configuration or PIP_* variable may add an index or other wheel folders.
-if ! out=$(PIP_ROOT_USER_ACTION=ignore run_python -m pip --isolated install --no-index --disable-pip-version-check --no-warn-script-location --find-links "$here/@WHEELS@" -r "$here/@WHEELS@/requirements.txt" 2>&1); then
-    echo "$out" >&2
-    echo "install.sh: a wheel for $tags is missing in @WHEELS@/ (see pip's message above); pack again with --vendor --python-version and --platform matching this machine" >&2
-    exit 1
+if ! out=$(PIP_ROOT_USER_ACTION=ignore run_python -m pip --isolated install --no-index \
+        --disable-pip-version-check --no-warn-script-location \
+        --find-links "$wheels" -r "$wheels/requirements.txt" 2>&1); then
+    printf '%s\n' "$out" >&2
+    fail "a wheel for $tags is missing in @WHEELS@/ (see pip's message above);" \
+        "pack again with --vendor --python-version and --platform matching this machine"
 fi
-echo "$out"
+printf '%s\n' "$out"
 echo "install.sh: dependencies installed for $tags"
 """
 

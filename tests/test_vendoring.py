@@ -203,7 +203,8 @@ def test_vendored_zip_installs_offline_into_a_fresh_venv(
                               capture_output=True, text=True, timeout=60, check=False)
     assert imported.returncode == 0, imported.stderr
     described = subprocess.run([str(python), "main.py"], cwd=folder, capture_output=True,
-                               text=True, env=dict(env, EKUIPER_SDK_DESCRIBE="1"), timeout=60, check=False)
+                               text=True, env=dict(env, EKUIPER_SDK_DESCRIBE="1"), timeout=60,
+                               check=False)
     assert described.returncode == 0, described.stderr
     assert json.loads(described.stdout)["name"] == folder.name
 
