@@ -1,0 +1,319 @@
+"""``ekuiper-plugin``: create, check, pack, run and install eKuiper portable plugins.
+
+A thin layer over ``packaging``, ``vendoring``, ``rest`` and ``testing``: it parses the
+command line, calls one function, prints its result, and turns errors into one line each
+and a non-zero exit status.
+
+Example::
+
+    $ ekuiper-plugin init demo && ekuiper-plugin pack demo --vendor -o demo.zip
+    $ ekuiper-plugin install demo.zip --server http://127.0.0.1:9081
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+from . import __version__, packaging, rest
+from .packaging import PackagingError, Problem
+
+if TYPE_CHECKING:  # loaded only by `pack --vendor`
+    from .vendoring import VendorOptions
+
+EXIT_OK = 0
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+
+def _print_problems(problems: Sequence[Problem], err: IO[str]) -> None:
+    for problem in problems:
+        err.write(f"{problem}\n" if problem.warning else f"error: {problem}\n")
+
+
+def _cmd_init(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .templates import init_project, symbol_names
+
+    root = init_project(args.name, args.dir, force=args.force)
+    names = symbol_names(args.name)
+    out.write(f"created {root}/ with source {names['source']!r}, function {names['function']!r}"
+              f" and sink {names['sink']!r}\n"
+              f"next: ekuiper-plugin validate {root} && ekuiper-plugin run {root}\n")
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    result = packaging.validate(args.dir, name=args.name, python=args.python,
+                                check_code=not args.no_code, excludes=args.exclude)
+    if args.json:
+        out.write(json.dumps({
+            "ok": result.ok, "name": result.manifest.name if result.manifest else None,
+            "errors": [str(p) for p in result.errors],
+            "warnings": [str(p) for p in result.warnings], "defined": result.defined}) + "\n")
+        return EXIT_OK if result.ok else EXIT_FAIL
+    _print_problems(result.problems, err)
+    if not result.ok or result.manifest is None:
+        err.write(f"{args.dir}: {len(result.errors)} problem(s) found\n")
+        return EXIT_FAIL
+    checked = "manifest, files and code" if result.defined is not None else "manifest and files"
+    out.write(f"ok: {result.manifest.summary()} ({checked} checked)\n")
+    return EXIT_OK
+
+
+def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
+    if not args.vendor:
+        return None
+    from .vendoring import DEFAULT_PLATFORMS, VendorOptions
+
+    chosen = [p.strip() for value in (args.platform or []) for p in value.split(",")]
+    platforms = tuple(p for p in chosen if p) or DEFAULT_PLATFORMS
+    return VendorOptions(python_version=args.python_version, platforms=platforms,
+                         glibc=args.glibc, sdk_wheel=args.sdk_wheel)
+
+
+def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    result = packaging.pack(args.dir, args.output, name=args.name, layout=args.layout,
+                            excludes=args.exclude, vendor=_vendor_options(args),
+                            python=args.python, check_code=not args.no_code, log=err)
+    _print_problems(result.warnings, err)
+    if args.json:
+        out.write(json.dumps({
+            "ok": True, "name": result.manifest.name,
+            "zip": str(result.zip_path) if result.zip_path else None,
+            "layout": str(result.layout_dir) if result.layout_dir else None,
+            "sha256": result.sha256, "size": result.size,
+            "files": [e.name for e in result.entries],
+            "warnings": [str(p) for p in result.warnings]}) + "\n")
+        return EXIT_OK
+    if result.zip_path is not None:
+        out.write(f"wrote {result.zip_path}: {len(result.entries)} files, {result.size} bytes, "
+                  f"sha256 {result.sha256[:16]}\n")
+    if result.layout_dir is not None:
+        out.write(f"wrote {result.layout_dir}/plugins/portable/{result.manifest.name}/ and its "
+                  f"etc/ and data/ files\n")
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    try:
+        # Imported here: the host is only needed by `run`, and loads the socket library.
+        testing = importlib.import_module("ekuiper_sdk.testing")
+    except ImportError as exc:
+        err.write(f"error: the built-in host (ekuiper_sdk.testing) cannot be loaded ({exc}); "
+                  "install the full ekuiper-sdk package\n")
+        return EXIT_FAIL
+    result = packaging.validate(args.dir, python=sys.executable)
+    _print_problems(result.problems, err)
+    if not result.ok:
+        return EXIT_FAIL
+    run_pipeline: Callable[..., Any] = testing.run_pipeline
+    try:
+        run_pipeline(Path(args.dir), source=args.source, function=args.function, sink=args.sink,
+                     count=args.count, out=out, timeout=args.timeout)
+    except (LookupError, ValueError, RuntimeError, OSError, TimeoutError) as exc:
+        err.write(f"error: {args.dir}: the run failed: {exc}\n")
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def _client(args: argparse.Namespace) -> rest.RestClient:
+    return rest.RestClient(args.server, token=args.token, timeout=args.timeout)
+
+
+def _emit(args: argparse.Namespace, out: IO[str], data: Any, text: str) -> None:
+    out.write((json.dumps(data) if args.json else text) + "\n")
+
+
+def _cmd_install(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    result = rest.install_zip(_client(args), args.zip, update=args.command == "update",
+                              via=args.via, name=args.name, serve_address=args.serve_address,
+                              advertise=args.advertise, shell_paras=args.shell_para or (),
+                              log=err)
+    status = (result.status or {}).get("status")
+    text = f"{result.message} (via {result.via})" + (f"; status: {status}" if status else "")
+    _emit(args, out, result.to_dict(), text)
+    return EXIT_OK
+
+
+def _cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    message = _client(args).delete(args.name)
+    _emit(args, out, {"ok": True, "name": args.name, "message": message}, message)
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    plugins = _client(args).list_plugins()
+    if args.json:
+        out.write(json.dumps(plugins) + "\n")
+        return EXIT_OK
+    if not plugins:
+        out.write("no portable plugins installed\n")
+    for p in sorted(plugins, key=lambda p: str(p.get("name"))):
+        symbols = "; ".join(f"{kind}: {', '.join(p.get(kind) or [])}" for kind in packaging.KINDS
+                            if p.get(kind))
+        out.write(f"{p.get('name')} {p.get('version') or '-'} ({p.get('language')}) {symbols}\n")
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    status = _client(args).status(args.name)
+    state = status.get("status")
+    refs = status.get("refCount") or {}
+    text = f"{args.name}: {state}"
+    if status.get("errMsg"):
+        text += f" ({status['errMsg']})"
+    if refs:
+        text += "; used by " + ", ".join(f"{rule} ({n})" for rule, n in sorted(refs.items()))
+    _emit(args, out, dict(status, ok=state != "error", name=args.name), text)
+    # A plugin in "error" makes the command fail, so scripts can test it.
+    return EXIT_FAIL if state == "error" else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ekuiper-plugin`` argument parser.
+
+    >>> build_parser().parse_args(["pack", "demo", "--vendor"]).vendor
+    True
+    """
+    parser = argparse.ArgumentParser(
+        prog="ekuiper-plugin",
+        description="Create, check, pack, run and install eKuiper portable plugins.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("init", help="create a plugin project that works at once")
+    p.add_argument("name", help="plugin name (letters, digits, '_', '-')")
+    p.add_argument("--dir", help="folder to create (default: ./NAME)")
+    p.add_argument("--force", action="store_true", help="overwrite existing files")
+    p.set_defaults(func=_cmd_init)
+
+    def plugin_dir_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("dir", help="plugin folder (holds <name>.json)")
+        p.add_argument("--name", help="plugin name, when the folder holds several manifests")
+        p.add_argument("--python", help="interpreter to load the plugin with "
+                       "(default: this one; it needs the plugin's requirements)")
+        p.add_argument("--no-code", action="store_true",
+                       help="do not load the code to compare its symbols with the manifest")
+        p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                       help="leave matching files out (repeatable; tests/, caches, hidden "
+                       "files and build folders are always left out)")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("validate", help="check manifest, files and symbols against the code")
+    plugin_dir_args(p)
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("pack", help="validate, then write the zip eKuiper installs")
+    plugin_dir_args(p)
+    p.add_argument("-o", "--output", help="zip to write (default: ./<name>.zip)")
+    p.add_argument("--layout", metavar="DIR", help="also (or, without -o, only) write the "
+                   "folders eKuiper loads at start-up: DIR/plugins/portable/<name>/, "
+                   "DIR/etc/..., DIR/data/...")
+    p.add_argument("--vendor", action="store_true",
+                   help="ship wheels of the requirements and ekuiper-sdk, with install.sh")
+    p.add_argument("--python-version", default="3.12",
+                   help="target interpreter of the wheels (default: 3.12, as in the "
+                   "slim-python image)")
+    p.add_argument("--platform", action="append", metavar="PLATFORM",
+                   help="target platform, repeatable or comma-separated: x86_64, aarch64 or a "
+                   "pip platform tag such as musllinux_1_2_x86_64 (default: x86_64,aarch64)")
+    p.add_argument("--glibc", default="2.36",
+                   help="newest glibc of the targets (default: 2.36, Debian bookworm)")
+    p.add_argument("--sdk-wheel", help="ship this ekuiper-sdk wheel instead of building one "
+                   "from the installed package")
+    p.set_defaults(func=_cmd_pack)
+
+    p = sub.add_parser("run", help="run the plugin under the built-in host and show what flows")
+    p.add_argument("dir", help="plugin folder")
+    p.add_argument("--source", help="source to read (default: the first)")
+    p.add_argument("--function", help="function to apply (default: the first)")
+    p.add_argument("--sink", help="sink to write to (default: the first)")
+    p.add_argument("--count", type=int, default=5, help="tuples to show (default: 5)")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default: 30)")
+    p.set_defaults(func=_cmd_run)
+
+    def server_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--server", default=os.environ.get("EKUIPER_SERVER", rest.DEFAULT_SERVER),
+                       help="eKuiper REST API (default: $EKUIPER_SERVER or "
+                       f"{rest.DEFAULT_SERVER})")
+        p.add_argument("--token", default=os.environ.get("EKUIPER_TOKEN"),
+                       help="Authorization header value, when eKuiper runs with authentication "
+                       "(default: $EKUIPER_TOKEN)")
+        p.add_argument("--timeout", type=float, default=120.0,
+                       help="seconds to wait for eKuiper (default: 120; an install waits for "
+                       "the plugin to start)")
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    for command, text in (("install", "install a plugin zip"),
+                          ("update", "replace an installed plugin with a zip")):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("zip", help="the plugin zip")
+        p.add_argument("--name", help="plugin name, when the zip root holds several manifests")
+        p.add_argument("--via", choices=rest.VIAS, default="auto",
+                       help="how eKuiper gets the zip: file:// URL, upload to its data/uploads, "
+                       "or serve it from here (default: auto: file for a local server, "
+                       "else upload)")
+        p.add_argument("--serve-address", default="", metavar="HOST:PORT",
+                       help="with --via serve: where to listen (default: all interfaces, any port)")
+        p.add_argument("--advertise", metavar="HOST",
+                       help="with --via serve: host name eKuiper uses to reach this machine")
+        p.add_argument("--shell-para", action="append", metavar="ARG",
+                       help="argument passed to the zip's install.sh (repeatable)")
+        server_args(p)
+        p.set_defaults(func=_cmd_install)
+
+    p = sub.add_parser("delete", help="delete an installed plugin")
+    p.add_argument("name")
+    server_args(p)
+    p.set_defaults(func=_cmd_delete)
+
+    p = sub.add_parser("list", help="list installed portable plugins")
+    server_args(p)
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("status", help="show whether a plugin runs (exit 1 when in error)")
+    p.add_argument("name")
+    server_args(p)
+    p.set_defaults(func=_cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None, *, out: IO[str] | None = None,
+         err: IO[str] | None = None) -> int:
+    """Run ``ekuiper-plugin`` with ``argv`` (default ``sys.argv[1:]``); return the exit status.
+
+    >>> main(["validate", "does-not-exist"], err=io.StringIO())       # doctest: +SKIP
+    1
+    """
+    out = out if out is not None else sys.stdout
+    err = err if err is not None else sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    handler: Callable[[argparse.Namespace, IO[str], IO[str]], int] = args.func
+    try:
+        return handler(args, out, err)
+    except PackagingError as exc:
+        _print_problems(exc.problems, err)
+        return EXIT_FAIL
+    except rest.RestError as exc:
+        if getattr(args, "json", False):
+            out.write(json.dumps(exc.to_dict()) + "\n")
+        err.write(f"error: {exc}\n")
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        err.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

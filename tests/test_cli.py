@@ -1,0 +1,273 @@
+"""``ekuiper-plugin``: exit statuses, one-line errors, and each command end to end."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import ekuiper_install_rules as rules
+import pytest
+from fake_ekuiper_rest import FakeEkuiper
+from pack_helpers import builtin_host, manifest_of, unique_name, write_manifest
+
+from ekuiper_sdk.cli import main
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def init(tmp_path: Path) -> Path:
+    name = unique_name("cli")
+    code, out, err = run("init", name, "--dir", str(tmp_path / name))
+    assert code == 0, err
+    assert "created" in out
+    return tmp_path / name
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error: ")]
+
+
+def test_init_validate_pack(tmp_path: Path) -> None:
+    plugin = init(tmp_path)
+    code, out, err = run("validate", str(plugin))
+    assert code == 0 and out.startswith(f"ok: {plugin.name} 0.1.0 (python)"), err
+    zip_path = tmp_path / "out.zip"
+    code, out, err = run("pack", str(plugin), "-o", str(zip_path))
+    assert code == 0, err
+    assert out.startswith(f"wrote {zip_path}")
+    assert "add --vendor" in err  # the warning that the zip carries no wheels
+    assert rules.check(zip_path, plugin.name, tmp_path / "ek") == []
+
+
+def test_init_refuses_to_overwrite(tmp_path: Path) -> None:
+    plugin = init(tmp_path)
+    code, _, err = run("init", plugin.name, "--dir", str(plugin))
+    assert code == 1 and "already exists" in err and "--force" in err
+    assert run("init", "bad/name", "--dir", str(tmp_path / "x"))[0] == 1
+
+
+def test_pack_json_and_layout(tmp_path: Path) -> None:
+    plugin = init(tmp_path)
+    layout = tmp_path / "layout"
+    code, out, err = run("pack", str(plugin), "--layout", str(layout), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["zip"] is None and data["layout"] == str(layout)
+    assert f"{plugin.name}.json" in data["files"]
+    assert (layout / "plugins" / "portable" / plugin.name / "main.py").is_file()
+    [src] = manifest_of(plugin)["sources"]
+    assert (layout / "etc" / "sources" / f"{src}.yaml").is_file()
+    assert (layout / "data" / "sources" / f"{src}.yaml").is_file()
+
+
+BAD_CASES = ["missing-manifest", "wrong-name", "missing-yaml", "undefined-symbol",
+             "dotted-executable"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_gives_one_clear_line(tmp_path: Path, case: str) -> None:
+    plugin = init(tmp_path)
+    data = manifest_of(plugin)
+    if case == "missing-manifest":
+        next(plugin.glob("*.json")).unlink()
+        expect = "no plugin manifest"
+    elif case == "wrong-name":
+        write_manifest(plugin, dict(data, name="other"))
+        expect = "'other'"
+    elif case == "missing-yaml":
+        for yaml in (plugin / "sources").glob("*.yaml"):
+            yaml.unlink()
+        expect = ".yaml: missing"
+    elif case == "undefined-symbol":
+        write_manifest(plugin, dict(data, sinks=data["sinks"] + ["nowhere"]))
+        expect = "sink 'nowhere' is declared but"
+    else:
+        write_manifest(plugin, dict(data, executable="./main.py"))
+        expect = "such as 'main.py'"
+    for command in ("validate", "pack"):
+        code, out, err = run(command, str(plugin), "-o", str(tmp_path / "x.zip")) \
+            if command == "pack" else run(command, str(plugin))
+        assert code == 1, (command, out, err)
+        lines = error_lines(err)
+        assert lines and any(expect in line for line in lines), err
+        assert all(str(plugin) in line for line in lines), lines
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_validate_json(tmp_path: Path) -> None:
+    plugin = init(tmp_path)
+    code, out, _ = run("validate", str(plugin), "--json")
+    data = json.loads(out)
+    assert code == 0 and data["ok"] and data["defined"]["functions"] == \
+        manifest_of(plugin)["functions"]
+    (plugin / "main.py").write_text("raise SystemExit(3)\n")
+    code, out, _ = run("validate", str(plugin), "--json")
+    assert code == 1 and "exit 3" in json.loads(out)["errors"][0]
+
+
+def test_rest_commands_against_the_fake_server(tmp_path: Path) -> None:
+    plugin = init(tmp_path)
+    zip_path = tmp_path / f"{plugin.name}.zip"
+    assert run("pack", str(plugin), "-o", str(zip_path))[0] == 0
+    with FakeEkuiper(tmp_path / "ek") as ek:
+        server = ["--server", ek.url]
+        code, out, err = run("list", *server)
+        assert (code, out) == (0, "no portable plugins installed\n"), err
+        code, out, err = run("install", str(zip_path), *server)
+        assert code == 0, err
+        assert out == f"portable plugin {plugin.name} is created (via file); status: running\n"
+        code, out, err = run("install", str(zip_path), *server, "--json")
+        assert code == 1
+        failure = json.loads(out)
+        assert failure["ok"] is False and failure["status"] == 400
+        assert failure["error"].endswith("duplicate") and "update" in failure["hint"]
+        assert error_lines(err) == [f"error: {failure['error']}; {failure['hint']}"]
+        code, out, err = run("update", str(zip_path), *server, "--json")
+        assert code == 0 and json.loads(out)["message"].endswith("is updated"), err
+        code, out, _ = run("list", *server, "--json")
+        assert [p["name"] for p in json.loads(out)] == [plugin.name]
+        code, out, _ = run("list", *server)
+        assert out.startswith(f"{plugin.name} 0.1.0 (python) sources: ")
+        code, out, _ = run("status", plugin.name, *server)
+        assert (code, out) == (0, f"{plugin.name}: running\n")
+        ek.statuses[plugin.name] = {"refCount": {"r1": 1}, "status": "error",
+                                    "errMsg": "exit status 1"}
+        code, out, _ = run("status", plugin.name, *server)
+        assert code == 1 and out == f"{plugin.name}: error (exit status 1); used by r1 (1)\n"
+        code, out, _ = run("delete", plugin.name, *server)
+        assert (code, out) == (0, f"portable plugin {plugin.name} is deleted\n")
+        code, out, err = run("delete", plugin.name, *server)
+        assert code == 1 and "is not found" in err
+        code, out, err = run("status", "nothing", *server)
+        assert code == 1 and error_lines(err)[0].startswith(
+            "error: portable plugin nothing not found")
+
+
+def test_unreachable_server_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, out, err = run("list", "--server", f"http://127.0.0.1:{port}", "--timeout", "5")
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"error: cannot reach eKuiper at "
+                                                    f"http://127.0.0.1:{port}")
+
+
+def test_install_of_a_missing_or_foreign_zip(tmp_path: Path) -> None:
+    code, _, err = run("install", str(tmp_path / "nope.zip"))
+    assert code == 1 and "no such file" in err
+    notzip = tmp_path / "x.zip"
+    notzip.write_text("hello")
+    code, _, err = run("install", str(notzip))
+    assert code == 1 and "is not a readable zip" in err
+    empty = tmp_path / "e.zip"
+    with zipfile.ZipFile(empty, "w") as zf:
+        zf.writestr("readme.txt", "")
+    code, _, err = run("install", str(empty))
+    assert code == 1 and "no <name>.json at its root" in err
+
+
+def test_run_needs_the_builtin_host(tmp_path: Path) -> None:
+    builtin_host()
+    plugin = init(tmp_path)
+    code, out, err = run("run", str(plugin), "--count", "2", "--timeout", "30")
+    assert code == 0, err
+    assert out.strip()
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run()[0] == 2
+    assert run("pack")[0] == 2
+    assert run("install", "x.zip", "--via", "carrier-pigeon")[0] == 2
+
+
+def test_console_script_is_installed() -> None:
+    proc = subprocess.run([sys.executable, "-m", "ekuiper_sdk.cli", "--help"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0
+    for command in ("init", "validate", "pack", "run", "install", "update", "delete", "list",
+                    "status"):
+        assert command in proc.stdout
+
+
+def test_run_passes_its_choices_to_run_pipeline(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stands in for the built-in host, to pin down the call `run` makes.
+    import types
+    calls = []
+
+    def run_pipeline(plugin_dir: Path, **kw: Any) -> None:
+        calls.append((plugin_dir, kw))
+        kw["out"].write("src -> fn -> sink\n")
+
+    fake = types.ModuleType("ekuiper_sdk.testing")
+    fake.run_pipeline = run_pipeline  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ekuiper_sdk.testing", fake)
+    plugin = init(tmp_path)
+    code, out, err = run("run", str(plugin), "--function", "f", "--count", "3")
+    assert code == 0, err
+    [(where, kw)] = calls
+    assert where == plugin
+    assert kw["source"] is None and kw["function"] == "f" and kw["sink"] is None
+    assert kw["count"] == 3 and kw["timeout"] == 30.0
+    assert out == "src -> fn -> sink\n"
+    (plugin / "main.py").write_text("raise SystemExit(1)\n")
+    code, _, err = run("run", str(plugin))
+    assert code == 1 and len(calls) == 1 and "describe mode" in err
+
+
+def test_tool_modules_need_only_the_standard_library() -> None:
+    # The SDK installs with pynng alone on the slim image; the tools must not add a
+    # dependency by an import (jsonschema is optional and loaded by name when present).
+    import ast
+
+    import ekuiper_sdk
+    if not hasattr(sys, "stdlib_module_names"):
+        pytest.skip("needs Python 3.10 to list the standard library")
+    root = Path(ekuiper_sdk.__file__).parent
+    for module in ("packaging", "vendoring", "rest", "cli", "templates"):
+        tree = ast.parse((root / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top == "ekuiper_sdk", (module, name)
+
+
+def test_platform_option_forms() -> None:
+    from ekuiper_sdk.cli import _vendor_options, build_parser
+    parser = build_parser()
+    opts = _vendor_options(parser.parse_args(["pack", "--platform", "x86_64", "d", "--vendor",
+                                              "--platform", "aarch64,musllinux_1_2_x86_64"]))
+    assert opts is not None
+    assert opts.platforms == ("x86_64", "aarch64", "musllinux_1_2_x86_64")
+    default = _vendor_options(parser.parse_args(["pack", "d", "--vendor"]))
+    assert default is not None
+    assert default.platforms == ("x86_64", "aarch64") and default.python_version == "3.12"
+    assert _vendor_options(parser.parse_args(["pack", "d"])) is None
+
+
+def test_the_init_projects_own_tests_pass(tmp_path: Path) -> None:
+    plugin = init(tmp_path)
+    # -p no:ekuiper_sdk: the project's tests need no fixture from the SDK's pytest plugin.
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:ekuiper_sdk",
+                           "-p", "no:cacheprovider", str(plugin / "tests")],
+                          cwd=plugin, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # 2 without ekuiper_sdk.testing (its pipeline test skips), 3 with it
+    assert re.search(r"\b[23] passed", proc.stdout) and "failed" not in proc.stdout
