@@ -43,6 +43,20 @@ class SendTimeout(Exception):
     """The host did not take a frame within the send timeout."""
 
 
+def receive(sock: pynng.Socket, block: bool = True) -> bytes:
+    """``sock.recv()``, except that an empty frame is ``b""`` rather than an error.
+
+    pynng 0.8 cannot unpack a zero-length message (``RuntimeError: cannot use unpack()
+    on <cdata 'char *' NULL>``), and the message is gone by then: it was an empty frame.
+    """
+    try:
+        return sock.recv(block=block)  # type: ignore[no-any-return]
+    except RuntimeError as exc:
+        if "NULL" in str(exc):
+            return b""
+        raise
+
+
 def dial(sock: pynng.Socket, url: str, deadline_s: float = DIAL_DEADLINE_S) -> None:
     """Dial ``url``, retrying while the host's listener is not there yet."""
     give_up = time.monotonic() + deadline_s
@@ -84,6 +98,7 @@ class InvertedReplier:
         # nng's own resend would replay an old answer that the host could read as the
         # answer to its next command; the idle handshake does that job instead.
         self._sock = pynng.Req0(recv_timeout=idle_ms, resend_time=0, recv_max_size=0)
+        self._closing = False
         try:
             dial(self._sock, url)
         except BaseException:
@@ -96,7 +111,11 @@ class InvertedReplier:
         The host keeps its end open for as long as it lives, so a dropped connection
         means the host is gone, whichever way it went and whoever the plugin's parent is.
         """
-        self._sock.add_post_pipe_remove_cb(lambda _pipe: callback())
+        def removed(_pipe: object) -> None:
+            if not self._closing:  # closing our own socket removes the pipe too
+                callback()
+
+        self._sock.add_post_pipe_remove_cb(removed)
 
     def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None:
         """Answer requests with ``handle`` until ``stopped`` is set or the socket fails."""
@@ -105,7 +124,7 @@ class InvertedReplier:
             sock.send(protocol.HANDSHAKE)
             while not stopped.is_set():
                 try:
-                    request = sock.recv()
+                    request = receive(sock)
                 except (pynng.Timeout, pynng.BadState):
                     # The REQ socket dropped its request: make a new one.
                     sock.send(protocol.HANDSHAKE)
@@ -114,6 +133,7 @@ class InvertedReplier:
         except pynng.Closed:
             pass
         finally:
+            self._closing = True
             sock.close()
 
 
@@ -212,7 +232,7 @@ class SinkInlet:
         try:
             while not stopped.is_set():
                 try:
-                    deliver(sock.recv())
+                    deliver(receive(sock))
                 except pynng.Timeout:
                     continue
             return self._drain()
@@ -234,7 +254,7 @@ class SinkInlet:
         give_up = time.monotonic() + DRAIN_DEADLINE_S
         while time.monotonic() < give_up:
             try:
-                left.append(self._sock.recv())
+                left.append(receive(self._sock))
             except (pynng.TryAgain, pynng.Timeout):
                 break
         return left

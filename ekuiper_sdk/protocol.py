@@ -169,6 +169,8 @@ class Command:
 
 
 def _loads(data: bytes, what: str) -> Any:
+    if not data.strip():
+        raise ProtocolError(f"{what} is empty")
     try:
         # Decode first: json.loads would guess UTF-16 or UTF-32 from the bytes, which the
         # host never sends.

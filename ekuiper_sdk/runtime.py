@@ -246,13 +246,21 @@ class PluginRuntime:
         return runner
 
     def _replace_running(self, key: str) -> None:
-        """A start for a key that runs already (a replay, a restart) replaces the old one."""
-        old = self._retire(key)
-        if old is None:
-            return
-        log.info("replaced the running %s", old.control.describe())
-        if not old.released.wait(REPLACE_WAIT_S):
-            raise UserCodeError(f"the previous {old.control.describe()} still holds its socket")
+        """Make way for a new instance of ``key``.
+
+        A start for a key that runs already (a replay, a restart) replaces the old one,
+        and an instance stopped a moment ago may still be draining its socket: the new one
+        must not listen on the same path until the old socket is closed, since closing it
+        removes the socket file.
+        """
+        if self._retire(key) is not None:
+            log.info("replacing the running %s", key)
+        with self._lock:
+            previous = [r for r in self._stopping if r.control.key == key]
+        for old in previous:
+            if not old.released.wait(REPLACE_WAIT_S):
+                raise UserCodeError(f"the previous {old.control.describe()} still holds its "
+                                    "socket")
 
     def _stop(self, control: protocol.Control) -> None:
         self.config.get(control.plugin_type, control.symbol_name)  # an unknown symbol is an error

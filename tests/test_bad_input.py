@@ -100,9 +100,9 @@ def assert_one_readable_error_line(answer: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def fuzz_host(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from ekuiper_sdk.pytest_plugin import new_unique_name
+    from ekuiper_sdk.pytest_plugin import make_unique_name
 
-    name = new_unique_name()
+    name = make_unique_name()
     host = PluginHost(name, PLUGIN, env={"PLUGIN_NAME": name, "FUNC_PREFIX": name + "_"})
     host.start()
     yield host
