@@ -223,8 +223,10 @@ def decode_command(data: bytes) -> Command:
         raise ProtocolError(f"unknown pluginType {_short(plugin_type)}; "
                             "expected 'source', 'sink' or 'func'")
     symbol = check_name("symbol name", _field(ctrl, "symbolName", str, what))
-    config = ctrl.get("config") or {}
-    if not isinstance(config, dict):
+    config = ctrl.get("config")
+    if config is None:
+        config = {}
+    elif not isinstance(config, dict):
         raise ProtocolError(f"{what} field 'config' must be an object, got {type(config).__name__}")
     return Command(cmd=cmd, control=Control(
         symbol_name=symbol,
