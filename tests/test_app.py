@@ -151,3 +151,12 @@ def test_run_sets_the_state_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     app.run()
     assert seen == [str(tmp_path / "st")]
+
+
+@pytest.mark.parametrize("module", ["adapters", "aio", "app", "records", "signatures", "state"])
+def test_docstring_examples(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"ekuiper_sdk.{module}"))
+    assert result.attempted > 0 and result.failed == 0
