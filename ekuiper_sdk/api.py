@@ -7,7 +7,10 @@ Every method has a harmless default, so a subclass implements only what it needs
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+
+if TYPE_CHECKING:
+    from .state import State
 
 
 class Context:
@@ -65,6 +68,28 @@ class Context:
     @property
     def logger(self) -> logging.Logger:
         return self.get_logger()
+
+    @property
+    def func_id(self) -> int:
+        """Functions only: which call of the function in the rule (each call site has its own)."""
+        return 0
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        """The symbol's configuration: a source's ``conf``, a sink action's properties
+        (``{}`` for functions). Read-only."""
+        raise NotImplementedError
+
+    @property
+    def state(self) -> "State":
+        """A small persistent ``dict`` of this instance that survives plugin restarts.
+
+        See :mod:`ekuiper_sdk.state` for its limits. Example::
+
+            offset = ctx.state.get("offset", 0)
+            ctx.state["offset"] = offset + 1
+        """
+        raise NotImplementedError
 
 
 class Source:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Optional
+import threading
+import types
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 from . import protocol
 from .api import Context
+
+if TYPE_CHECKING:
+    from .state import State
 
 SDK_LOGGER = "ekuiper_sdk"
 
@@ -35,12 +40,40 @@ class SymbolContext(Context):
     def __init__(self, meta: protocol.Meta, logger: logging.Logger,
                  emitter: Optional[Callable[[bytes], None]] = None,
                  acker: Optional[Callable[[bytes], None]] = None,
-                 func_id: int = 0) -> None:
+                 func_id: Optional[int] = None, plugin: str = "", symbol: str = "",
+                 config: Optional[Mapping[str, Any]] = None) -> None:
         self._meta = meta
         self._logger = logger
         self._emitter = emitter
         self._acker = acker
-        self.func_id = func_id
+        self._func_id = func_id
+        self._plugin = plugin
+        self._symbol = symbol
+        self._config: Mapping[str, Any] = types.MappingProxyType(dict(config or {}))
+        self._state: Optional["State"] = None
+        self._state_lock = threading.Lock()
+
+    @property
+    def func_id(self) -> int:
+        return self._func_id or 0
+
+    @property
+    def config(self) -> Mapping[str, Any]:
+        return self._config
+
+    @property
+    def state(self) -> "State":
+        # Created on first use: most symbols never touch it, and reading the file
+        # belongs to the symbol's thread, not to the control thread that made the context.
+        with self._state_lock:
+            if self._state is None:
+                from .state import State, StateKey
+
+                meta = self._meta
+                self._state = State.for_key(StateKey(
+                    self._plugin, self._symbol, meta.rule_id, meta.op_id, meta.instance_id,
+                    self._func_id))
+            return self._state
 
     def get_rule_id(self) -> str:
         return self._meta.rule_id

@@ -96,7 +96,8 @@ class SourceRunner(Runner):
         self.source = source
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
         self.outlet = channels.SourceOutlet(protocol.source_url(control.meta), send_timeout_ms)
-        self.ctx = SymbolContext(control.meta, self.logger, emitter=self._emit)
+        self.ctx = SymbolContext(control.meta, self.logger, emitter=self._emit, plugin=plugin,
+                                 symbol=control.symbol_name, config=control.config)
         self._close_once = threading.Lock()
         self._closed = False
 
@@ -159,7 +160,8 @@ class SinkRunner(Runner):
         except BaseException:
             self.inlet.close()
             raise
-        self.ctx = SymbolContext(control.meta, self.logger, acker=self._ack)
+        self.ctx = SymbolContext(control.meta, self.logger, acker=self._ack, plugin=plugin,
+                                 symbol=control.symbol_name, config=control.config)
 
     def start(self) -> None:
         threading.Thread(target=self._read, name=f"sink-read {self.control.key}",
@@ -317,5 +319,7 @@ class FunctionRunner(Runner):
         if ctx is None:
             logger = instance_logger(self.plugin, where.meta, self.control.symbol_name,
                                      where.func_id)
-            ctx = self._contexts[key] = SymbolContext(where.meta, logger, func_id=where.func_id)
+            ctx = self._contexts[key] = SymbolContext(where.meta, logger, func_id=where.func_id,
+                                                      plugin=self.plugin,
+                                                      symbol=self.control.symbol_name)
         return ctx

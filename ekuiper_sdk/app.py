@@ -1,0 +1,231 @@
+"""``Plugin``: a plugin written with decorators, sync or async.
+
+::
+
+    app = Plugin("pysam")
+
+    @app.source("pyjson")
+    async def pyjson(ctx, datasource, conf):
+        while True:
+            yield {"name": "pyjson", "value": 2021}
+            await asyncio.sleep(0.2)
+
+    @app.sink("print")
+    def print_sink(ctx, record):
+        ctx.logger.info("%s", record)
+
+    @app.function("revert")
+    def revert(s: str) -> str:
+        return s[::-1]
+
+    if __name__ == "__main__":
+        app.run()
+
+Each decorator registers an adapter from :mod:`ekuiper_sdk.adapters` and returns the
+decorated object unchanged (so it stays callable in unit tests). ``run`` builds a
+``PluginConfig`` and calls ``plugin.start``: both styles share one runtime.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
+
+from . import adapters, plugin, protocol, state
+from . import records as _records
+from .api import Function, Sink, Source
+from .plugin import FunctionFactory, PluginConfig, SinkFactory, SourceFactory
+from .records import RecordMode
+
+T = TypeVar("T")
+
+
+class Plugin:
+    """A plugin's name and symbols, registered with decorators.
+
+    ``state_dir`` is the folder of ``ctx.state`` files (default: ``state/`` beside the
+    plugin's main script; the environment variable ``EKUIPER_SDK_STATE_DIR`` overrides
+    both).
+
+    >>> app = Plugin("demo")
+    >>> @app.function("revert")
+    ... def revert(s: str) -> str:
+    ...     return s[::-1]
+    >>> app.describe()
+    {'name': 'demo', 'sources': [], 'sinks': [], 'functions': ['revert']}
+    """
+
+    def __init__(self, name: str, *,
+                 state_dir: Union[str, "os.PathLike[str]", None] = None) -> None:
+        protocol.check_name("plugin name", name)
+        self.name = name
+        self.state_dir = None if state_dir is None else os.fspath(state_dir)
+        self._sources: Dict[str, SourceFactory] = {}
+        self._sinks: Dict[str, SinkFactory] = {}
+        self._functions: Dict[str, FunctionFactory] = {}
+
+    # -- decorators
+
+    def source(self, name: Optional[str] = None) -> Callable[[T], T]:
+        """Register a source: a generator or async generator taking ``(ctx, datasource, conf)``
+        whose items are emitted, a function (sync or async) with that signature that emits
+        with ``ctx.emit``, or a ``Source`` subclass. ``name`` defaults to the Python name.
+
+        Example::
+
+            @app.source("ticks")
+            async def ticks(ctx, datasource, conf):
+                n = ctx.state.get("n", 0)
+                while True:
+                    n += 1
+                    yield {"n": n}              # or ({"n": n}, {"topic": datasource})
+                    ctx.state["n"] = n
+                    await asyncio.sleep(float(conf.get("interval", 1)))
+        """
+        _check_decorator_use("source", name)
+
+        def register(target: T) -> T:
+            symbol = self._claim("source", self._sources, name, target)
+            factory: SourceFactory
+            if isinstance(target, type) and issubclass(target, Source):
+                factory = target
+            elif callable(target):
+                adapters.CallableSource(symbol, target)  # check the signature now
+                fn = target
+
+                def factory() -> Source:
+                    return adapters.CallableSource(symbol, fn)
+            else:
+                raise TypeError(f"@{self.name}.source({symbol!r}) decorates a function or a "
+                                f"Source subclass, not {type(target).__name__}")
+            self._sources[symbol] = factory
+            return target
+
+        return register
+
+    def sink(self, name: Optional[str] = None, *,
+             records: Optional[RecordMode] = None) -> Callable[[T], T]:
+        """Register a sink: a function (sync or async) taking ``(ctx, record)``, a class with
+        a ``collect(ctx, record)`` method and optional ``configure(conf)``, ``open(ctx)`` and
+        ``close(ctx)`` (each sync or async), or a ``Sink`` subclass.
+
+        ``records`` says what ``collect`` receives: ``"each"`` (a decoded record per call,
+        the default for functions and plain classes), ``"list"`` (a frame's records in one
+        list) or ``"bytes"`` (the frame as sent, the default for ``Sink`` subclasses, as in
+        the official API). Returning acks the frame when the rule sets ``requireAck``;
+        raising acks it with the error.
+
+        Example::
+
+            @app.sink("print")
+            def print_sink(ctx, record):
+                ctx.logger.info("%s%s", ctx.config.get("prefix", ""), record)
+        """
+        _check_decorator_use("sink", name)
+        if records is not None:
+            _records.check_mode(records)
+        mode = records
+
+        def register(target: T) -> T:
+            symbol = self._claim("sink", self._sinks, name, target)
+            factory: SinkFactory
+            if isinstance(target, type):
+                if issubclass(target, Sink) and mode in (None, _records.BYTES):
+                    factory = target  # the official behaviour: bytes, no adapter
+                else:
+                    if not callable(getattr(target, "collect", None)):
+                        raise TypeError(f"sink {symbol!r}: {target.__name__} has no "
+                                        "collect(ctx, record) method")
+                    factory = adapters.decode_records(target, mode or _records.EACH, symbol)
+            elif callable(target):
+                adapters.SinkAdapter(symbol, target, mode)  # check the signature now
+                fn = target
+
+                def factory() -> Sink:
+                    return adapters.SinkAdapter(symbol, fn, mode)
+            else:
+                raise TypeError(f"@{self.name}.sink({symbol!r}) decorates a function or a "
+                                f"class, not {type(target).__name__}")
+            self._sinks[symbol] = factory
+            return target
+
+        return register
+
+    def function(self, name: Optional[str] = None, *, aggregate: bool = False,
+                 validate: Optional[Callable[[List[Any]], Any]] = None) -> Callable[[T], T]:
+        """Register a function rules call from SQL: a function (sync or async) or a
+        ``Function`` subclass.
+
+        A rule whose call does not fit the Python parameters is refused when it is created
+        ("revert takes 1 argument, got 2"); a first parameter named ``ctx`` receives the
+        call's context. With ``aggregate=True`` each argument is the list of the group's
+        values. ``validate(args)`` may refuse more, returning the reason (``""`` accepts);
+        only ``len(args)`` is dependable.
+
+        Example::
+
+            @app.function("avg2", aggregate=True)
+            def avg2(values: list) -> float:
+                return sum(values) / len(values) if values else 0.0
+        """
+        _check_decorator_use("function", name)
+        check = validate
+
+        def register(target: T) -> T:
+            symbol = self._claim("function", self._functions, name, target)
+            factory: FunctionFactory
+            if isinstance(target, type) and issubclass(target, Function):
+                factory = target
+            elif callable(target):
+                fn = target
+                adapters.CallableFunction(symbol, fn, aggregate, check)  # check the signature
+
+                def factory() -> Function:
+                    return adapters.CallableFunction(symbol, fn, aggregate, check)
+            else:
+                raise TypeError(f"@{self.name}.function({symbol!r}) decorates a function or "
+                                f"a Function subclass, not {type(target).__name__}")
+            self._functions[symbol] = factory
+            return target
+
+        return register
+
+    # -- running
+
+    def config(self) -> PluginConfig:
+        """The ``PluginConfig`` of the symbols registered so far."""
+        return PluginConfig(self.name, self._sources, self._sinks, self._functions)
+
+    def describe(self) -> Dict[str, object]:
+        """The plugin's name and symbol names, as a manifest lists them."""
+        return self.config().describe()
+
+    def run(self, argv: Optional[List[str]] = None) -> None:
+        """Serve the symbols to eKuiper until it goes away (see ``plugin.start``)."""
+        if not (self._sources or self._sinks or self._functions):
+            raise RuntimeError(f"Plugin({self.name!r}) has no symbols; register some with "
+                               "@app.source, @app.sink or @app.function before app.run()")
+        state.set_default_dir(self.state_dir)
+        plugin.start(self.config(), argv)
+
+    def _claim(self, kind: str, table: Dict[str, Any], name: Optional[str],
+               target: object) -> str:
+        symbol = name if name is not None else getattr(target, "__name__", None)
+        if not isinstance(symbol, str):
+            raise TypeError(f"give the {kind} a name: @app.{kind}('name')")
+        protocol.check_name(f"{kind} name", symbol)
+        if symbol in table:
+            raise ValueError(f"{kind} {symbol!r} is defined twice in Plugin({self.name!r}); "
+                             "give each a name of its own")
+        return symbol
+
+    def __repr__(self) -> str:
+        return (f"Plugin({self.name!r}, sources={sorted(self._sources)}, "
+                f"sinks={sorted(self._sinks)}, functions={sorted(self._functions)})")
+
+
+
+def _check_decorator_use(kind: str, name: object) -> None:
+    if callable(name):
+        raise TypeError(f"@app.{kind} needs parentheses: @app.{kind}() or "
+                        f"@app.{kind}('name')")

@@ -1,0 +1,313 @@
+"""``ctx.state``: a small key-value store per running symbol that survives plugin restarts.
+
+eKuiper restarts a plugin that died and replays every start command with the same rule,
+operator and instance ids, so a store keyed by those ids finds the previous run's values:
+a source can resume from the offset it saved.
+
+Each store is one msgpack file, rewritten whole on every change: written to a temporary
+file in the same folder, flushed to disk, then renamed over the old one, so a crash at any
+point leaves either the old or the new content, never a torn file.
+
+Limits: keys are ``str``; values are ``None``, ``bool``, ``int`` (64-bit), ``float``,
+``str``, ``bytes``, and lists and dicts of those (a tuple comes back as a list); the
+encoded store is at most :data:`MAX_STATE_BYTES`. Each change costs a file write and an
+fsync (about a millisecond on a local disk), so save an offset every record at a few
+hundred records per second, or every N records beyond that, or group changes with
+:meth:`State.batch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, MutableMapping, Optional, Union
+
+import msgpack
+
+#: The folder that holds every plugin's state; overrides ``Plugin(state_dir=...)``.
+STATE_DIR_ENV = "EKUIPER_SDK_STATE_DIR"
+#: The most bytes one store may take once encoded.
+MAX_STATE_BYTES = 1024 * 1024
+#: The version of the file layout, stored in every file.
+FORMAT_VERSION = 1
+
+_default_dir: Optional[str] = None
+
+
+class StateError(Exception):
+    """A state value that cannot be stored, a store over its size limit, or a file problem."""
+
+
+def set_default_dir(path: Union[str, "os.PathLike[str]", None]) -> None:
+    """Set the state folder of this process (``Plugin(state_dir=...)`` calls this).
+
+    ``EKUIPER_SDK_STATE_DIR``, when set, still wins: whoever deploys the plugin can move
+    its state to a volume without changing its code.
+
+    >>> set_default_dir("/var/lib/myplugin"); set_default_dir(None)
+    """
+    global _default_dir
+    _default_dir = None if path is None else os.path.abspath(os.fspath(path))
+
+
+def state_dir() -> str:
+    """The folder that holds the state files: the environment variable, the folder set by
+    :func:`set_default_dir`, or ``state/`` beside the plugin's main script, in that order.
+
+    >>> set_default_dir("/srv/plugin-state"); state_dir()  # doctest: +SKIP
+    '/srv/plugin-state'
+    """
+    env = os.environ.get(STATE_DIR_ENV)
+    if env:
+        return os.path.abspath(env)
+    if _default_dir:
+        return _default_dir
+    main = getattr(sys.modules.get("__main__"), "__file__", None) or (sys.argv[0] if sys.argv
+                                                                        else "")
+    base = os.path.dirname(os.path.abspath(main)) if main and os.path.exists(main) \
+        else os.getcwd()
+    return os.path.join(base, "state")
+
+
+@dataclass(frozen=True)
+class StateKey:
+    """Which store: one per plugin, symbol, rule, operator, instance (and call site, for
+    functions, since one rule may call a function twice)."""
+
+    plugin: str
+    symbol: str
+    rule_id: str
+    op_id: str
+    instance_id: int
+    func_id: Optional[int] = None
+
+    def file_name(self) -> str:
+        """A file name that is safe whatever the ids contain, readable where it can be.
+
+        >>> StateKey("p", "src", "rule/1", "op", 0).file_name()[:17]
+        'rule_1.op.0.src.-'
+        """
+        ident = repr((self.plugin, self.symbol, self.rule_id, self.op_id, self.instance_id,
+                      self.func_id)).encode("utf-8", "surrogatepass")
+        # Ids may hold any character, and two ids may differ only in characters the
+        # readable part replaces: the hash keeps them apart.
+        digest = hashlib.sha256(ident).hexdigest()[:16]
+        parts = [self.rule_id, self.op_id, str(self.instance_id), self.symbol]
+        if self.func_id is not None:
+            parts.append(str(self.func_id))
+        readable = ".".join(_safe(part) for part in parts)
+        return f"{readable}.-{digest}.state"
+
+
+def _safe(text: str, limit: int = 40) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", text)[:limit]
+
+
+class State(MutableMapping[str, Any]):
+    """A persistent ``dict`` of one running symbol; ``ctx.state`` returns it.
+
+    Every change is on disk when the call returns. Values are checked when set: a value
+    msgpack cannot encode, or one that makes the store larger than ``MAX_STATE_BYTES``,
+    raises :class:`StateError` and leaves the store as it was. Mutating a list or dict
+    held in the store does not save it; assign it again or call :meth:`save`.
+
+    Example::
+
+        offset = ctx.state.get("offset", 0)
+        ...
+        ctx.state["offset"] = offset + 1
+    """
+
+    def __init__(self, path: str, key: Optional[StateKey] = None,
+                 max_bytes: int = MAX_STATE_BYTES) -> None:
+        self.path = path
+        self.key = key
+        self.max_bytes = max_bytes
+        self._lock = threading.RLock()
+        self._data: Dict[str, Any] = self._load()
+        self._deferred = 0
+
+    @classmethod
+    def for_key(cls, key: StateKey, folder: Optional[str] = None) -> "State":
+        """The store of ``key`` in ``folder`` (default :func:`state_dir`), per plugin.
+
+        >>> import tempfile
+        >>> s = State.for_key(StateKey("p", "src", "r1", "op", 0), tempfile.mkdtemp())
+        >>> s["offset"] = 3; State(s.path)["offset"]
+        3
+        """
+        root = os.path.join(folder or state_dir(), _safe(key.plugin, 100))
+        return cls(os.path.join(root, key.file_name()), key)
+
+    # -- Mapping
+
+    def __getitem__(self, name: str) -> Any:
+        with self._lock:
+            return self._data[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        if not isinstance(name, str):
+            raise StateError(f"a state key must be a str, got {type(name).__name__}")
+        with self._lock:
+            missing = name not in self._data
+            old = self._data.get(name)
+            self._data[name] = value
+            try:
+                self._changed()
+            except BaseException:
+                if missing:
+                    del self._data[name]
+                else:
+                    self._data[name] = old
+                raise
+
+    def __delitem__(self, name: str) -> None:
+        with self._lock:
+            old = self._data.pop(name)
+            try:
+                self._changed()
+            except BaseException:
+                self._data[name] = old
+                raise
+
+    def __iter__(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._data))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"State({self._data!r})"
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """Set several keys with one write; none are kept if one cannot be stored."""
+        with self.batch():
+            super().update(*args, **kwargs)
+
+    def clear(self) -> None:
+        """Remove every key with one write."""
+        with self._lock:
+            old = self._data
+            self._data = {}
+            try:
+                self._changed()
+            except BaseException:
+                self._data = old
+                raise
+
+    # -- persistence
+
+    @contextmanager
+    def batch(self) -> Iterator["State"]:
+        """Group changes into one write at the end; if the block raises, they are undone.
+
+        >>> import tempfile; s = State(tempfile.mkdtemp() + "/s")
+        >>> with s.batch():
+        ...     s["a"] = 1; s["b"] = 2
+        >>> sorted(State(s.path).items())
+        [('a', 1), ('b', 2)]
+        """
+        with self._lock:
+            before = dict(self._data)
+            self._deferred += 1
+            try:
+                yield self
+            except BaseException:
+                self._data = before
+                raise
+            finally:
+                self._deferred -= 1
+            if self._deferred == 0:
+                try:
+                    self.save()
+                except BaseException:
+                    self._data = before
+                    raise
+
+    def save(self) -> None:
+        """Write the store now (after changing a list or dict held in it in place)."""
+        with self._lock:
+            blob = self._encode()
+            self._write(blob)
+
+    def _changed(self) -> None:
+        if self._deferred:
+            self._encode()  # check the value now, so the error points at the bad line
+        else:
+            self.save()
+
+    def _encode(self) -> bytes:
+        try:
+            blob: bytes = msgpack.packb({"version": FORMAT_VERSION, "data": self._data},
+                                        use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise StateError(f"state of {self._what()} cannot be stored: {exc} (values may be "
+                             "None, bool, int, float, str, bytes, list and dict)") from None
+        if len(blob) > self.max_bytes:
+            raise StateError(f"state of {self._what()} would take {len(blob)} bytes; the limit "
+                             f"is {self.max_bytes} (keep offsets and small values only)")
+        return blob
+
+    def _write(self, blob: bytes) -> None:
+        folder = os.path.dirname(self.path) or "."
+        tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            # The rename itself is durable only once the folder is synced.
+            fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise StateError(f"cannot save the state of {self._what()} to {self.path}: "
+                             f"{exc.strerror or exc} (set {STATE_DIR_ENV} to a writable "
+                             "folder)") from None
+
+    def _load(self) -> Dict[str, Any]:
+        try:
+            with open(self.path, "rb") as f:
+                blob = f.read()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StateError(f"cannot read the state file {self.path}: "
+                             f"{exc.strerror or exc}") from None
+        try:
+            obj = msgpack.unpackb(blob, raw=False, strict_map_key=False)
+        except Exception as exc:  # noqa: BLE001 - msgpack raises several unrelated types
+            raise StateError(f"the state file {self.path} is unreadable ({exc}); delete it "
+                             "to start with an empty state") from None
+        if not isinstance(obj, dict) or not isinstance(obj.get("data"), dict):
+            raise StateError(f"the state file {self.path} is not a state file; delete it to "
+                             "start with an empty state")
+        if obj.get("version") != FORMAT_VERSION:
+            raise StateError(f"the state file {self.path} has version {obj.get('version')!r}, "
+                             f"this SDK reads version {FORMAT_VERSION}")
+        return dict(obj["data"])
+
+    def _what(self) -> str:
+        if self.key is None:
+            return repr(os.path.basename(self.path))
+        k = self.key
+        where = f"{k.symbol!r} (rule {k.rule_id!r}, op {k.op_id!r}, instance {k.instance_id}"
+        if k.func_id is not None:
+            where += f", funcId {k.func_id}"
+        return where + ")"
