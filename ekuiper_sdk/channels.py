@@ -93,14 +93,15 @@ class InvertedReplier:
     sends ``handshake`` again, which the host reads as a keepalive.
     """
 
-    def __init__(self, url: str, idle_ms: int = IDLE_KEEPALIVE_MS) -> None:
+    def __init__(self, url: str, idle_ms: int = IDLE_KEEPALIVE_MS,
+                 dial_deadline_s: float = DIAL_DEADLINE_S) -> None:
         self.url = url
         # nng's own resend would replay an old answer that the host could read as the
         # answer to its next command; the idle handshake does that job instead.
         self._sock = pynng.Req0(recv_timeout=idle_ms, resend_time=0, recv_max_size=0)
         self._closing = False
         try:
-            dial(self._sock, url)
+            dial(self._sock, url, dial_deadline_s)
         except BaseException:
             self._sock.close()
             raise

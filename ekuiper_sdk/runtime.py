@@ -92,6 +92,7 @@ class PluginRuntime:
         # Stopped instances still draining or closing: shutdown waits for them too.
         self._stopping: List[Runner] = []
         self._lock = threading.Lock()
+        self._function_lock = threading.Lock()
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
 
@@ -113,6 +114,7 @@ class PluginRuntime:
         control.on_disconnect(lambda: self.shutdown("eKuiper closed the control channel"))
         threading.Thread(target=self._serve_control, args=(control,), name="control",
                          daemon=True).start()
+        threading.Thread(target=self._rejoin_functions, name="rejoin", daemon=True).start()
         parent = os.getppid()
         while not self._shutdown.wait(PARENT_POLL_S):
             if os.getppid() != parent:
@@ -218,21 +220,43 @@ class PluginRuntime:
         runner.start()
         log.info("started %s", control.describe())
 
-    def _start_function(self, control: protocol.Control) -> None:
+    def _start_function(self, control: protocol.Control,
+                        dial_deadline_s: float = channels.DIAL_DEADLINE_S) -> None:
         factory = self.config.function(control.symbol_name)
         key = "func_" + control.symbol_name
-        with self._lock:
-            running = self._runners.get(key)
-        # One instance per function name serves every rule; the host sends a start per
-        # rule and replays them after a restart, so a second start is not an error.
-        if running is not None and not running.released.is_set():
-            return
-        instance = call_user("creating the instance", factory)
-        runner = FunctionRunner(control, instance, self.config.name)
-        with self._lock:
-            self._runners[key] = runner
+        # Held across check and create: the control thread and the rejoin at start-up
+        # may start the same function at once.
+        with self._function_lock:
+            with self._lock:
+                running = self._runners.get(key)
+            # One instance per function name serves every rule; the host sends a start per
+            # rule and replays them after a restart, so a second start is not an error.
+            if running is not None and not running.released.is_set():
+                return
+            instance = call_user("creating the instance", factory)
+            runner = FunctionRunner(control, instance, self.config.name, dial_deadline_s)
+            with self._lock:
+                self._runners[key] = runner
         runner.start()
         log.info("started %s", control.describe())
+
+    def _rejoin_functions(self) -> None:
+        """Serve every declared function whose host socket is already there.
+
+        eKuiper keeps the start commands it replays after a plugin restart in a map keyed
+        by rule, op and instance, which are empty for every function: only the function
+        started last is replayed, and rules calling the others would time out for good.
+        A function's socket exists only while eKuiper serves it, so a restarted plugin
+        joins each one it finds; a socket file with nobody listening is skipped at once.
+        """
+        for name in sorted(self.config.functions):
+            url = protocol.function_url(name)
+            if not os.path.exists(protocol.url_path(url)):
+                continue
+            try:
+                self._start_function(protocol.Control(name, protocol.FUNC), dial_deadline_s=0)
+            except (ConnectionError, UserCodeError) as exc:
+                log.debug("not rejoining function %r: %s", name, exc)
 
     def _retire(self, key: str) -> Runner | None:
         """Take an instance out of the registry and tell it to stop."""

@@ -254,7 +254,8 @@ class SinkRunner(Runner):
 class FunctionRunner(Runner):
     """The one instance of a function name, serving every rule over its own REQ socket."""
 
-    def __init__(self, control: protocol.Control, function: Function, plugin: str) -> None:
+    def __init__(self, control: protocol.Control, function: Function, plugin: str,
+                 dial_deadline_s: float = channels.DIAL_DEADLINE_S) -> None:
         super().__init__(control)
         self.function = function
         self.plugin = plugin
@@ -262,7 +263,8 @@ class FunctionRunner(Runner):
         self._contexts: dict[tuple[protocol.Meta, int], SymbolContext] = {}
         self._stopped = threading.Event()
         self._is_aggregate: Optional[bool] = None
-        self.channel = channels.InvertedReplier(protocol.function_url(control.symbol_name))
+        self.channel = channels.InvertedReplier(protocol.function_url(control.symbol_name),
+                                                dial_deadline_s=dial_deadline_s)
 
     def start(self) -> None:
         threading.Thread(target=self._serve, name=f"function {self.control.symbol_name}",

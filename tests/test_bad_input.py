@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from ekuiper_sdk.testing import PluginHost
 
 PLUGIN = Path(__file__).parent / "plugins" / "reliable" / "reliable.py"
-EXAMPLES = 600  # per test; two tests of commands and function requests each
+EXAMPLES = 1000  # per test: 2,000 malformed commands and function requests in all
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | \
     st.text(max_size=30)
