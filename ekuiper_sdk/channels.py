@@ -138,16 +138,22 @@ class InvertedReplier:
             sock.close()
 
 
-class SourceOutlet:
-    """A source instance's PUSH socket, shared by the user's threads and the stopper."""
+class Outlet:
+    """A PUSH socket shared by user threads (``send``) and the stopper (``close``).
 
-    def __init__(self, url: str, send_timeout_ms: int) -> None:
+    Sends go in short slices under a lock, so ``close`` never closes the socket while a
+    send is inside it and never waits longer than one slice. Used for a source's tuples
+    and a sink's acks.
+    """
+
+    def __init__(self, url: str, send_timeout_ms: int, what: str, buffer: int = 0) -> None:
         self.url = url
+        self.what = what
         self._timeout_s = send_timeout_ms / 1000.0
         self._lock = threading.Lock()
         self._closed = False
         self._sock = pynng.Push0(send_timeout=min(POLL_MS, send_timeout_ms),
-                                 send_buffer_size=SOURCE_SEND_BUFFER)
+                                 send_buffer_size=buffer)
         try:
             dial(self._sock, url)
         except BaseException:
@@ -160,7 +166,7 @@ class SourceOutlet:
         while True:
             with self._lock:
                 if self._closed:
-                    raise ChannelStopped("the source was stopped")
+                    raise ChannelStopped(f"the {self.what} was stopped")
                 try:
                     self._sock.send(frame, block=False)
                     return
@@ -176,34 +182,8 @@ class SourceOutlet:
             if not give_up:
                 give_up = now + self._timeout_s
             elif now >= give_up:
-                raise SendTimeout(f"eKuiper did not read the source's data for "
+                raise SendTimeout(f"eKuiper did not read the {self.what}'s data for "
                                   f"{self._timeout_s:g} s (sendTimeout)")
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._sock.close()
-
-
-class AckOutlet:
-    """A sink instance's PUSH socket for acks; used by the thread that runs ``collect``."""
-
-    def __init__(self, url: str, send_timeout_ms: int) -> None:
-        self._lock = threading.Lock()
-        self._closed = False
-        self._sock = pynng.Push0(send_timeout=send_timeout_ms)
-        try:
-            dial(self._sock, url)
-        except BaseException:
-            self._sock.close()
-            raise
-
-    def send(self, frame: bytes) -> None:
-        with self._lock:
-            if self._closed:
-                raise ChannelStopped("the sink was stopped")
-            self._sock.send(frame)
 
     def close(self) -> None:
         with self._lock:

@@ -95,7 +95,8 @@ class SourceRunner(Runner):
         super().__init__(control)
         self.source = source
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
-        self.outlet = channels.SourceOutlet(protocol.source_url(control.meta), send_timeout_ms)
+        self.outlet = channels.Outlet(protocol.source_url(control.meta), send_timeout_ms,
+                                      "source", channels.SOURCE_SEND_BUFFER)
         self.ctx = SymbolContext(control.meta, self.logger, emitter=self._emit, plugin=plugin,
                                  symbol=control.symbol_name, config=control.config)
         self._close_once = threading.Lock()
@@ -156,7 +157,8 @@ class SinkRunner(Runner):
         self.collected = 0
         self.inlet = channels.SinkInlet(protocol.sink_url(control.meta))
         try:
-            self.acks = channels.AckOutlet(protocol.sink_ack_url(control.meta), send_timeout_ms)
+            self.acks = channels.Outlet(protocol.sink_ack_url(control.meta), send_timeout_ms,
+                                        "sink")
         except BaseException:
             self.inlet.close()
             raise
