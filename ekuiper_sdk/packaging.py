@@ -67,11 +67,12 @@ VIRTUAL_ENV_TYPES = ("conda",)
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 FUNCTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-#: Names never packed: tool caches, version control, virtual environments, tests and builds.
+#: Names never packed: tool caches, version control, virtual environments, tests, builds,
+#: and the ``state/`` folder where ``ctx.state`` keeps a developer's local offsets.
 #: A plugin's tests are not needed on the device; ``--exclude`` adds more patterns.
 DEFAULT_EXCLUDES = (
     ".*", "__pycache__", "*.pyc", "*.pyo", "*.egg-info", "venv", "build", "dist", "tests",
-    "node_modules",
+    "node_modules", "state",
 )
 
 #: Fixed time of every zip entry: the earliest a zip can hold, so equal input gives equal bytes.

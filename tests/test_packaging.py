@@ -218,13 +218,15 @@ def test_packed_zip_passes_the_install_rules(tmp_path: Path) -> None:
     (plugin / "__pycache__" / "main.cpython-311.pyc").write_bytes(b"junk")
     (plugin / ".git").mkdir()
     (plugin / ".git" / "HEAD").write_text("ref")
+    (plugin / "state").mkdir()  # ctx.state's local files while developing
+    (plugin / "state" / "offsets.msgpack").write_bytes(b"\x80")
     out = tmp_path / "out.zip"
     result = packaging.pack(plugin, out)
     assert result.zip_path == out
     assert rules.check(out, plugin.name, tmp_path / "ekuiper") == []
     names = zipfile.ZipFile(out).namelist()
     assert "lib/" in names and "lib/pkg/" in names and "lib/pkg/helper.py" in names
-    assert not any(n.startswith(("tests/", "__pycache__", ".git")) for n in names)
+    assert not any(n.startswith(("tests/", "__pycache__", ".git", "state")) for n in names)
     installed = tmp_path / "ekuiper"
     [src] = manifest_of(plugin)["sources"]
     for base in ("etc", "data"):
