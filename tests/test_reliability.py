@@ -22,6 +22,7 @@ import pytest
 from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SinkAckError
 
 PLUGIN = Path(__file__).parent / "plugins" / "reliable" / "reliable.py"
+LOGGER = "logger: logging.Logger"  # what the counter source records of ctx.get_logger()
 
 
 class Reliable:
@@ -122,7 +123,7 @@ def test_sources_stopped_while_emitting_close_once_and_the_plugin_stays_healthy(
         assert [t.message["n"] for t in source.take(50)] == list(range(1, 51))
         source.stop(timeout=1.0)
     for cycle in range(20):
-        wait_for(lambda c=cycle: reliable.lines(f"src{c}") == ["open", "close"], 5,
+        wait_for(lambda c=cycle: reliable.lines(f"src{c}") == ["open", LOGGER, "close"], 5,
                  f"source {cycle} closing once")
     assert reliable.function("echo").call("still there")["args"] == ["still there"]
 
@@ -185,7 +186,7 @@ def test_a_signal_closes_every_symbol_then_exits(reliable: Reliable, signum: int
     assert process is not None
     process.send_signal(signum)
     assert process.wait(timeout=2.0) == 0
-    assert reliable.lines("source") == ["open", "close"]
+    assert reliable.lines("source") == ["open", LOGGER, "close"]
     assert reliable.lines("sink") == ['{"last": true}', "closed"]
 
 

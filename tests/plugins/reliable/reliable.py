@@ -38,6 +38,9 @@ class Counter(Source):
 
     def open(self, ctx: Context) -> None:
         append(self.record, "open")
+        logger = ctx.get_logger()
+        logger.info("counting for %s", ctx.get_rule_id())
+        append(self.record, f"logger: {type(logger).__module__}.{type(logger).__name__}")
         n = 0
         while not self.stop_flag.is_set():  # ends by close(), or by emit raising after stop
             n += 1
