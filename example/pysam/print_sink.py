@@ -10,5 +10,6 @@ class PrintSink(Sink):
         self.prefix = str(conf.get("prefix", "receive"))
 
     def collect(self, ctx: Context, data: Any) -> None:
-        ctx.get_logger().info("%s: %s", self.prefix, data.decode() if isinstance(data, bytes) else data)
+        text = data.decode() if isinstance(data, bytes) else data
+        ctx.get_logger().info("%s: %s", self.prefix, text)
         ctx.ack_ok()  # sent only when the rule sets requireAck

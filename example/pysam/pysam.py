@@ -4,11 +4,11 @@ Written in the official SDK's class style; run it under the built-in host with
 ``ekuiper-plugin run example/pysam``.
 """
 
-from ekuiper_sdk import PluginConfig, plugin
-
 from print_sink import PrintSink
 from pyjson import PyJson
 from revert import revert
+
+from ekuiper_sdk import PluginConfig, plugin
 
 if __name__ == "__main__":
     plugin.start(PluginConfig("pysam", {"pyjson": PyJson}, {"print": PrintSink},
