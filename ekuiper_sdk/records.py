@@ -40,10 +40,11 @@ def check_mode(records: str, what: str = "records") -> RecordMode:
     >>> check_mode("each")
     'each'
     """
-    if records not in MODES:
-        raise ValueError(f"{what}={records!r} is not a record mode; use 'each', 'list' or "
-                         "'bytes'")
-    return records
+    for mode in MODES:
+        if records == mode:
+            return mode
+    raise ValueError(f"{what}={records!r} is not a record mode; use 'each', 'list' or "
+                     "'bytes'")
 
 
 class RecordDecoder:
