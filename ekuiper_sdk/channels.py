@@ -38,6 +38,8 @@ except (ImportError, AttributeError):  # pragma: no cover - another pynng layout
 IDLE_KEEPALIVE_MS = 5000
 #: How often a blocked receive or send wakes up to see whether it was asked to stop.
 POLL_MS = 50
+#: How long one blocked source send waits before it looks whether it should stop.
+SEND_SLICE_MS = 5
 #: How long to keep dialling a URL the host should already be listening on.
 DIAL_DEADLINE_S = 5.0
 #: Frames a source may buffer in nng before ``emit`` blocks (the host drains them).
@@ -129,7 +131,8 @@ class SourceOutlet:
         self._timeout_s = send_timeout_ms / 1000.0
         self._lock = threading.Lock()
         self._closed = False
-        self._sock = pynng.Push0(send_timeout=min(POLL_MS, send_timeout_ms),
+        self._closing = False
+        self._sock = pynng.Push0(send_timeout=min(SEND_SLICE_MS, send_timeout_ms),
                                  send_buffer_size=SOURCE_SEND_BUFFER)
         try:
             dial(self._sock, url)
@@ -143,7 +146,7 @@ class SourceOutlet:
         give_up = 0.0
         while True:
             with self._lock:
-                if self._closed:
+                if self._closing:
                     raise ChannelStopped("the source was stopped")
                 # The first try calls nng directly, as pynng's own send does, minus its
                 # checks and wrappers: a third of the per-tuple Python work
@@ -174,6 +177,10 @@ class SourceOutlet:
                                   f"{self._timeout_s:g} s (sendTimeout)")
 
     def close(self) -> None:
+        # Python locks are not fair: a sender looping on blocked slices can take the lock
+        # again before this thread wakes up, and stops took up to 90 ms. The flag makes
+        # the sender give the lock up after its current slice.
+        self._closing = True
         with self._lock:
             if not self._closed:
                 self._closed = True
