@@ -2,10 +2,10 @@
 
 One rule holds for every socket here, because closing a pynng socket from one thread
 while another is blocked in it can hang (pynng 0.8.1, the version the official SDK
-pins): a socket is used and closed by one thread at a time. Receivers close their
-own socket when asked to stop (they wake up between short receive timeouts to look);
-the source outlet serialises ``send`` and ``close`` with a lock and sends in short
-slices so ``close`` never waits long.
+pins): a socket is used and closed by one thread at a time. Receivers wake up
+between short receive timeouts to look whether they should stop; the source outlet and
+the sink inlet have a lock that whoever uses or closes the socket holds, and the
+outlet sends in short slices so ``close`` never waits long.
 """
 
 from __future__ import annotations
@@ -22,17 +22,21 @@ from . import protocol
 
 log = logging.getLogger("ekuiper_sdk")
 
-# The C function behind pynng's ``Socket.send`` (pynng 0.8 and 0.9 expose it as
-# ``pynng.lib``), for the per-tuple path; without it, ``Socket.send`` does the same
-# work more slowly.
+# The C functions behind pynng's ``Socket.send`` and ``recv`` (pynng 0.8 and 0.9 expose
+# them as ``pynng.lib``), for the per-frame paths; without them, ``Socket.send`` and a
+# plain blocking receive do the same work more slowly.
 try:
     from pynng.exceptions import check_err
 
     _nng_send: Optional[Callable[..., int]] = pynng.lib.nng_send
+    _nng_recv: Optional[Callable[..., int]] = pynng.lib.nng_recv
+    _nng_free: Callable[..., None] = pynng.lib.nng_free
+    _unpack: Callable[..., bytes] = pynng.ffi.unpack
     _NONBLOCK: int = pynng.lib.NNG_FLAG_NONBLOCK
+    _RECV_NOW: int = pynng.lib.NNG_FLAG_ALLOC | pynng.lib.NNG_FLAG_NONBLOCK
     _EAGAIN: int = pynng.lib.NNG_EAGAIN
 except (ImportError, AttributeError):  # pragma: no cover - another pynng layout
-    _nng_send = None
+    _nng_send = _nng_recv = None
 
 #: How long a REQ channel waits for the host before it sends a keepalive handshake.
 IDLE_KEEPALIVE_MS = 5000
@@ -46,6 +50,8 @@ DIAL_DEADLINE_S = 5.0
 SOURCE_SEND_BUFFER = 1024
 #: A stopped sink keeps reading until no frame came for this long, and at most this long.
 DRAIN_QUIET_MS = 20
+#: At most this many frames are taken from nng in one go before the stop flag is checked.
+RECV_BATCH = 64
 DRAIN_DEADLINE_S = 0.5
 
 
@@ -214,38 +220,66 @@ class AckOutlet:
 
 
 class SinkInlet:
-    """A sink instance's PULL socket: listens before the start is answered, read by one thread."""
+    """A sink instance's PULL socket: listens before the start is answered.
+
+    One thread at a time uses it: the holder of ``lock``, who also closes it.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.lock = threading.Lock()
+        self.closed = False
         self._sock = pynng.Pull0(recv_timeout=POLL_MS, recv_max_size=0)
+        if _nng_recv is not None:
+            self._data = pynng.ffi.new("char **")
+            self._size = pynng.ffi.new("size_t *")
         try:
             listen_private(self._sock, url)
         except BaseException:
             self._sock.close()
             raise
 
-    def receive(self, deliver: Callable[[bytes], None], stopped: threading.Event) -> List[bytes]:
-        """Pass frames to ``deliver`` until ``stopped``; then return what was still queued.
+    def receive(self) -> List[bytes]:
+        """The frames that came within one poll interval, in order (maybe none).
 
-        Must run in one thread, which then owns the socket and closes it.
+        Call with ``lock`` held.
         """
-        sock = self._sock
         try:
-            while not stopped.is_set():
-                try:
-                    deliver(sock.recv())
-                except pynng.Timeout:
-                    continue
+            frame = self._sock.recv()
+        except pynng.Timeout:
+            return []
+        return self._queued([frame])
+
+    def finish(self) -> List[bytes]:
+        """Take the frames still on their way, then close. Call with ``lock`` held."""
+        try:
             return self._drain()
         except pynng.Closed:
             return []
         finally:
-            sock.close()
+            self.closed = True
+            self._sock.close()
 
     def close(self) -> None:
         """Close a socket that no thread reads yet (a start that failed half way)."""
-        self._sock.close()
+        with self.lock:
+            self.closed = True
+            self._sock.close()
+
+    def _queued(self, batch: List[bytes]) -> List[bytes]:
+        """Add the frames nng already holds to ``batch``, without waiting.
+
+        A blocking receive with a timeout costs nng a timer per call; frames that are
+        already there are taken with non-blocking calls straight to nng, which return a
+        code rather than raise when nothing is left (docs/performance.md).
+        """
+        if _nng_recv is None:
+            return batch
+        handle, data, size = self._sock.socket, self._data, self._size
+        while len(batch) < RECV_BATCH and not _nng_recv(handle, data, size, _RECV_NOW):
+            batch.append(_unpack(data[0], size[0]))
+            _nng_free(data[0], size[0])
+        return batch
 
     def _drain(self) -> List[bytes]:
         # The host closes its side just before it sends stop; frames it wrote may still be
