@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, List, Optional, TypeVar
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 from . import channels, protocol
 from .api import Function, Sink, Source
@@ -21,6 +21,8 @@ T = TypeVar("T")
 
 #: How long the control thread waits for a user's factory or ``configure``.
 USER_CALL_TIMEOUT_S = 5.0
+#: Call sites whose parsed context a function keeps (rules x calls in them).
+MAX_CALL_SITES = 4096
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -243,7 +245,11 @@ class FunctionRunner(Runner):
         self.function = function
         self.plugin = plugin
         self.logger = instance_logger(plugin, protocol.Meta(), control.symbol_name)
-        self._contexts: dict[tuple[protocol.Meta, int], SymbolContext] = {}
+        self._contexts: Dict[tuple[protocol.Meta, int], SymbolContext] = {}
+        # The context of a call site by the text the host sends for it: a rule sends the
+        # same text with every call, and parsing it again cost more than the rest of the
+        # call's Python work (see docs/performance.md).
+        self._by_wire: Dict[str, SymbolContext] = {}
         self._stopped = threading.Event()
         self._is_aggregate: Optional[bool] = None
         self.channel = channels.InvertedReplier(protocol.function_url(control.symbol_name))
@@ -277,8 +283,7 @@ class FunctionRunner(Runner):
             return protocol.func_reply(False, str(exc))
         try:
             if request.func == protocol.EXEC:
-                args, where = protocol.split_exec_arg(request.arg)
-                return protocol.func_reply(True, self.function.exec(args, self._context(where)))
+                return protocol.func_reply(True, self._exec(request.arg))
             if request.func == protocol.VALIDATE:
                 problem = self.function.validate(request.arg)
                 if problem:
@@ -291,6 +296,17 @@ class FunctionRunner(Runner):
         except Exception as exc:  # noqa: BLE001 - the rule gets the error, the log the traceback
             self.logger.exception("%s failed", request.func)
             return protocol.func_reply(False, protocol.describe_exception(exc))
+
+    def _exec(self, arg: List[Any]) -> Any:
+        wire = arg[-1] if arg else None
+        ctx = self._by_wire.get(wire) if type(wire) is str else None
+        if ctx is not None:
+            return self.function.exec(arg[:-1], ctx)
+        args, where = protocol.split_exec_arg(arg)  # raises for a bad call site
+        ctx = self._context(where)
+        if len(self._by_wire) < MAX_CALL_SITES:
+            self._by_wire[wire] = ctx  # type: ignore[index]
+        return self.function.exec(args, ctx)
 
     def _aggregate(self) -> bool:
         if self._is_aggregate is None:
