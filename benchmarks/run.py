@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -218,7 +218,7 @@ class Bench:
         return self.rows[key]
 
     def rate(self, key: str, metric: str, scenario: str, n: int, ack: bool = False,
-             ours: Optional[tuple] = None, note: str = "") -> None:
+             ours: Optional[Tuple[Path, str]] = None, note: str = "") -> None:
         row = self.row(key, metric, "/s", note=note)
         got: Dict[str, float] = {}
         for impl in IMPLS:
@@ -246,6 +246,10 @@ class Bench:
             acc["trials"] += res["trials"]
             self.log(f"  stop {kind} {impl}: {res['hangs']} of {res['trials']} hung, "
                      f"max {max(res['latencies_ms'] or [0]):.1f} ms")
+
+    def stop_both(self) -> None:
+        self.stop("source")
+        self.stop("sink")
 
     def memory(self) -> None:
         idle = self.row("mem_idle", "memory, idle plugin", "MiB", higher=False)
@@ -284,7 +288,7 @@ class Bench:
                                               "sink, decoded, requireAck (official: bytes)",
                                               "sink", s.sink_ack, ack=True, ours=OURS_DECODED),
             "func": lambda: self.rate("func", "function Exec calls/s", "func", s.func),
-            "stop": lambda: (self.stop("source"), self.stop("sink")),  # type: ignore[func-returns-value]
+            "stop": self.stop_both,
             "memory": self.memory if s.memory else lambda: None,
             "capacity": self.capacity,
         }
