@@ -276,6 +276,9 @@ class FunctionRunner(Runner):
 
     def handle(self, data: bytes) -> bytes:
         """Answer one host request; never raises."""
+        answer = self._exec_known_site(data)
+        if answer is not None:
+            return answer
         try:
             request = protocol.decode_func_request(data)
         except protocol.ProtocolError as exc:
@@ -295,6 +298,33 @@ class FunctionRunner(Runner):
             return protocol.func_reply(False, str(exc))
         except Exception as exc:  # noqa: BLE001 - the rule gets the error, the log the traceback
             self.logger.exception("%s failed", request.func)
+            return protocol.func_reply(False, protocol.describe_exception(exc))
+
+    def _exec_known_site(self, data: bytes) -> Optional[bytes]:
+        """Answer an ``Exec`` from a call site seen before, or None for anything else.
+
+        Nearly every request is one; taking it without the general decoding (the same
+        checks, fewer steps, no request object) cut a call's CPU time in the plugin by
+        about a tenth, more than the microbenchmark's 1.5 us: between two calls the
+        caches go cold, so every step counts (docs/performance.md).
+        """
+        try:
+            obj = protocol.loads(data)
+        except ValueError:
+            return None
+        if type(obj) is not dict or obj.get("func") != protocol.EXEC:
+            return None
+        arg = obj.get("arg")
+        if type(arg) is not list or not arg:
+            return None
+        wire = arg[-1]
+        ctx = self._by_wire.get(wire) if type(wire) is str else None
+        if ctx is None:
+            return None
+        try:
+            return protocol.func_reply(True, self.function.exec(arg[:-1], ctx))
+        except Exception as exc:  # noqa: BLE001 - the rule gets the error, the log the traceback
+            self.logger.exception("Exec failed")
             return protocol.func_reply(False, protocol.describe_exception(exc))
 
     def _exec(self, arg: List[Any]) -> Any:

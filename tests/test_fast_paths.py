@@ -196,7 +196,12 @@ class Echo(Function):
 
     def exec(self, args: List[Any], ctx: Context) -> Any:
         self.contexts.append(ctx)
+        if args == ["boom"]:
+            raise ValueError("boom")
         return args
+
+    def validate(self, args: List[Any]) -> str:
+        return "" if len(args) == 1 else "one argument"
 
 
 def exec_request(args: List[Any], rule: str, func_id: int) -> bytes:
@@ -218,6 +223,16 @@ def test_a_function_keeps_one_context_per_call_site() -> None:
         runner.handle(exec_request([9], "r2", 0))
         assert len({id(c) for c in fn.contexts}) == 3
         assert (fn.contexts[-1].get_rule_id(), fn.contexts[-2].func_id) == ("r2", 1)  # type: ignore[attr-defined]
+        # A known call site whose exec raises, and the requests that are not Exec.
+        for _ in range(2):
+            assert json.loads(runner.handle(exec_request(["boom"], "r1", 0))) == {
+                "state": False, "result": "ValueError: boom"}
+        assert json.loads(runner.handle(b'{"func":"IsAggregate","arg":null}')) == {
+            "state": True, "result": False}
+        assert json.loads(runner.handle(b'{"func":"Validate","arg":[1,2]}')) == {
+            "state": False, "result": "one argument"}
+        assert json.loads(runner.handle(b'{"func":"Exec","arg":[]}'))["state"] is False
+        assert json.loads(runner.handle(b'not json'))["state"] is False
         bad = json.dumps({"func": "Exec", "arg": [1, '{"opId":"op"}']}).encode()
         for _ in range(2):  # a bad call site is refused every time, never remembered
             reply = json.loads(runner.handle(bad))
