@@ -2,10 +2,10 @@
 
 One rule holds for every socket here, because closing a pynng socket from one thread
 while another is blocked in it can hang (pynng 0.8.1, the version the official SDK
-pins): a socket is used and closed by one thread at a time. Receivers close their
-own socket when asked to stop (they wake up between short receive timeouts to look);
-the source outlet serialises ``send`` and ``close`` with a lock and sends in short
-slices so ``close`` never waits long.
+pins): a socket is used and closed by one thread at a time. Receivers wake up
+between short receive timeouts to look whether they should stop; the source outlet and
+the sink inlet have a lock that whoever uses or closes the socket holds, and the
+outlet sends in short slices so ``close`` never waits long.
 """
 
 from __future__ import annotations
@@ -22,10 +22,28 @@ from . import protocol
 
 log = logging.getLogger("ekuiper_sdk")
 
+# The C functions behind pynng's ``Socket.send`` and ``recv`` (pynng 0.8 and 0.9 expose
+# them as ``pynng.lib``), for the per-frame paths; without them, ``Socket.send`` and a
+# plain blocking receive do the same work more slowly.
+try:
+    from pynng.exceptions import check_err
+
+    _nng_send: Optional[Callable[..., int]] = pynng.lib.nng_send
+    _nng_recv: Optional[Callable[..., int]] = pynng.lib.nng_recv
+    _nng_free: Callable[..., None] = pynng.lib.nng_free
+    _unpack: Callable[..., bytes] = pynng.ffi.unpack
+    _NONBLOCK: int = pynng.lib.NNG_FLAG_NONBLOCK
+    _RECV_NOW: int = pynng.lib.NNG_FLAG_ALLOC | pynng.lib.NNG_FLAG_NONBLOCK
+    _EAGAIN: int = pynng.lib.NNG_EAGAIN
+except (ImportError, AttributeError):  # pragma: no cover - another pynng layout
+    _nng_send = _nng_recv = None
+
 #: How long a REQ channel waits for the host before it sends a keepalive handshake.
 IDLE_KEEPALIVE_MS = 5000
 #: How often a blocked receive or send wakes up to see whether it was asked to stop.
 POLL_MS = 50
+#: How long one blocked source send waits before it looks whether it should stop.
+SEND_SLICE_MS = 5
 #: How long to keep dialling a URL the host should already be listening on.
 DIAL_DEADLINE_S = 5.0
 #: Frames a source may buffer in nng before ``emit`` blocks (the host drains them).
@@ -33,6 +51,8 @@ SOURCE_SEND_BUFFER = 1024
 #: A stopped sink keeps reading until no frame came for this long, and at most this long.
 DRAIN_QUIET_MS = 20
 DRAIN_DEADLINE_S = 0.5
+#: At most this many frames are taken from nng in one go before the stop flag is checked.
+RECV_BATCH = 64
 
 
 class ChannelStopped(Exception):
@@ -152,26 +172,38 @@ class Outlet:
         self._timeout_s = send_timeout_ms / 1000.0
         self._lock = threading.Lock()
         self._closed = False
-        self._sock = pynng.Push0(send_timeout=min(POLL_MS, send_timeout_ms),
+        self._closing = False
+        self._sock = pynng.Push0(send_timeout=min(SEND_SLICE_MS, send_timeout_ms),
                                  send_buffer_size=buffer)
         try:
             dial(self._sock, url)
         except BaseException:
             self._sock.close()
             raise
+        self._handle = self._sock.socket  # the nng socket behind it, for the direct send
 
     def send(self, frame: bytes) -> None:
         """Send one frame, waiting up to the send timeout while the host does not read."""
         give_up = 0.0
         while True:
             with self._lock:
-                if self._closed:
+                if self._closing:
                     raise ChannelStopped(f"the {self.what} was stopped")
-                try:
-                    self._sock.send(frame, block=False)
-                    return
-                except pynng.TryAgain:
-                    pass
+                # The first try calls nng directly, as pynng's own send does, minus its
+                # checks and wrappers: a third of the per-tuple Python work
+                # (docs/performance.md). The socket is open: closing takes this lock.
+                if _nng_send is not None:
+                    err = _nng_send(self._handle, frame, len(frame), _NONBLOCK)
+                    if not err:
+                        return
+                    if err != _EAGAIN:
+                        check_err(err)
+                else:
+                    try:
+                        self._sock.send(frame, block=False)
+                        return
+                    except pynng.TryAgain:
+                        pass
                 try:
                     self._sock.send(frame)
                     return
@@ -186,6 +218,10 @@ class Outlet:
                                   f"{self._timeout_s:g} s (sendTimeout)")
 
     def close(self) -> None:
+        # Python locks are not fair: a sender looping on blocked slices can take the lock
+        # again before this thread wakes up, and stops took up to 90 ms. The flag makes
+        # the sender give the lock up after its current slice.
+        self._closing = True
         with self._lock:
             if not self._closed:
                 self._closed = True
@@ -193,38 +229,67 @@ class Outlet:
 
 
 class SinkInlet:
-    """A sink instance's PULL socket: listens before the start is answered, read by one thread."""
+    """A sink instance's PULL socket: listens before the start is answered.
+
+    One thread at a time uses it: the holder of ``lock``, who also closes it.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.lock = threading.Lock()
+        self.closed = False
         self._sock = pynng.Pull0(recv_timeout=POLL_MS, recv_max_size=0)
+        if _nng_recv is not None:
+            self._data = pynng.ffi.new("char **")
+            self._size = pynng.ffi.new("size_t *")
         try:
             listen_private(self._sock, url)
         except BaseException:
             self._sock.close()
             raise
 
-    def receive(self, deliver: Callable[[bytes], None], stopped: threading.Event) -> List[bytes]:
-        """Pass frames to ``deliver`` until ``stopped``; then return what was still queued.
+    def receive(self) -> List[bytes]:
+        """The frames that came within one poll interval, in order (maybe none).
 
-        Must run in one thread, which then owns the socket and closes it.
+        Call with ``lock`` held.
         """
-        sock = self._sock
         try:
-            while not stopped.is_set():
-                try:
-                    deliver(receive(sock))
-                except pynng.Timeout:
-                    continue
+            frame = receive(self._sock)
+        except pynng.Timeout:
+            return []
+        return self._queued([frame])
+
+    def finish(self) -> List[bytes]:
+        """Take the frames still on their way, then close. Call with ``lock`` held."""
+        try:
             return self._drain()
         except pynng.Closed:
             return []
         finally:
-            sock.close()
+            self.closed = True
+            self._sock.close()
 
     def close(self) -> None:
         """Close a socket that no thread reads yet (a start that failed half way)."""
-        self._sock.close()
+        with self.lock:
+            self.closed = True
+            self._sock.close()
+
+    def _queued(self, batch: List[bytes]) -> List[bytes]:
+        """Add the frames nng already holds to ``batch``, without waiting.
+
+        A blocking receive with a timeout costs nng a timer per call; frames that are
+        already there are taken with non-blocking calls straight to nng, which return a
+        code rather than raise when nothing is left (docs/performance.md).
+        """
+        if _nng_recv is None:
+            return batch
+        handle, data, size = self._sock.socket, self._data, self._size
+        while len(batch) < RECV_BATCH and not _nng_recv(handle, data, size, _RECV_NOW):
+            # An empty frame comes as a NULL pointer, which unpack refuses (see receive).
+            batch.append(_unpack(data[0], size[0]) if size[0] else b"")
+            _nng_free(data[0], size[0])
+        return batch
 
     def _drain(self) -> List[bytes]:
         # The host closes its side just before it sends stop; frames it wrote may still be
@@ -240,11 +305,3 @@ class SinkInlet:
                 break
         return left
 
-
-def close_quietly(sock: Optional[object]) -> None:
-    closer = getattr(sock, "close", None)
-    if closer is not None:
-        try:
-            closer()
-        except Exception:  # noqa: BLE001 - closing is best effort during clean-up
-            log.debug("closing %r failed", sock, exc_info=True)

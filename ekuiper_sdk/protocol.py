@@ -10,12 +10,11 @@ No sockets and no threads here, so every rule is testable on its own.
 from __future__ import annotations
 
 import base64
-import datetime
-import decimal
 import enum
 import json
 import math
-import uuid
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Union
 
@@ -172,9 +171,9 @@ def _loads(data: bytes, what: str) -> Any:
     if not data.strip():
         raise ProtocolError(f"{what} is empty")
     try:
-        # Decode first: json.loads would guess UTF-16 or UTF-32 from the bytes, which the
-        # host never sends.
-        return json.loads(data.decode("utf-8"))
+        # Decode first: a bytes parser may guess UTF-16 or UTF-32 from the bytes, which
+        # the host never sends.
+        return loads(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ProtocolError(f"{what} is not valid UTF-8") from None
     except RecursionError:
@@ -379,15 +378,27 @@ def to_json_value(value: Any, _depth: int = 0) -> Any:
         return [to_json_value(v, _depth + 1) for v in items]
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+    # datetime, decimal and uuid are looked up, not imported: a value of their types
+    # can only exist once its module was imported, and importing all three costs an
+    # idle plugin about 1.3 MB of resident memory.
+    dt = sys.modules.get("datetime")
+    if dt is not None and isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
     if isinstance(value, enum.Enum):
         return to_json_value(value.value, _depth + 1)
-    if isinstance(value, (decimal.Decimal, uuid.UUID)):
+    if _is_text_type(value):
         return str(value)
     if isinstance(value, Mapping):
         return to_json_value(dict(value), _depth)
     raise EncodeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _is_text_type(value: Any) -> bool:
+    for module, name in (("decimal", "Decimal"), ("uuid", "UUID")):
+        mod = sys.modules.get(module)
+        if mod is not None and isinstance(value, getattr(mod, name)):
+            return True
+    return False
 
 
 def _json_key(key: Any) -> str:
@@ -400,33 +411,108 @@ def _json_key(key: Any) -> str:
     raise EncodeError(f"a mapping key of type {type(key).__name__} cannot be a JSON key")
 
 
-def dumps(value: Any) -> bytes:
-    """Compact strict JSON bytes; plain values take a fast path, the rest :func:`to_json_value`."""
+# One encoder made once: ``json.dumps`` with any option builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+
+
+def _stdlib_dumps(value: Any) -> bytes:
     try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False,
-                          ensure_ascii=False).encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except (TypeError, ValueError, RecursionError):
         pass
     try:
-        return json.dumps(to_json_value(value), separators=(",", ":"), allow_nan=False,
-                          ensure_ascii=False).encode("utf-8", "strict")
+        return _ENCODER.encode(to_json_value(value)).encode("utf-8", "strict")
     except UnicodeEncodeError as exc:
         raise EncodeError(f"text is not valid Unicode ({exc.reason})") from None
     except RecursionError:
         raise EncodeError("value is nested too deeply") from None
 
 
+class _Codec:
+    """The JSON functions in use: orjson when it can be imported, else the standard library.
+
+    Both give the same values by the rules of :func:`to_json_value`: orjson handles what
+    it encodes the same way itself (NaN as null, enums as values, UUIDs as text), hands
+    datetimes, dataclasses and unknown types to :func:`to_json_value`, and everything it
+    refuses (non-text keys, integers beyond 64 bits, lone surrogates) goes the stdlib way.
+    Only the spelling of some exponents differs (``1e-7`` against ``1e-07``). Reading,
+    text orjson refuses (``NaN``, ``1e400``, lone surrogate escapes) goes the stdlib way
+    too; one difference is left: an integer literal beyond 64 bits reads as a float
+    (the stdlib gives an int). eKuiper writes integers as 64-bit values, so such a
+    literal is a float the host wrote without an exponent (Go does so below 1e21).
+
+    It is loaded on the first frame, not at import: an idle plugin does not pay the
+    memory of the extension module.
+    """
+
+    def __init__(self, use_orjson: bool = True) -> None:
+        try:
+            if not use_orjson:
+                raise ImportError("the standard library codec was asked for")
+            import orjson
+        except ImportError:
+            self.name = "json"
+            self.dumps = _stdlib_dumps
+            self.loads: Any = json.loads
+            return
+        self.name = "orjson"
+        encode, decode_error = orjson.dumps, orjson.JSONDecodeError
+        options = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+        fast_loads, stdlib_loads = orjson.loads, json.loads
+
+        def dumps(value: Any) -> bytes:
+            try:
+                return encode(value, default=to_json_value, option=options)
+            except TypeError:  # orjson.JSONEncodeError: let the stdlib path decide
+                return _stdlib_dumps(value)
+
+        def loads(data: Union[bytes, str]) -> Any:
+            try:
+                return fast_loads(data)
+            except decode_error:
+                # The stdlib path reads what orjson won't (NaN, lone surrogates) or
+                # raises its own, familiar error.
+                return stdlib_loads(data)
+
+        self.dumps = dumps
+        self.loads = loads
+
+
+#: ``EKUIPER_SDK_JSON=stdlib`` in the environment uses the standard library even when
+#: orjson is installed (to compare, or to rule the codec out when chasing a problem).
+JSON_ENV = "EKUIPER_SDK_JSON"
+_codec: Optional[_Codec] = None
+
+
+def codec() -> _Codec:
+    """The JSON codec in use (``codec().name`` is ``"orjson"`` or ``"json"``)."""
+    global _codec
+    if _codec is None:
+        _codec = _Codec(use_orjson=os.environ.get(JSON_ENV) != "stdlib")
+    return _codec
+
+
+def dumps(value: Any) -> bytes:
+    """Compact strict JSON bytes by the rules of :func:`to_json_value`.
+
+    >>> dumps({"x": float("inf"), "b": b"hi"})
+    b'{"x":null,"b":"aGk="}'
+    """
+    return (_codec or codec()).dumps(value)
+
+
 def loads(data: Union[bytes, str]) -> Any:
     """Parse JSON sent by the host."""
-    return json.loads(data)
+    return (_codec or codec()).loads(data)
 
 
 def encode_tuple(message: Any, meta: Any = None) -> bytes:
     """One source frame: ``{"message": {...}, "meta": {...}|null}``."""
-    if not isinstance(message, Mapping):
+    # The exact-type tests first: an ABC isinstance costs more than the rest of the frame.
+    if type(message) is not dict and not isinstance(message, Mapping):
         raise EncodeError(f"a source message must be a dict, got {type(message).__name__} "
                           "(eKuiper cannot decode anything else as a tuple)")
-    if meta is not None and not isinstance(meta, Mapping):
+    if meta is not None and type(meta) is not dict and not isinstance(meta, Mapping):
         raise EncodeError(f"a source meta must be a dict or None, got {type(meta).__name__}")
     return dumps({"message": message, "meta": meta})
 

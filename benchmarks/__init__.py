@@ -1,0 +1,1 @@
+"""The ekuiper-sdk benchmark against the official SDK: ``python -m benchmarks``."""

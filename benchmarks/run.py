@@ -1,0 +1,457 @@
+"""Side-by-side throughput, latency and memory of ekuiper-sdk and the official SDK.
+
+Run from the repository root::
+
+    python -m benchmarks            # 3 repetitions, medians (a few minutes on 2 cores)
+    python -m benchmarks --quick    # 1 short repetition
+
+Each figure comes from one plugin process started the way eKuiper starts it, talking to
+a host written in Go (``benchmarks/host``, mangos v3 for the control channel like the
+eKuiper server). The same plugin file runs on both SDKs (``plugins/bench_plugin.py``,
+only its import differs); ``plugins/bare_plugin.py`` is the ceiling, the same socket
+pattern in bare pynng; the host's own capacity is measured against a plugin written in
+Go (``benchhost peer``). See docs/performance.md for what the figures mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+HOST_SRC = HERE / "host"
+PLUGINS = HERE / "plugins"
+
+#: The plugin file and sink symbol of "ours, decoded": the sink whose users get records
+#: decoded from JSON. Swapping in another form of that sink (say, a decorator-style
+#: plugin) is a change of this one line.
+OURS_DECODED = (PLUGINS / "bench_plugin.py", "decoded")
+
+#: The implementations measured side by side.
+IMPLS = ("official", "ours", "ceiling")
+#: The measurements, in the order they run (``--only`` picks some).
+GROUPS = ("source", "sink", "sink_ack", "sink_dec", "sink_dec_ack", "func", "stop", "memory",
+          "capacity")
+
+
+@dataclass
+class Sizes:
+    """How much work each measurement does."""
+
+    reps: int = 3
+    source: int = 100_000
+    sink: int = 50_000
+    sink_ack: int = 10_000
+    func: int = 20_000
+    stop_trials: int = 10
+    memory: bool = True
+
+
+FULL = Sizes()
+QUICK = Sizes(reps=1, source=20_000, sink=10_000, sink_ack=2_000, func=5_000, stop_trials=4)
+TINY = Sizes(reps=1, source=500, sink=500, sink_ack=200, func=200, stop_trials=1, memory=False)
+
+
+class BenchError(RuntimeError):
+    """A measurement that could not be taken; the message says which and why."""
+
+
+# ---------------------------------------------------------------------------
+# The Go host
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ekuiper-sdk-bench"
+
+
+def build_host(log: Callable[[str], None] = print) -> Path:
+    """Build ``benchhost`` once per version of its sources, into the cache directory."""
+    digest = hashlib.sha256()
+    for name in sorted(p.name for p in HOST_SRC.iterdir() if p.suffix in (".go", ".mod", ".sum")):
+        digest.update(name.encode() + b"\0" + (HOST_SRC / name).read_bytes())
+    binary = cache_dir() / f"benchhost-{digest.hexdigest()[:16]}"
+    if binary.exists():
+        return binary
+    go = shutil.which("go")
+    if go is None:
+        raise BenchError("the benchmark host is written in Go and no `go` is on PATH "
+                         "(install Go 1.22 or later)")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    log(f"building the benchmark host into {binary} ...")
+    tmp = binary.with_suffix(".tmp")
+    proc = subprocess.run([go, "build", "-o", str(tmp), "."], cwd=HOST_SRC,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BenchError(f"go build of benchmarks/host failed:\n{proc.stderr.strip()}")
+    tmp.replace(binary)
+    return binary
+
+
+@dataclass
+class Runner:
+    """Starts one host process per measurement, each with names of its own."""
+
+    host: Path
+    run_id: str
+    logdir: Path
+    ours: Path = ROOT
+    counter: int = 0
+
+    def _names(self) -> Dict[str, str]:
+        self.counter += 1
+        stem = f"{self.run_id}{self.counter}"
+        return {"plugin": f"bp{stem}", "function": f"bf{stem}", "prefix": f"br{stem}"}
+
+    def command(self, impl: str, plugin_file: Optional[Path] = None) -> List[str]:
+        if impl == "go":
+            return [str(self.host), "peer"]
+        if impl == "ceiling":
+            return [sys.executable, "-u", str(PLUGINS / "bare_plugin.py")]
+        return [sys.executable, "-u", str(plugin_file or PLUGINS / "bench_plugin.py")]
+
+    def run(self, impl: str, scenario: str, *, n: int = 0, trials: int = 0, ack: bool = False,
+            symbol: str = "bench", plugin_file: Optional[Path] = None,
+            timeout: float = 180.0) -> Dict[str, Any]:
+        names = self._names()
+        argv = [str(self.host), "host", "-scenario", scenario, "-plugin", names["plugin"],
+                "-function", names["function"], "-prefix", names["prefix"], "-symbol", symbol,
+                "-log", str(self.logdir / f"{names['plugin']}-{impl}-{scenario}.log")]
+        if n:
+            argv += ["-n", str(n)]
+        if trials:
+            argv += ["-trials", str(trials)]
+        if ack:
+            argv.append("-ack")
+        cmd = self.command(impl, plugin_file)
+        if impl == "go":
+            cmd += ["-plugin", names["plugin"]]
+        env = dict(os.environ, BENCH_SDK=impl, BENCH_PLUGIN=names["plugin"],
+                   BENCH_FUNCTION=names["function"],
+                   # the SDK of this working tree (or --ours), whatever else is installed
+                   PYTHONPATH=os.pathsep.join(filter(None, [str(self.ours),
+                                                            os.environ.get("PYTHONPATH")])))
+        # A session of its own, so that a hung plugin and its host end together.
+        proc = subprocess.Popen(argv + ["--"] + cmd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=env,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise BenchError(f"{impl} {scenario} did not finish within {timeout:g} s") from None
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # anything the host left behind
+            except ProcessLookupError:
+                pass
+            for name in names.values():  # IPC paths are global: leave none behind
+                for path in Path("/tmp").glob(f"*{name}*.ipc"):
+                    path.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            raise BenchError(f"{impl} {scenario} failed: {err.strip() or out.strip()} "
+                             f"(plugin log: {self.logdir})")
+        return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------------------
+# Measurements
+
+
+@dataclass
+class Row:
+    """One line of the table: a figure per implementation and per repetition."""
+
+    metric: str
+    unit: str
+    higher_is_better: bool = True
+    values: Dict[str, List[float]] = field(default_factory=dict)
+    ratios: List[float] = field(default_factory=list)
+    note: str = ""
+
+    def add(self, impl: str, value: float) -> None:
+        self.values.setdefault(impl, []).append(value)
+
+    def median(self, impl: str) -> Optional[float]:
+        vals = self.values.get(impl)
+        return statistics.median(vals) if vals else None
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) by the nearest-rank method."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-q * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+class Bench:
+    """Runs every measurement ``sizes.reps`` times, interleaving the implementations."""
+
+    def __init__(self, runner: Runner, sizes: Sizes, log: Callable[[str], None] = print) -> None:
+        self.r = runner
+        self.sizes = sizes
+        self.log = log
+        self.rows: Dict[str, Row] = {}
+        self.stops: Dict[str, Dict[str, Any]] = {}
+        self.host: Dict[str, List[float]] = {}
+        #: The plugin process's CPU time per frame or call, all threads, in microseconds.
+        self.cpu: Dict[str, Dict[str, List[float]]] = {}
+
+    def row(self, key: str, metric: str, unit: str, higher: bool = True, note: str = "") -> Row:
+        if key not in self.rows:
+            self.rows[key] = Row(metric, unit, higher, note=note)
+        return self.rows[key]
+
+    def rate(self, key: str, metric: str, scenario: str, n: int, ack: bool = False,
+             ours: Optional[Tuple[Path, str]] = None, note: str = "") -> None:
+        row = self.row(key, metric, "/s", note=note)
+        got: Dict[str, float] = {}
+        for impl in IMPLS:
+            kwargs: Dict[str, Any] = {"n": n, "ack": ack}
+            if impl == "ours" and ours is not None:
+                kwargs["plugin_file"], kwargs["symbol"] = ours
+            res = self.r.run(impl, scenario, **kwargs)
+            got[impl] = res["rate"]
+            row.add(impl, res["rate"])
+            self.cpu.setdefault(key, {}).setdefault(impl, []).append(res["plugin_cpu_us"])
+            if impl == "ours":
+                self.host.setdefault(f"{key} host CPU", []).append(res.get("host_cpu", 0.0))
+        row.ratios.append(got["ours"] / got["official"])
+        self.log(f"  {metric}: official {got['official']:,.0f}/s, ours {got['ours']:,.0f}/s, "
+                 f"ceiling {got['ceiling']:,.0f}/s")
+
+    def stop(self, kind: str) -> None:
+        for impl in ("official", "ours"):
+            res = self.r.run(impl, f"stop-{kind}", trials=self.sizes.stop_trials,
+                             timeout=60 + self.sizes.stop_trials * 5)
+            acc = self.stops.setdefault(f"{kind}/{impl}", {"latencies": [], "hangs": 0,
+                                                           "trials": 0})
+            acc["latencies"] += res["latencies_ms"] or []
+            acc["hangs"] += res["hangs"]
+            acc["trials"] += res["trials"]
+            self.log(f"  stop {kind} {impl}: {res['hangs']} of {res['trials']} hung, "
+                     f"max {max(res['latencies_ms'] or [0]):.1f} ms")
+
+    def stop_both(self) -> None:
+        self.stop("source")
+        self.stop("sink")
+
+    def memory(self) -> None:
+        idle = self.row("mem_idle", "memory, idle plugin", "MiB", higher=False)
+        busy = self.row("mem_10", "memory, 10 running symbols", "MiB", higher=False)
+        got: Dict[str, Dict[str, float]] = {}
+        for impl in IMPLS:
+            res = self.r.run(impl, "memory")
+            got[impl] = res
+            idle.add(impl, res["idle_kib"] / 1024)
+            busy.add(impl, res["running10_kib"] / 1024)
+        idle.ratios.append(got["ours"]["idle_kib"] / got["official"]["idle_kib"])
+        busy.ratios.append(got["ours"]["running10_kib"] / got["official"]["running10_kib"])
+        self.log(f"  memory idle: official {got['official']['idle_kib'] / 1024:.1f} MiB, "
+                 f"ours {got['ours']['idle_kib'] / 1024:.1f} MiB")
+
+    def capacity(self) -> None:
+        """The host against a plugin written in Go: what the host itself can take."""
+        s = self.sizes
+        for scenario, n, key in (("source", max(s.source, 100_000), "source"),
+                                 ("sink", max(s.sink, 100_000), "sink"),
+                                 ("func", max(s.func, 20_000), "func")):
+            res = self.r.run("go", scenario, n=n)
+            self.host.setdefault(f"{key} capacity", []).append(res["rate"])
+
+    def run_all(self, only: Sequence[str] = GROUPS) -> None:
+        s = self.sizes
+        steps: Dict[str, Callable[[], None]] = {
+            "source": lambda: self.rate("source", f"source, tuples/s ({s.source:,} x 64 B)",
+                                        "source", s.source),
+            "sink": lambda: self.rate("sink", "sink, bytes, frames/s", "sink", s.sink),
+            "sink_ack": lambda: self.rate("sink_ack", "sink, bytes, requireAck", "sink",
+                                          s.sink_ack, ack=True),
+            "sink_dec": lambda: self.rate("sink_dec", "sink, decoded (official: bytes)", "sink",
+                                          s.sink, ours=OURS_DECODED),
+            "sink_dec_ack": lambda: self.rate("sink_dec_ack",
+                                              "sink, decoded, requireAck (official: bytes)",
+                                              "sink", s.sink_ack, ack=True, ours=OURS_DECODED),
+            "func": lambda: self.rate("func", "function Exec calls/s", "func", s.func),
+            "stop": self.stop_both,
+            "memory": self.memory if s.memory else lambda: None,
+            "capacity": self.capacity,
+        }
+        for rep in range(s.reps):
+            self.log(f"repetition {rep + 1} of {s.reps}")
+            for group in GROUPS:
+                if group in only:
+                    steps[group]()
+
+    # -- the report
+
+    def table(self) -> str:
+        lines = [f"{'metric':46} | {'official':>10} | {'ours':>10} | {'ratio':>6} | "
+                 f"{'ceiling':>10}",
+                 f"{'-' * 46}-+-{'-' * 10}-+-{'-' * 10}-+-{'-' * 6}-+-{'-' * 10}"]
+
+        def fmt(value: Optional[float], unit: str) -> str:
+            if value is None:
+                return "-"
+            return f"{value:,.1f} {unit}" if unit != "/s" else f"{value:,.0f}"
+
+        for row in self.rows.values():
+            ratio = f"{statistics.median(row.ratios):.2f}" if row.ratios else "-"
+            lines.append(f"{row.metric:46} | {fmt(row.median('official'), row.unit):>10} | "
+                         f"{fmt(row.median('ours'), row.unit):>10} | {ratio:>6} | "
+                         f"{fmt(row.median('ceiling'), row.unit):>10}")
+        for kind in ("source", "sink"):
+            off, ours = self.stops.get(f"{kind}/official"), self.stops.get(f"{kind}/ours")
+            if not off or not ours:
+                continue
+            for q in (50, 99):
+                o = percentile(off["latencies"], q) if off["latencies"] else None
+                u = percentile(ours["latencies"], q) if ours["latencies"] else None
+                ratio = f"{u / o:.2f}" if o and u else "-"
+                lines.append(f"{f'stop {kind} while data flows, p{q}':46} | "
+                             f"{fmt(o, 'ms'):>10} | {fmt(u, 'ms'):>10} | {ratio:>6} | {'-':>10}")
+            lines.append(f"{f'stop {kind}: stops never answered':46} | "
+                         f"{str(off['hangs']) + '/' + str(off['trials']):>10} | "
+                         f"{str(ours['hangs']) + '/' + str(ours['trials']):>10} | {'':>6} | "
+                         f"{'-':>10}")
+        return "\n".join(lines)
+
+    def cpu_table(self) -> str:
+        """CPU time of the plugin process per frame: steadier than rates on a busy machine."""
+        lines = [f"{'plugin CPU per frame or call (us)':46} | {'official':>10} | {'ours':>10} | "
+                 f"{'ratio':>6} | {'ceiling':>10}"]
+        for key, per in self.cpu.items():
+            med = {impl: statistics.median(v) for impl, v in per.items()}
+            ratio = f"{med['ours'] / med['official']:.2f}" if med.get("official") else "-"
+            lines.append(f"{self.rows[key].metric:46} | {med.get('official', 0):>10.1f} | "
+                         f"{med.get('ours', 0):>10.1f} | {ratio:>6} | "
+                         f"{med.get('ceiling', 0):>10.1f}")
+        return "\n".join(lines)
+
+    def host_report(self) -> str:
+        out = ["host (Go) against a Go plugin, the rate it can take itself:"]
+        for key in ("source", "sink", "func"):
+            vals = self.host.get(f"{key} capacity")
+            if vals:
+                out.append(f"  {key:7} {statistics.median(vals):>12,.0f} /s")
+        out.append("host CPU share (cores) while measuring ours:")
+        for key, vals in self.host.items():
+            if key.endswith("host CPU"):
+                out.append(f"  {key[:-9]:13} {statistics.median(vals):.2f}")
+        return "\n".join(out)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"rows": {k: {"metric": r.metric, "unit": r.unit, "values": r.values,
+                             "ratios": r.ratios} for k, r in self.rows.items()},
+                "stops": self.stops, "host": self.host, "plugin_cpu_us": self.cpu}
+
+
+def describe_machine(ours: Path = ROOT) -> str:
+    import platform
+
+    try:
+        import pynng
+
+        pynng_version = getattr(pynng, "__version__", "?")
+    except ImportError:
+        pynng_version = "not installed"
+    try:
+        from importlib.metadata import version
+
+        official = version("ekuiper")
+    except Exception:  # noqa: BLE001 - only for the report
+        official = "not installed"
+    # Asked of the checkout under test, in a process of its own like the plugins.
+    probe = subprocess.run(
+        [sys.executable, "-c", "from ekuiper_sdk import protocol as p; "
+         "print(p.codec().name if hasattr(p, 'codec') else 'json')"],
+        capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=str(ours)))
+    codec = probe.stdout.strip() or "?"
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return (f"{platform.python_implementation()} {platform.python_version()}, pynng "
+            f"{pynng_version}, ekuiper {official}, JSON codec {codec}; {os.cpu_count()} CPUs "
+            f"({cpu}); load average {load:.2f} at the start")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="one short repetition")
+    parser.add_argument("--tiny", action="store_true", help="a few hundred frames (smoke test)")
+    parser.add_argument("--reps", type=int, help="repetitions (medians are reported)")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the plugins' logs")
+    parser.add_argument("--only", help="comma-separated measurements: " + ",".join(GROUPS))
+    parser.add_argument("--ours", type=Path, default=ROOT,
+                        help="the checkout whose ekuiper_sdk is measured as 'ours' "
+                             "(default: this one), to compare a change")
+    args = parser.parse_args(argv)
+    only = tuple(args.only.split(",")) if args.only else GROUPS
+    unknown = set(only) - set(GROUPS)
+    if unknown:
+        parser.error(f"unknown measurement(s) {', '.join(sorted(unknown))}; "
+                     f"choose from {', '.join(GROUPS)}")
+    sizes = TINY if args.tiny else QUICK if args.quick else FULL
+    if args.reps:
+        sizes = Sizes(**{**sizes.__dict__, "reps": args.reps})
+    try:
+        host = build_host()
+    except BenchError as exc:
+        print(f"benchmark: {exc}", file=sys.stderr)
+        return 2
+    # Byte-compile the SDK under test as installing it would: the official package comes
+    # compiled from its wheel, and compiling at import costs a plugin ~1.5 MB resident
+    # (where PYTHONDONTWRITEBYTECODE is set, every start would pay it).
+    compileall.compile_dir(str(args.ours.resolve() / "ekuiper_sdk"), quiet=2)
+    logdir = Path(f"/tmp/ekuiper-bench-{os.getpid()}")
+    logdir.mkdir(exist_ok=True)
+    runner = Runner(host, secrets.token_hex(2), logdir, ours=args.ours.resolve())
+    bench = Bench(runner, sizes)
+    print(describe_machine(args.ours.resolve()))
+    started = time.monotonic()
+    try:
+        bench.run_all(only)
+    except BenchError as exc:
+        print(f"benchmark: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not args.keep_logs:
+            shutil.rmtree(logdir, ignore_errors=True)
+    print()
+    print(f"medians of {sizes.reps} repetition(s); ratio = ours / official, "
+          f"median of the per-repetition ratios; {time.monotonic() - started:.0f} s")
+    print(bench.table())
+    print()
+    print(bench.cpu_table())
+    print()
+    print(bench.host_report())
+    if args.json:
+        args.json.write_text(json.dumps(bench.to_json(), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
