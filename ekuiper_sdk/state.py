@@ -27,7 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, MutableMapping, Optional, Union
 
-import msgpack
+# msgpack is imported where a store is read or written: it imports datetime, and a plugin
+# that never uses ctx.state should not pay that memory (docs/performance.md).
 
 #: The folder that holds every plugin's state; overrides ``Plugin(state_dir=...)``.
 STATE_DIR_ENV = "EKUIPER_SDK_STATE_DIR"
@@ -245,6 +246,8 @@ class State(MutableMapping[str, Any]):
             self.save()
 
     def _encode(self) -> bytes:
+        import msgpack
+
         try:
             blob: bytes = msgpack.packb({"version": FORMAT_VERSION, "data": self._data},
                                         use_bin_type=True)
@@ -290,6 +293,8 @@ class State(MutableMapping[str, Any]):
         except OSError as exc:
             raise StateError(f"cannot read the state file {self.path}: "
                              f"{exc.strerror or exc}") from None
+        import msgpack
+
         try:
             obj = msgpack.unpackb(blob, raw=False, strict_map_key=False)
         except Exception as exc:  # noqa: BLE001 - msgpack raises several unrelated types

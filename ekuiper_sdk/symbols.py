@@ -288,7 +288,14 @@ class FunctionRunner(Runner):
             self.finished.set()
 
     def handle(self, data: bytes) -> bytes:
-        """Answer one host request; never raises."""
+        """Answer one host request; never raises, so the serving thread never dies."""
+        try:
+            return self._answer(data)
+        except Exception as exc:  # noqa: BLE001 - whatever the cause, the host gets a reply
+            self.logger.exception("answering a request failed")
+            return protocol.func_reply(False, protocol.describe_exception(exc))
+
+    def _answer(self, data: bytes) -> bytes:
         answer = self._exec_known_site(data)
         if answer is not None:
             return answer
@@ -323,8 +330,8 @@ class FunctionRunner(Runner):
         """
         try:
             obj = protocol.loads(data)
-        except ValueError:
-            return None
+        except (ValueError, RecursionError):
+            return None  # the general path says what is wrong with it
         if type(obj) is not dict or obj.get("func") != protocol.EXEC:
             return None
         arg = obj.get("arg")

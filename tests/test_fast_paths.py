@@ -154,7 +154,7 @@ def test_closing_a_source_releases_a_sender_blocked_on_a_host_that_does_not_read
     url = protocol.source_url(protocol.Meta(unique("src"), "op", 0))
     host = pynng.Pull0()  # listens, never reads: the sender ends up blocked
     host.listen(url)
-    outlet = channels.SourceOutlet(url, send_timeout_ms=60_000)
+    outlet = channels.Outlet(url, 60_000, "source", channels.SOURCE_SEND_BUFFER)
     outcome: List[BaseException] = []
 
     def emit_forever() -> None:
@@ -180,7 +180,7 @@ def test_a_source_send_times_out_when_the_host_does_not_read() -> None:
     url = protocol.source_url(protocol.Meta(unique("slow"), "op", 0))
     host = pynng.Pull0()
     host.listen(url)
-    outlet = channels.SourceOutlet(url, send_timeout_ms=200)
+    outlet = channels.Outlet(url, 200, "source", channels.SOURCE_SEND_BUFFER)
     try:
         with pytest.raises(channels.SendTimeout):
             while True:
