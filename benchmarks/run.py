@@ -39,7 +39,7 @@ PLUGINS = HERE / "plugins"
 #: The plugin file and sink symbol of "ours, decoded": the sink whose users get records
 #: decoded from JSON. Swapping in another form of that sink (say, a decorator-style
 #: plugin) is a change of this one line.
-OURS_DECODED = (PLUGINS / "bench_plugin.py", "decoded")
+OURS_DECODED = (PLUGINS / "bench_decorated.py", "decoded")
 
 #: The implementations measured side by side.
 IMPLS = ("official", "ours", "ceiling")
