@@ -5,16 +5,37 @@ A plugin written for the official ``ekuiper`` package runs after changing only i
 New code may use decorators instead: ``app = Plugin("name")``, ``@app.source(...)``.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from . import plugin
-from .adapters import decode_records
 from .api import Context, Function, Sink, Source
-from .app import Plugin
 from .channels import SendTimeout
 from .plugin import PluginConfig
 from .protocol import EncodeError
-from .records import RecordError
-from .state import State, StateError
 from .symbols import SymbolStopped
+
+if TYPE_CHECKING:
+    from .adapters import decode_records
+    from .app import Plugin
+    from .records import RecordError
+    from .state import State, StateError
+
+# The decorator API pulls in asyncio, inspect and hashlib: about 1.5 MiB that a plugin in
+# the class style never needs on a small device. Its names are imported on first use.
+_LAZY = {"Plugin": "app", "decode_records": "adapters", "RecordError": "records",
+         "State": "state", "StateError": "state"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["plugin", "PluginConfig", "Source", "Sink", "Function", "Context",
            "EncodeError", "SendTimeout", "SymbolStopped",
