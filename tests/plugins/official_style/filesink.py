@@ -12,19 +12,19 @@ class FileSink(Sink):
         self.require_ack = False
 
     def configure(self, conf: dict):
-        print('configure file sink', conf)
+        print('file sink configured with', conf)
         self.path = conf.get("path")
         self.require_ack = conf.get("requireAck", False)
 
     def open(self, ctx: Context):
-        print('open file sink: ', ctx.get_rule_id())
+        print('file sink opened for rule', ctx.get_rule_id())
 
     def collect(self, ctx: Context, data: Any):
-        print('receive: ', data)
+        print('file sink got', len(data), 'bytes')
         if self.path:
             with open(self.path, "ab") as f:
                 f.write(data + b"\n")
-        # only add ack when using with requireAck in the rule
+        # eKuiper reads acks only when the rule sets requireAck
         if self.require_ack:
             item = json.loads(data)
             if isinstance(item, dict) and "fail" in item:

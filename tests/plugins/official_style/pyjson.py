@@ -13,13 +13,12 @@ class PyJson(Source):
         self.conf = {}
 
     def configure(self, datasource: str, conf: dict):
-        logging.info("configuring with datasource {} and conf {}".format(datasource, conf))
+        logging.info("pyjson source: datasource {!r}, conf {}".format(datasource, conf))
         self.datasource = datasource
         self.conf = conf
 
-    # noinspection PyTypeChecker
     def open(self, ctx: Context):
-        print("opening")
+        print("pyjson source starts emitting")
         interval = self.conf.get("interval", 0.05)
         if self.conf.get("emit_error"):
             ctx.emit_error("bad reading")
@@ -33,8 +32,8 @@ class PyJson(Source):
             seq += 1
             if interval:
                 time.sleep(interval)
-        print("closed")
+        print("pyjson source stopped emitting")
 
     def close(self, ctx: Context):
-        print("closing")
+        print("pyjson source asked to close")
         self.running = False
