@@ -63,7 +63,7 @@ import pynng
 __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
     "HostError", "InvalidFrameError", "SinkAckError", "FunctionError", "run_pipeline",
-    "go_json_dumps", "decode_source_frame", "main",
+    "go_json_dumps", "decode_source_frame", "main", "wait_for",
 ]
 
 # Socket time limits of the Go host (kuiper.yaml defaults and runtime/connection.go).
@@ -1364,6 +1364,23 @@ def _one_line(text: str) -> str:
     if not lines:
         return ""
     return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+
+
+def wait_for(check: Callable[[], object], timeout: float = 5.0,
+             what: str = "condition") -> None:
+    """Poll ``check`` until it returns something true; ``AssertionError`` after ``timeout``.
+
+    For what a plugin does in its own time (a sink writing a file, a source closing).
+
+    Example::
+
+        wait_for(lambda: out.exists(), 5, "the sink writing its file")
+    """
+    give_up = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(0.02)
 
 
 def run_pipeline(plugin_dir: Union[str, "os.PathLike[str]"], *, source: Optional[str] = None,

@@ -14,18 +14,11 @@ import pytest
 from ekuiper_sdk import channels, protocol
 from ekuiper_sdk.api import Context, Function, Sink
 from ekuiper_sdk.symbols import FunctionRunner, SinkRunner
+from ekuiper_sdk.testing import wait_for
 
 
 def unique(stem: str) -> str:
     return f"{stem}{os.getpid()}x{time.monotonic_ns() % 10**9}"
-
-
-def wait_for(check: Any, what: str, timeout: float = 10.0) -> None:
-    give_up = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 class Recorder(Sink):
@@ -64,7 +57,7 @@ def test_a_sink_collects_every_frame_in_order_also_those_queued_at_stop(delay: f
     try:
         for frame in sent:
             push.send(frame)
-        wait_for(lambda: sink.frames, "the first collect")
+        wait_for(lambda: sink.frames, 10, "the first collect")
         time.sleep(0.2)  # let the frames written so far reach the plugin's socket
     finally:
         push.close()  # the host closes its side, then stops the rule

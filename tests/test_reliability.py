@@ -13,13 +13,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any, Callable, List
 
 import pytest
 
-from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SinkAckError
+from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SinkAckError, wait_for
 
 PLUGIN = Path(__file__).parent / "plugins" / "reliable" / "reliable.py"
 LOGGER = "logger: logging.Logger"  # what the counter source records of ctx.get_logger()
@@ -58,14 +57,6 @@ def reliable(plugin_host_factory: Callable[..., PluginHost], unique_name: Callab
     prefix = name + "_"
     host = plugin_host_factory(name, PLUGIN, env={"PLUGIN_NAME": name, "FUNC_PREFIX": prefix})
     return Reliable(host, prefix, tmp_path, unique_name)
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    give_up = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.02)
 
 
 def collected_counts(output: List[str]) -> List[tuple[int, int]]:

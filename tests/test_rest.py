@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import io
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,15 +176,17 @@ def test_unreachable_server(packed: tuple[str, Path]) -> None:
     assert "\n" not in text and "--server" in text
 
 
-def test_a_server_that_is_not_ekuiper(tmp_path: Path) -> None:
-    import http.server
-    import threading
+@contextlib.contextmanager
+def answering(status: int, body: bytes, seen: list[str | None]) -> Iterator[str]:
+    """A one-off HTTP server on loopback that answers every GET with ``status`` and ``body``
+    and records the Authorization header it got; yields its ``host:port``."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(500)
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(status)
             self.end_headers()
-            self.wfile.write(b"boom: database is locked\n")
+            self.wfile.write(body)
 
         def log_message(self, *args: object) -> None:
             pass
@@ -189,12 +194,17 @@ def test_a_server_that_is_not_ekuiper(tmp_path: Path) -> None:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
     try:
-        with pytest.raises(RestError) as info:
-            RestClient(f"http://127.0.0.1:{httpd.server_address[1]}").list_plugins()
-        assert info.value.status == 500 and info.value.message == "boom: database is locked"
+        yield f"127.0.0.1:{httpd.server_address[1]}"
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_server_that_is_not_ekuiper(tmp_path: Path) -> None:
+    with answering(500, b"boom: database is locked\n", []) as address:
+        with pytest.raises(RestError) as info:
+            RestClient(f"http://{address}").list_plugins()
+    assert info.value.status == 500 and info.value.message == "boom: database is locked"
 
 
 def test_wrong_path_is_explained(ek: FakeEkuiper) -> None:
@@ -204,29 +214,11 @@ def test_wrong_path_is_explained(ek: FakeEkuiper) -> None:
 
 
 def test_token_is_sent(ek: FakeEkuiper, packed: tuple[str, Path]) -> None:
-    import http.server
-    seen = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.headers.get("Authorization"))
-            self.send_response(401)
-            self.end_headers()
-            self.wfile.write(b"missing_token\n")
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    import threading
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
-    try:
+    seen: list[str | None] = []
+    with answering(401, b"missing_token\n", seen) as address:
         with pytest.raises(RestError) as info:
-            RestClient(f"127.0.0.1:{httpd.server_address[1]}", token="abc").list_plugins()
-        assert seen == ["abc"] and "--token" in info.value.hint
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+            RestClient(address, token="abc").list_plugins()
+    assert seen == ["abc"] and "--token" in info.value.hint
 
 
 def test_server_urls_and_local_detection() -> None:

@@ -35,18 +35,11 @@ from ekuiper_sdk.testing import (
     decode_source_frame,
     go_json_dumps,
     run_pipeline,
+    wait_for,
 )
 
 PLUGIN_SRC = Path(__file__).parent / "plugins" / "official_style"
 IMPORT_LINE = "from ekuiper import "
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def file_lines(path: Path) -> List[bytes]:
