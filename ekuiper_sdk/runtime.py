@@ -297,8 +297,3 @@ class PluginRuntime:
             log.warning("stop of %s, which is not running", control.describe())
             return
         log.info("stopped %s", control.describe())
-
-    def running(self) -> List[str]:
-        """The keys of the running instances (for diagnostics and tests)."""
-        with self._lock:
-            return sorted(self._runners)

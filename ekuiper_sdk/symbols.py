@@ -306,7 +306,7 @@ class FunctionRunner(Runner):
             return protocol.func_reply(False, str(exc))
         try:
             if request.func == protocol.EXEC:
-                return protocol.func_reply(True, self._exec(request.arg))
+                return self._exec_new_site(request.arg)
             if request.func == protocol.VALIDATE:
                 problem = self.function.validate(request.arg)
                 if problem:
@@ -341,22 +341,22 @@ class FunctionRunner(Runner):
         ctx = self._by_wire.get(wire) if type(wire) is str else None
         if ctx is None:
             return None
-        try:
-            return protocol.func_reply(True, self.function.exec(arg[:-1], ctx))
-        except Exception as exc:  # noqa: BLE001 - the rule gets the error, the log the traceback
-            self.logger.exception("Exec failed")
-            return protocol.func_reply(False, protocol.describe_exception(exc))
+        return self._call(arg[:-1], ctx)
 
-    def _exec(self, arg: List[Any]) -> Any:
-        wire = arg[-1] if arg else None
-        ctx = self._by_wire.get(wire) if type(wire) is str else None
-        if ctx is not None:
-            return self.function.exec(arg[:-1], ctx)
+    def _exec_new_site(self, arg: List[Any]) -> bytes:
+        """An ``Exec`` whose call site is not cached yet: check it, cache it, call."""
         args, where = protocol.split_exec_arg(arg)  # raises for a bad call site
         ctx = self._context(where)
         if len(self._by_wire) < MAX_CALL_SITES:
-            self._by_wire[wire] = ctx  # type: ignore[index]
-        return self.function.exec(args, ctx)
+            self._by_wire[arg[-1]] = ctx
+        return self._call(args, ctx)
+
+    def _call(self, args: List[Any], ctx: SymbolContext) -> bytes:
+        try:
+            return protocol.func_reply(True, self.function.exec(args, ctx))
+        except Exception as exc:  # noqa: BLE001 - the rule gets the error, the log the traceback
+            self.logger.exception("Exec failed")
+            return protocol.func_reply(False, protocol.describe_exception(exc))
 
     def _aggregate(self) -> bool:
         if self._is_aggregate is None:
