@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from .official_sdk import OfficialSDKUnavailable, official_python
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HOST_SRC = HERE / "host"
@@ -122,7 +124,9 @@ class Runner:
             return [str(self.host), "peer"]
         if impl == "ceiling":
             return [sys.executable, "-u", str(PLUGINS / "bare_plugin.py")]
-        return [sys.executable, "-u", str(plugin_file or PLUGINS / "bench_plugin.py")]
+        # The official SDK runs in an environment of its own (it pins pynng 0.8.1).
+        python = official_python() if impl == "official" else sys.executable
+        return [python, "-u", str(plugin_file or PLUGINS / "bench_plugin.py")]
 
     def run(self, impl: str, scenario: str, *, n: int = 0, trials: int = 0, ack: bool = False,
             symbol: str = "bench", plugin_file: Optional[Path] = None,
@@ -371,11 +375,12 @@ def describe_machine(ours: Path = ROOT) -> str:
     except ImportError:
         pynng_version = "not installed"
     try:
-        from importlib.metadata import version
-
-        official = version("ekuiper")
-    except Exception:  # noqa: BLE001 - only for the report
-        official = "not installed"
+        probe_official = subprocess.run(
+            [official_python(), "-c", "from importlib.metadata import version as v; "
+             "print(v('ekuiper'), 'on pynng', v('pynng'))"], capture_output=True, text=True)
+        official = probe_official.stdout.strip() or "?"
+    except OfficialSDKUnavailable as exc:
+        official = f"not installed ({exc})"
     # Asked of the checkout under test, in a process of its own like the plugins.
     probe = subprocess.run(
         [sys.executable, "-c", "from ekuiper_sdk import protocol as p; "
@@ -419,7 +424,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         sizes = Sizes(**{**sizes.__dict__, "reps": args.reps})
     try:
         host = build_host()
-    except BenchError as exc:
+        official_python()
+    except (BenchError, OfficialSDKUnavailable) as exc:
         print(f"benchmark: {exc}", file=sys.stderr)
         return 2
     # Byte-compile the SDK under test as installing it would: the official package comes

@@ -1389,7 +1389,7 @@ def run_pipeline(plugin_dir: Union[str, "os.PathLike[str]"], *, source: Optional
                  source_config: Optional[Dict[str, Any]] = None,
                  sink_config: Optional[Dict[str, Any]] = None,
                  env: Optional[Dict[str, str]] = None, out: Optional[IO[str]] = None,
-                 timeout: float = 30.0) -> List[Dict[str, Any]]:
+                 timeout: float = 30.0, python: Optional[str] = None) -> List[Dict[str, Any]]:
     """Run a plugin folder's source through its function into its sink, like a small rule.
 
     Reads the folder's ``<name>.json`` manifest (the only ``*.json`` at its root), starts
@@ -1399,8 +1399,9 @@ def run_pipeline(plugin_dir: Union[str, "os.PathLike[str]"], *, source: Optional
     string field (or its first field), stores the result under the function's name, and
     sends the record to the sink as one JSON object (``sendSingle``). One line per step
     goes to ``out`` (default ``sys.stdout``). A source is required; function and sink are
-    skipped when the manifest has none. Returns the records. Any failure raises
-    :class:`HostError` with a one-line message.
+    skipped when the manifest has none. ``python`` is the interpreter that runs the plugin
+    (default: this one). Returns the records. Any failure raises :class:`HostError` with a
+    one-line message.
 
     Example::
 
@@ -1421,7 +1422,7 @@ def run_pipeline(plugin_dir: Union[str, "os.PathLike[str]"], *, source: Optional
     rule = rule_id or f"run{os.getpid()}_{random.getrandbits(32):08x}"
     deadline = time.monotonic() + timeout
     records: List[Dict[str, Any]] = []
-    host = PluginHost(name, folder / manifest["executable"], env=env,
+    host = PluginHost(name, folder / manifest["executable"], env=env, python=python,
                       init_timeout=min(timeout, 30.0), control_timeout=min(timeout, 30.0),
                       language=language if language in ("python", "go") else "python")
     try:
@@ -1481,12 +1482,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     run.add_argument("--source-config", type=json.loads, default=None, metavar="JSON")
     run.add_argument("--sink-config", type=json.loads, default=None, metavar="JSON")
     run.add_argument("--timeout", type=float, default=30.0, help="seconds for the whole run")
+    run.add_argument("--python", help="interpreter that runs the plugin (default: this one)")
     args = parser.parse_args(argv)
     try:
         run_pipeline(args.plugin_dir, source=args.source, function=args.function,
                      sink=args.sink, count=args.count, datasource=args.datasource,
                      source_config=args.source_config, sink_config=args.sink_config,
-                     timeout=args.timeout)
+                     timeout=args.timeout, python=args.python)
     except HostError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -12,8 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_a_tiny_benchmark_run_prints_the_table() -> None:
-    pytest.importorskip("ekuiper", reason="the official SDK is a benchmark dependency")
+def test_a_tiny_benchmark_run_prints_the_table(official_sdk_python: str) -> None:
     cached = list((Path.home() / ".cache" / "ekuiper-sdk-bench").glob("benchhost-*"))
     if shutil.which("go") is None and not cached:
         pytest.skip("the benchmark host needs Go to build")

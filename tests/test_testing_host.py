@@ -10,7 +10,6 @@ fake plugin written with bare pynng.
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import os
@@ -69,12 +68,15 @@ def test_unique_names(unique_name: Callable[..., str]) -> None:
 @pytest.fixture(params=["ekuiper", "ekuiper_sdk"])
 def sdk(request: pytest.FixtureRequest) -> str:
     """Which SDK the test plugin imports."""
-    if request.param == "ekuiper_sdk":
-        try:
-            importlib.import_module("ekuiper_sdk.runtime")
-        except ImportError:
-            pytest.skip("ekuiper_sdk runtime not merged yet")
     return str(request.param)
+
+
+@pytest.fixture
+def python(sdk: str, request: pytest.FixtureRequest) -> str:
+    """The interpreter that runs the plugin: the official SDK has an environment of its own."""
+    if sdk == "ekuiper":
+        return str(request.getfixturevalue("official_sdk_python"))
+    return sys.executable
 
 
 @pytest.fixture
@@ -106,9 +108,9 @@ def fn(suffix: str) -> Callable[[str], str]:
 
 @pytest.fixture
 def host(plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[..., str],
-         plugin_dir: Path, suffix: str) -> PluginHost:
+         plugin_dir: Path, suffix: str, python: str) -> PluginHost:
     name = unique_name("p")
-    return plugin_host_factory(name, plugin_dir / "main.py",
+    return plugin_host_factory(name, plugin_dir / "main.py", python=python,
                                env={"PLUGIN_NAME": name, "FUNCTION_SUFFIX": suffix})
 
 
@@ -314,9 +316,9 @@ def test_kill_and_restart_replays(host: PluginHost, unique_name: Callable[..., s
 def test_replay_keeps_one_function_like_ekuiper(plugin_host_factory: Callable[..., PluginHost],
                                                 unique_name: Callable[..., str],
                                                 plugin_dir: Path, sdk: str, suffix: str,
-                                                fn: Callable[[str], str]) -> None:
+                                                fn: Callable[[str], str], python: str) -> None:
     name = unique_name("p")
-    host = plugin_host_factory(name, plugin_dir / "main.py", function_timeout=1.0,
+    host = plugin_host_factory(name, plugin_dir / "main.py", function_timeout=1.0, python=python,
                                env={"PLUGIN_NAME": name, "FUNCTION_SUFFIX": suffix})
     revert, agg = host.function(fn("revert")), host.function(fn("agg_sum"))
     assert revert.call("ab") == "ba" and agg.call([1]) == 1
@@ -384,7 +386,7 @@ def test_bad_commands(host: PluginHost, sdk: str, unique_name: Callable[..., str
 
 
 def test_run_pipeline(plugin_dir: Path, unique_name: Callable[..., str], tmp_path: Path,
-                      suffix: str, fn: Callable[[str], str]) -> None:
+                      suffix: str, fn: Callable[[str], str], python: str) -> None:
     name = unique_name("p")
     manifest = json.loads((plugin_dir / "official_style.json").read_text())
     manifest["functions"] = [fn(base) for base in manifest["functions"]]
@@ -393,7 +395,8 @@ def test_run_pipeline(plugin_dir: Path, unique_name: Callable[..., str], tmp_pat
     out = tmp_path / "sink.out"
     buf = io.StringIO()
     env = {"PLUGIN_NAME": name, "FUNCTION_SUFFIX": suffix}
-    records = run_pipeline(plugin_dir, count=3, env=env, source_config={"interval": 0.01},
+    records = run_pipeline(plugin_dir, count=3, env=env, python=python,
+                           source_config={"interval": 0.01},
                            sink_config={"path": str(out)}, out=buf)
     assert [r["seq"] for r in records] == [0, 1, 2]
     assert all(r[fn("revert")] == "nosjyp" for r in records)
@@ -407,7 +410,7 @@ def test_run_pipeline(plugin_dir: Path, unique_name: Callable[..., str], tmp_pat
 
     # The same from a shell; a failing function makes a one-line error and exit code 1.
     command = [sys.executable, "-m", "ekuiper_sdk.testing", "run", str(plugin_dir),
-               "--source-config", '{"interval": 0.01}', "--count", "2"]
+               "--python", python, "--source-config", '{"interval": 0.01}', "--count", "2"]
     env = {**os.environ, **env}
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
