@@ -298,7 +298,8 @@ class CallableFunction(Function):
 
     ``validate`` answers from the parameters (see :mod:`ekuiper_sdk.signatures`), then
     asks ``check`` if one was given. ``exec`` calls the callable with the SQL arguments,
-    after the context when its first parameter is ``ctx``. An async callable runs on a
+    after the context when its first parameter is ``ctx``; an aggregate gets ``[]`` for a
+    group with no values, where eKuiper sends null. An async callable runs on a
     loop of this function's own and is cancelled after ``FUNCTION_TIMEOUT_S``.
 
     >>> f = CallableFunction("revert", lambda s: s[::-1])
@@ -327,6 +328,10 @@ class CallableFunction(Function):
         problem = self.arity.problem(len(args))
         if problem:
             raise TypeError(problem)
+        if self.aggregate:
+            # eKuiper sends null for the values of an empty group (a window in which no
+            # row passed the WHERE clause): the function gets the empty list it declares.
+            args = [[] if arg is None else arg for arg in args]
         call_args: List[Any] = [ctx, *args] if self.arity.wants_context else list(args)
         result = self.fn(*call_args)
         if inspect.isawaitable(result):

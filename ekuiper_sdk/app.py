@@ -43,9 +43,10 @@ T = TypeVar("T")
 class Plugin:
     """A plugin's name and symbols, registered with decorators.
 
-    ``state_dir`` is the folder of ``ctx.state`` files (default: ``state/`` beside the
-    plugin's main script; the environment variable ``EKUIPER_SDK_STATE_DIR`` overrides
-    both).
+    ``state_dir`` is the folder of ``ctx.state`` files (default: eKuiper's data folder
+    when the plugin runs inside eKuiper, else ``state/`` beside the plugin's main script;
+    the environment variable ``EKUIPER_SDK_STATE_DIR`` overrides both; see
+    :mod:`ekuiper_sdk.state`).
 
     >>> app = Plugin("demo")
     >>> @app.function("revert")

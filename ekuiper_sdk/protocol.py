@@ -233,9 +233,23 @@ def decode_command(data: bytes) -> Command:
         symbol_name=symbol,
         plugin_type=plugin_type,
         meta=decode_meta(ctrl.get("meta", {})),
-        data_source=_field(ctrl, "dataSource", str, what, ""),
+        data_source=_field(ctrl, "dataSource", str, what, "") or _config_datasource(config),
         config=config,
     ))
+
+
+def _config_datasource(config: Mapping[str, Any]) -> str:
+    """The stream's DATASOURCE as eKuiper v2 sends it: inside the source's config.
+
+    The start command has a ``dataSource`` field, but a v2 host never fills it for a
+    portable source; it merges the stream's properties, ``datasource`` among them, over
+    the source's yaml section (docs/protocol.md, "Source").
+
+    >>> _config_datasource({"datasource": "topicX", "format": "json"})
+    'topicX'
+    """
+    value = config.get("datasource", "")
+    return value if isinstance(value, str) else ""
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -305,6 +319,9 @@ def decode_func_request(data: bytes) -> FuncRequest:
         raise ProtocolError(f"unknown function request {_short(name)}; "
                             "expected 'Validate', 'Exec' or 'IsAggregate'")
     arg = obj.get("arg")
+    if name == VALIDATE and arg is None:
+        # Go marshals the nil slice of a call with no arguments, f(), as null.
+        arg = []
     if name in (VALIDATE, EXEC) and not isinstance(arg, list):
         raise ProtocolError(f"{name} arg must be a list, got {type(arg).__name__}")
     return FuncRequest(func=name, arg=arg)

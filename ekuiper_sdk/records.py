@@ -8,6 +8,11 @@ objects. A record sink gets, per mode:
   one record per element);
 - ``"list"``: one call per frame with the list of records (an object frame becomes a
   one-element list);
+
+Arrays nested in the frame's array are flattened in order: with ``batchSize`` or
+``lingerInterval`` (and ``sendSingle`` false), a real eKuiper sends each batch as an array
+of one-row arrays, ``[[{"n":1}],[{"n":2}]]``; with ``sendSingle`` it sends
+``[{"n":1},{"n":2}]``, and a window's output is a flat array of rows.
 - ``"bytes"``: the frame as eKuiper sent it.
 
 When the rule's ``format`` is not JSON (``binary``, ``protobuf``, ``delimited``...), every
@@ -73,9 +78,8 @@ class RecordDecoder:
         value = self._loads(frame)
         if isinstance(value, bytes):
             return [value]
-        if self.mode == LIST:
-            return [value if isinstance(value, list) else [value]]
-        return value if isinstance(value, list) else [value]
+        rows = _flatten(value) if isinstance(value, list) else [value]
+        return [rows] if self.mode == LIST else rows
 
     def _loads(self, frame: bytes) -> Union[Any, bytes]:
         try:
@@ -87,3 +91,19 @@ class RecordDecoder:
             raise RecordError(f"the frame is not JSON although the rule's format is json "
                               f"({exc}); take bytes with records='bytes'") from None
 
+
+def _flatten(items: List[Any]) -> List[Any]:
+    """The records of a frame's array, with nested arrays (batches of rows) flattened.
+
+    >>> _flatten([[{"n": 1}], [{"n": 2}, {"n": 3}]])
+    [{'n': 1}, {'n': 2}, {'n': 3}]
+    """
+    if not any(isinstance(item, list) for item in items):
+        return items
+    out: List[Any] = []
+    for item in items:
+        if isinstance(item, list):
+            out.extend(_flatten(item))
+        else:
+            out.append(item)
+    return out

@@ -4,6 +4,12 @@ eKuiper restarts a plugin that died and replays every start command with the sam
 operator and instance ids, so a store keyed by those ids finds the previous run's values:
 a source can resume from the offset it saved.
 
+Where the files live, first match wins: ``EKUIPER_SDK_STATE_DIR``; ``Plugin(state_dir=...)``;
+eKuiper's data folder, ``<eKuiper>/data/ekuiper-sdk-state/``, when the plugin runs from
+``<eKuiper>/plugins/portable/<name>/`` (eKuiper deletes and unpacks that folder again on
+every update, while its data folder is kept, in Docker usually on a volume); else
+``state/`` beside the plugin's main script. The first store opened logs the folder.
+
 Each store is one msgpack file, rewritten whole on every change: written to a temporary
 file in the same folder, flushed to disk, then renamed over the old one, so a crash at any
 point leaves either the old or the new content, never a torn file.
@@ -19,19 +25,22 @@ hundred records per second, or every N records beyond that, or group changes wit
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, MutableMapping, Optional, Union
+from typing import Any, Dict, Iterator, MutableMapping, Optional, Set, Union
 
 # msgpack is imported where a store is read or written: it imports datetime, and a plugin
 # that never uses ctx.state should not pay that memory (docs/performance.md).
 
 #: The folder that holds every plugin's state; overrides ``Plugin(state_dir=...)``.
 STATE_DIR_ENV = "EKUIPER_SDK_STATE_DIR"
+#: The folder under eKuiper's data folder that holds the state of every plugin.
+EKUIPER_DATA_SUBDIR = "ekuiper-sdk-state"
 #: The most bytes one store may take once encoded.
 MAX_STATE_BYTES = 1024 * 1024
 #: The version of the file layout, stored in every file.
@@ -58,7 +67,8 @@ def set_default_dir(path: Union[str, "os.PathLike[str]", None]) -> None:
 
 def state_dir() -> str:
     """The folder that holds the state files: the environment variable, the folder set by
-    :func:`set_default_dir`, or ``state/`` beside the plugin's main script, in that order.
+    :func:`set_default_dir`, eKuiper's data folder, or ``state/`` beside the plugin's main
+    script, in that order (see the module's docstring).
 
     >>> set_default_dir("/srv/plugin-state"); state_dir()  # doctest: +SKIP
     '/srv/plugin-state'
@@ -72,7 +82,28 @@ def state_dir() -> str:
                                                                         else "")
     base = os.path.dirname(os.path.abspath(main)) if main and os.path.exists(main) \
         else os.getcwd()
-    return os.path.join(base, "state")
+    return ekuiper_data_dir(base) or os.path.join(base, "state")
+
+
+def ekuiper_data_dir(plugin_folder: str) -> Optional[str]:
+    """The state folder in eKuiper's data folder, for a plugin installed in eKuiper.
+
+    eKuiper unpacks a portable plugin into ``<root>/plugins/portable/<name>/`` and keeps
+    its own data in ``<root>/data/``; None when ``plugin_folder`` is not laid out so.
+
+    >>> import tempfile; root = tempfile.mkdtemp(); os.mkdir(os.path.join(root, "data"))
+    >>> ekuiper_data_dir(os.path.join(root, "plugins", "portable", "p")) == os.path.join(
+    ...     root, "data", EKUIPER_DATA_SUBDIR)
+    True
+    >>> ekuiper_data_dir("/opt/myplugin") is None
+    True
+    """
+    portable = os.path.dirname(os.path.abspath(plugin_folder))
+    plugins = os.path.dirname(portable)
+    if os.path.basename(portable) != "portable" or os.path.basename(plugins) != "plugins":
+        return None
+    data = os.path.join(os.path.dirname(plugins), "data")
+    return os.path.join(data, EKUIPER_DATA_SUBDIR) if os.path.isdir(data) else None
 
 
 @dataclass(frozen=True)
@@ -103,6 +134,16 @@ class StateKey:
             parts.append(str(self.func_id))
         readable = ".".join(_safe(part) for part in parts)
         return f"{readable}.-{digest}.state"
+
+
+_logged_folders: Set[str] = set()
+
+
+def _log_folder_once(folder: str) -> None:
+    if folder not in _logged_folders:
+        _logged_folders.add(folder)
+        logging.getLogger("ekuiper_sdk").info(
+            "ctx.state is kept in %s (set %s to move it)", folder, STATE_DIR_ENV)
 
 
 def _safe(text: str, limit: int = 40) -> str:
@@ -142,7 +183,9 @@ class State(MutableMapping[str, Any]):
         >>> s["offset"] = 3; State(s.path)["offset"]
         3
         """
-        root = os.path.join(folder or state_dir(), _safe(key.plugin, 100))
+        base = folder or state_dir()
+        _log_folder_once(base)
+        root = os.path.join(base, _safe(key.plugin, 100))
         return cls(os.path.join(root, key.file_name()), key)
 
     # -- Mapping

@@ -60,6 +60,8 @@ from typing import (
 
 import pynng
 
+from .source_config import read_sections, source_config
+
 __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
     "HostError", "InvalidFrameError", "SinkAckError", "FunctionError", "run_pipeline",
@@ -793,8 +795,18 @@ class PluginHost:
 
     def start_source(self, symbol: str, rule_id: str, op_id: str = "op1", instance_id: int = 0,
                      datasource: str = "", config: Optional[Dict[str, Any]] = None, *,
+                     conf_key: Optional[str] = None, stream: Optional[Dict[str, Any]] = None,
+                     data_source_field: bool = False,
                      buffer_length: int = RULE_BUFFER_LENGTH) -> SourceHandle:
         """Start a source instance and collect its tuples, as a rule's portable source does.
+
+        The start carries the configuration a real eKuiper v2 builds
+        (:mod:`ekuiper_sdk.source_config`): the ``default`` section of the plugin folder's
+        ``sources/<symbol>.yaml``, the ``conf_key`` section over it, ``config`` over that
+        (as if it stood in the section), then the stream's properties, ``datasource``
+        among them (``stream`` sets the others: ``format``, ``key``...). Like eKuiper, the
+        command's own ``dataSource`` field stays empty; ``data_source_field=True`` fills it
+        too, as older hosts did.
 
         The host's PULL socket listens at ``ipc:///tmp/<rule>_<op>_<instance>.ipc`` *before*
         ``start`` is sent; a thread then reads frames into a queue of ``buffer_length``
@@ -805,8 +817,14 @@ class PluginHost:
             src = host.start_source("pyjson", "rule1", datasource="t", config={"a": 1})
             first = src.recv()
         """
+        try:
+            merged = source_config(read_sections(self.source_yaml(symbol)), conf_key,
+                                   datasource=datasource, stream=stream, overrides=config)
+        except ValueError as exc:
+            raise HostError(str(exc)) from None
         self._ensure_running()
-        control = _control(symbol, "source", rule_id, op_id, instance_id, datasource, config)
+        control = _control(symbol, "source", rule_id, op_id, instance_id,
+                           datasource if data_source_field else "", merged)
         url = _ipc_url(f"{rule_id}_{op_id}_{instance_id}")
         sock = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
@@ -818,6 +836,11 @@ class PluginHost:
         handle = SourceHandle(self, control, sock, url, buffer_length)
         self._handles.append(handle)
         return handle
+
+    def source_yaml(self, symbol: str) -> str:
+        """The path of the source's default configuration: ``sources/<symbol>.yaml``
+        beside the executable, where a plugin folder keeps it."""
+        return os.path.join(os.path.dirname(self.executable), "sources", f"{symbol}.yaml")
 
     def start_sink(self, symbol: str, rule_id: str, op_id: str = "op1", instance_id: int = 0,
                    config: Optional[Dict[str, Any]] = None) -> SinkHandle:
@@ -1131,6 +1154,31 @@ class SinkHandle:
                 if error:
                     raise SinkAckError(error)
 
+    def send_rows(self, rows: Sequence[Dict[str, Any]], *, ack_timeout: float = 10.0) -> int:
+        """Send rows framed as a real eKuiper frames them for this sink's config; return
+        the number of frames sent.
+
+        Seen on a real eKuiper v2: with ``batchSize`` or ``lingerInterval`` the rows go as
+        one frame, ``[{...}, {...}]`` with ``sendSingle`` and ``[[{...}], [{...}]]``
+        without; with neither, ``sendSingle`` sends each row as a frame of its own and the
+        default sends the rows as one array (a window's output).
+
+        Example::
+
+            sink.send_rows([{"n": 1}, {"n": 2}])
+        """
+        config = {str(k).casefold(): v for k, v in (self.control.get("config") or {}).items()}
+        single = config.get("sendsingle") is True
+        batched = bool(config.get("batchsize")) or bool(config.get("lingerinterval"))
+        frames: List[Any]
+        if batched:
+            frames = [list(rows) if single else [[row] for row in rows]]
+        else:
+            frames = list(rows) if single else [list(rows)]
+        for frame in frames:
+            self.send(frame, ack_timeout=ack_timeout)
+        return len(frames)
+
     def recv_ack(self, timeout: float = 5.0) -> Dict[str, Any]:
         """Read one ack frame and return it decoded (``{}`` or ``{"error": ...}``).
 
@@ -1256,11 +1304,14 @@ class FunctionHandle:
     def validate(self, args: Sequence[Any]) -> FuncReply:
         """Send ``Validate`` with the argument list, as eKuiper does when a rule is created.
 
+        A call with no arguments, ``f()``, sends ``"arg": null``: eKuiper marshals the nil
+        Go slice (seen on a real eKuiper).
+
         Example::
 
             assert fh.validate(["a"]).state
         """
-        return _decode_func_reply(self._call("Validate", list(args)))
+        return _decode_func_reply(self._call("Validate", list(args) or None))
 
     def exec(self, *args: Any, rule_id: str = "rule1", op_id: str = "op1",
              instance_id: int = 0, func_id: int = 0) -> FuncReply:

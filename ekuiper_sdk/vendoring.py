@@ -329,12 +329,14 @@ def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest
     return sorted(dest.glob("*.whl"))
 
 
-INSTALL_SH = """#!/bin/sh
+# A raw string: the shell's own escapes (printf's \n) and line continuations stay as written.
+INSTALL_SH = r"""#!/bin/sh
 # Installs this plugin's Python dependencies from the wheels in wheels/, with no network.
 # eKuiper runs it with /bin/sh in the plugin folder when the plugin is installed; running it
 # again is harmless (pip keeps what is already installed). It installs for the interpreter
-# eKuiper starts the plugin with: $EKUIPER_PYTHON if set, else `python` (eKuiper's default
-# portable.pythonBin), else `python3`.
+# eKuiper starts the plugin with: $EKUIPER_PYTHON if set, else eKuiper's portable.pythonBin
+# when it is set through the environment (KUIPER__PORTABLE__PYTHONBIN, which eKuiper passes
+# on to this script), else `python` (portable.pythonBin's default), else `python3`.
 here=$(cd "$(dirname "$0")" && pwd)
 wheels="$here/@WHEELS@"
 conda_env='@CONDA_ENV@'
@@ -343,7 +345,7 @@ fail() {
     printf 'install.sh: %s\n' "$*" >&2
     exit 1
 }
-py="${EKUIPER_PYTHON:-}"
+py="${EKUIPER_PYTHON:-${KUIPER__PORTABLE__PYTHONBIN:-}}"
 if [ -z "$py" ] && [ -z "$conda_env" ]; then
     for candidate in python python3; do
         if command -v "$candidate" >/dev/null 2>&1; then py=$candidate; break; fi

@@ -362,3 +362,12 @@ def test_an_async_function_that_overruns_is_cancelled(monkeypatch: pytest.Monkey
     with pytest.raises(TimeoutError, match=r"^hang did not return within 0.2 s"):
         CallableFunction("hang", hang).exec([1], func_ctx())
     assert cancelled.wait(2)
+
+
+def test_an_aggregate_gets_an_empty_list_for_a_group_with_no_values() -> None:
+    from ekuiper_sdk.adapters import CallableFunction
+
+    seen = CallableFunction("agg", lambda values: values, aggregate=True)
+    assert seen.exec([None], None) == []  # type: ignore[arg-type]
+    scalar = CallableFunction("f", lambda value: value)
+    assert scalar.exec([None], None) is None  # type: ignore[arg-type]

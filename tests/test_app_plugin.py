@@ -12,6 +12,7 @@ from typing import Any, Iterator, List
 
 import pytest
 
+from ekuiper_sdk.source_config import STREAM_PROPERTIES
 from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SinkAckError
 
 PLUGIN = Path(__file__).parent / "plugins" / "app_style" / "main.py"
@@ -76,8 +77,10 @@ def test_sync_generator_items_are_emitted_and_stop_runs_its_finally(app: App) ->
     src = app.host.start_source(app.sym("sync_gen"), rule, datasource="topic",
                                 config={"k": 1})
     tuples = src.take(3)
+    # The config as a v2 eKuiper sends it: the stream's properties written over the yaml's.
+    conf = {"k": 1, **STREAM_PROPERTIES, "datasource": "topic"}
     assert [t.message for t in tuples] == [
-        {"n": n, "datasource": "topic", "conf": {"k": 1}} for n in (1, 2, 3)]
+        {"n": n, "datasource": "topic", "conf": conf} for n in (1, 2, 3)]
     assert all(t.meta is None for t in tuples)
     src.stop()
     deadline = time.monotonic() + 3

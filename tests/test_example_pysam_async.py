@@ -104,3 +104,69 @@ def test_the_example_symbols_one_by_one(example: Copy, tmp_path: Path,
     assert starts[0] == "0" and int(starts[1]) >= 2
     src.stop()
     assert (tmp_path / "state" / example.name("pysam_async")).is_dir()
+
+
+def test_state_lives_in_ekuiper_data_and_survives_an_update(
+        example: Copy, tmp_path: Path, plugin_host_factory: Callable[..., PluginHost]) -> None:
+    """Installed in eKuiper's layout, state goes to <root>/data and outlives the folder.
+
+    eKuiper's update deletes plugins/portable/<name>/ and unpacks the zip again; the
+    source's count carries on from what the previous install saved.
+    """
+    root = tmp_path / "kuiper"
+    (root / "data").mkdir(parents=True)
+    installed = root / "plugins" / "portable" / example.name("pysam_async")
+    env = {key: value for key, value in os.environ.items() if key != "EKUIPER_SDK_STATE_DIR"}
+    counts = []
+    for _install in range(2):
+        shutil.copytree(example.folder, installed)
+        host = plugin_host_factory(example.name("pysam_async"), installed / "pysam_async.py",
+                                   env=env)
+        src = host.start_source(example.name("pyjson_async"), f"rule{example.suffix}",
+                                config={"interval": 0.01})
+        counts.append([t.message["count"] for t in src.take(3) if t.message])
+        src.stop()
+        host.close()
+        shutil.rmtree(installed)  # what an update does first
+    state_root = root / "data" / "ekuiper-sdk-state"
+    assert counts[0] == [1, 2, 3]
+    assert counts[1][0] > 3, "the second install resumed from the saved count"
+    assert (state_root / example.name("pysam_async")).is_dir()
+    assert any(f"ctx.state is kept in {state_root}" in line for line in host.output)
+
+
+@pytest.mark.parametrize("framing", [
+    {}, {"sendSingle": True}, {"batchSize": 3}, {"batchSize": 3, "sendSingle": True},
+    {"lingerInterval": 100}, {"batchSize": 2, "lingerInterval": 100},
+])
+def test_a_per_record_sink_gets_records_however_ekuiper_frames_them(
+        example: Copy, tmp_path: Path, plugin_host_factory: Callable[..., PluginHost],
+        framing: Dict[str, object]) -> None:
+    env = {"EKUIPER_SDK_STATE_DIR": str(tmp_path / "state")}
+    host = plugin_host_factory(example.name("pysam_async"), example.script, env=env)
+    sink = host.start_sink(example.name("print_async"), f"rule{example.suffix}",
+                           config={"requireAck": True, "prefix": "row", **framing})
+    frames = sink.send_rows([{"n": 1}, {"n": 2}, {"n": 3}])
+    assert frames == (3 if framing == {"sendSingle": True} else 1)
+    deadline = time.monotonic() + 5
+    while sum("row: " in line for line in host.output) < 3:
+        assert time.monotonic() < deadline, host.output_tail()
+        time.sleep(0.02)
+    sink.stop()
+    printed = [line.split("row: ", 1)[1] for line in host.output if "row: " in line]
+    assert printed == ["{'n': 1}", "{'n': 2}", "{'n': 3}"]
+
+
+def test_calls_with_no_arguments_and_empty_groups(
+        example: Copy, tmp_path: Path, plugin_host_factory: Callable[..., PluginHost]) -> None:
+    """``SELECT revert2()`` sends Validate with null; an empty window sends null values."""
+    env = {"EKUIPER_SDK_STATE_DIR": str(tmp_path / "state")}
+    host = plugin_host_factory(example.name("pysam_async"), example.script, env=env)
+    reply = host.function(example.name("revert2")).validate([])
+    assert not reply.state
+    assert reply.result == f"{example.name('revert2')} takes 1 argument, got 0"
+    avg2 = host.function(example.name("avg2"))
+    assert avg2.validate([]).result == f"{example.name('avg2')} takes 1 argument, got 0"
+    # avg2 declares a list; eKuiper sends null for a group with no values.
+    assert avg2.call(None) is None
+    assert avg2.call([2, 4]) == 3

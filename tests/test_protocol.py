@@ -186,3 +186,25 @@ def test_acks() -> None:
 def test_describe_exception() -> None:
     assert protocol.describe_exception(ValueError("bad value")) == "ValueError: bad value"
     assert protocol.describe_exception(KeyError()) == "KeyError"
+
+
+def test_datasource_comes_from_the_field_else_from_config() -> None:
+    from ekuiper_sdk.protocol import decode_command
+
+    def start(ctrl: dict) -> bytes:  # type: ignore[type-arg]
+        base = {"symbolName": "s", "pluginType": "source", "meta": {"ruleId": "r", "opId": "o"}}
+        return json.dumps({"cmd": "start", "arg": json.dumps({**base, **ctrl})}).encode()
+
+    assert decode_command(start({"config": {"datasource": "t"}})).control.data_source == "t"
+    assert decode_command(start({"dataSource": "f", "config": {"datasource": "t"}})
+                          ).control.data_source == "f"
+    assert decode_command(start({"config": {"datasource": 3}})).control.data_source == ""
+    assert decode_command(start({})).control.data_source == ""
+
+
+def test_validate_with_null_is_a_call_with_no_arguments() -> None:
+    from ekuiper_sdk.protocol import decode_func_request
+
+    assert decode_func_request(b'{"func":"Validate","arg":null}').arg == []
+    with pytest.raises(ProtocolError, match="Exec arg must be a list, got NoneType"):
+        decode_func_request(b'{"func":"Exec","arg":null}')

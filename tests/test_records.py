@@ -10,6 +10,7 @@ from ekuiper_sdk.records import RecordDecoder, RecordError, check_mode
 
 ARRAY = b'[{"a":1},{"a":2}]'
 OBJECT = b'{"a":1}'
+BATCHED = b'[[{"n":1}],[{"n":2}],[{"n":3}]]'
 
 
 @pytest.mark.parametrize("mode, frame, calls", [
@@ -21,6 +22,11 @@ OBJECT = b'{"a":1}'
     ("list", b"[]", [[]]),
     ("bytes", ARRAY, [ARRAY]),
     ("bytes", OBJECT, [OBJECT]),
+    # batchSize or lingerInterval without sendSingle, as a real eKuiper sends them
+    ("each", BATCHED, [{"n": 1}, {"n": 2}, {"n": 3}]),
+    ("list", BATCHED, [[{"n": 1}, {"n": 2}, {"n": 3}]]),
+    ("bytes", BATCHED, [BATCHED]),
+    ("each", b'[[{"n":1},{"n":2}],[],[{"n":3}]]', [{"n": 1}, {"n": 2}, {"n": 3}]),
 ])
 def test_modes(mode: str, frame: bytes, calls: Any) -> None:
     assert RecordDecoder({}, mode).decode(frame) == calls  # type: ignore[arg-type]

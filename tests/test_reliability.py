@@ -105,6 +105,9 @@ def test_a_sink_stopped_inside_a_slow_collect_answers_and_loses_nothing_it_took(
     collected = [json.loads(line)["i"] for line in reliable.lines("slow")[:-1]]
     assert collected == list(range(len(collected))), "in order, with no gap"
     assert len(collected) > done_at_stop, "what it had taken is collected after the answer"
+    # The runtime logs its count after close() returned, and the host reads the plugin's
+    # output in a thread of its own: the line can come a moment after "closed".
+    wait_for(lambda: collected_counts(reliable.host.output), 5, "the sink's closing log line")
     assert collected_counts(reliable.host.output) == [(len(collected), len(collected))]
 
 

@@ -141,7 +141,8 @@ def test_source_tuples_meta_and_config(host: PluginHost, sdk: str,
         assert json.loads(item.raw)["message"] == item.message
     datasource = items[0].message["datasource"] if items[0].message else None
     if sdk == "ekuiper":
-        # Defect: the official SDK reads "datasource" where the host sends "dataSource".
+        # Defect: the official SDK reads a "datasource" field of the command, which no host
+        # fills; a v2 host sends DATASOURCE inside config.
         assert datasource == ""
     else:
         assert datasource == "topic/a"
@@ -149,6 +150,19 @@ def test_source_tuples_meta_and_config(host: PluginHost, sdk: str,
     assert os.path.exists(url_path)
     src.stop()
     assert not os.path.exists(url_path), "stop closes the host's PULL socket"
+
+
+@pytest.mark.parametrize("data_source_field", [False, True])
+def test_datasource_reaches_configure_from_either_form(host: PluginHost, sdk: str,
+                                                       unique_name: Callable[..., str],
+                                                       data_source_field: bool) -> None:
+    """A v2 host sends DATASOURCE in config only; older hosts filled dataSource too."""
+    src = host.start_source("pyjson", unique_name("r"), datasource="topicX",
+                            config={"interval": 0.01}, data_source_field=data_source_field)
+    message = src.recv().message
+    assert message is not None
+    assert message["datasource"] == ("" if sdk == "ekuiper" else "topicX")
+    src.stop()
 
 
 def test_source_error_and_nan_frames(host: PluginHost, sdk: str,
@@ -572,22 +586,58 @@ def test_sink_start_fails_when_plugin_is_not_listening(fake: Callable[..., Plugi
     assert host.registered_commands == []
 
 
+@pytest.mark.parametrize("data_source_field", [False, True])
 def test_commands_are_encoded_like_go(fake: Callable[..., PluginHost],
-                                      unique_name: Callable[..., str]) -> None:
+                                      unique_name: Callable[..., str],
+                                      data_source_field: bool) -> None:
     host = fake("ok")
     host.start()
     rule = unique_name("r")
-    src = host.start_source("s", rule, datasource="a&b", config={"z": 1.0, "a": [True, None]})
+    src = host.start_source("s", rule, datasource="a&b", config={"z": 1.0, "a": [True, None]},
+                            data_source_field=data_source_field)
     wait_for(output_has(host, "got 1 "), what="the start command")
     line = next(line for line in host.output if line.startswith("got 1 "))
     command = line[len("got 1 "):]
-    # Go escapes & inside the Control text, then escapes that text's backslash once more.
-    assert json.loads(json.loads(command)["arg"])["dataSource"] == "a&b"
+    control = json.loads(json.loads(command)["arg"])
+    # A v2 host leaves dataSource empty (omitted) and sends DATASOURCE inside config; older
+    # hosts filled the field too.
+    assert control.get("dataSource") == ("a&b" if data_source_field else None)
+    assert control["config"]["datasource"] == "a&b"
+    field = '\\"dataSource\\":\\"a\\\\u0026b\\",' if data_source_field else ""
+    # Go escapes & inside the Control text, then escapes that text's backslash once more;
+    # it sorts map keys, and the stream's properties are written over the config.
     assert command == ('{"cmd":"start","arg":"{\\"symbolName\\":\\"s\\",\\"meta\\":{\\"ruleId\\":'
                        f'\\"{rule}\\",\\"opId\\":\\"op1\\",\\"instanceId\\":0}},'
-                       '\\"pluginType\\":\\"source\\",\\"dataSource\\":\\"a\\\\u0026b\\",'
-                       '\\"config\\":{\\"a\\":[true,null],\\"z\\":1}}"}')
+                       f'\\"pluginType\\":\\"source\\",{field}'
+                       '\\"config\\":{\\"a\\":[true,null],\\"datasource\\":\\"a\\\\u0026b\\",'
+                       '\\"delimiter\\":\\"\\",\\"format\\":\\"json\\",\\"key\\":\\"\\",'
+                       '\\"retainSize\\":0,\\"schemaId\\":\\"\\",\\"strictValidation\\":false,'
+                       '\\"timestamp\\":\\"\\",\\"timestampFormat\\":\\"\\",\\"z\\":1}}"}')
     src.stop()
+
+
+def test_source_config_is_built_like_ekuiper_v2(fake: Callable[..., PluginHost],
+                                               unique_name: Callable[..., str],
+                                               tmp_path: Path) -> None:
+    """yaml default, CONF_KEY section over it, then the stream's properties over both."""
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "s.yaml").write_text(
+        "default:\n  interval: 1\n  url: a\n  format: binary\nfast:\n  interval: 0.1\n")
+    host = fake("ok")
+    host.start()
+    src = host.start_source("s", unique_name("r"), datasource="topicX", conf_key="FAST",
+                            stream={"format": "JSON", "key": "id"})
+    wait_for(output_has(host, "got 1 "), what="the start command")
+    line = next(line for line in host.output if line.startswith("got 1 "))
+    control = json.loads(json.loads(line[len("got 1 "):])["arg"])
+    assert "dataSource" not in control
+    assert control["config"] == {
+        "interval": 0.1, "url": "a", "format": "json", "key": "id", "datasource": "topicX",
+        "schemaId": "", "delimiter": "", "retainSize": 0, "strictValidation": False,
+        "timestamp": "", "timestampFormat": ""}
+    src.stop()
+    with pytest.raises(HostError, match="not a stream property: colour"):
+        host.start_source("s", unique_name("r"), stream={"colour": "red"})
 
 
 # ---------------------------------------------------------------------------

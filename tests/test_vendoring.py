@@ -250,3 +250,13 @@ def test_requirement_without_a_wheel_is_named_before_writing(tmp_path: Path) -> 
     [line] = str(info.value).splitlines()
     assert "'six==0.0.0.999' has no wheel for CPython" in line
     assert not out.exists()
+
+
+def test_install_sh_reads_as_written() -> None:
+    """The script keeps the shell's escapes and continuations (it once lost them)."""
+    from ekuiper_sdk.vendoring import INSTALL_SH
+
+    assert "printf 'install.sh: %s\\n' \"$*\" >&2" in INSTALL_SH
+    continued = [line for line in INSTALL_SH.splitlines() if line.endswith(" \\")]
+    assert len(continued) >= 4, continued
+    assert 'py="${EKUIPER_PYTHON:-${KUIPER__PORTABLE__PYTHONBIN:-}}"' in INSTALL_SH
