@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Union
 import pytest
 
 if TYPE_CHECKING:
+    from .real_ekuiper import RealEkuiper
     from .testing import PluginHost
 
 _counter = itertools.count(1)
@@ -77,3 +78,38 @@ def plugin_host_factory() -> Iterator[Callable[..., PluginHost]]:
     yield factory
     for host in reversed(hosts):
         host.close()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ekuiper_sdk")
+    group.addoption("--ekuiper-url", default=None, metavar="URL",
+                    help="a running eKuiper's REST API for the tests that use the "
+                         "ekuiper_server fixture (default: $EKUIPER_URL; without it they skip)")
+    group.addoption("--ekuiper-python", default=None, metavar="X.Y",
+                    help="that eKuiper's Python version, for the vendored wheels "
+                         "(default: $EKUIPER_PYTHON_VERSION or 3.12)")
+
+
+@pytest.fixture
+def ekuiper_server(request: pytest.FixtureRequest) -> Iterator["RealEkuiper"]:
+    """A :class:`~ekuiper_sdk.real_ekuiper.RealEkuiper` on the server that
+    ``--ekuiper-url`` or ``EKUIPER_URL`` names; the test skips without one. Whatever the
+    test creates there is removed at teardown, also when it fails.
+
+    Example::
+
+        def test_on_ekuiper(ekuiper_server):
+            ekuiper_server.install("plugins/mine")
+    """
+    from .real_ekuiper import URL_ENV, RealEkuiper
+
+    url = request.config.getoption("--ekuiper-url") or os.environ.get(URL_ENV)
+    if not url:
+        pytest.skip(f"no real eKuiper: pass --ekuiper-url or set {URL_ENV}")
+    python = (request.config.getoption("--ekuiper-python")
+              or os.environ.get("EKUIPER_PYTHON_VERSION") or "3.12")
+    server = RealEkuiper(url, python_version=python)
+    try:
+        yield server
+    finally:
+        server.close()

@@ -194,6 +194,10 @@ def build_sdk_wheel() -> tuple[str, bytes]:
     The package is pure Python, so its installed modules plus its metadata are the whole
     wheel; the bytes are deterministic. Returns ``(file name, bytes)``.
 
+    The version carries a local label made from the files' hash (``0.1.0+s1a2b3c4d5e6``):
+    ``install.sh`` lets pip keep an installed version, so a changed SDK under an unchanged
+    release number would otherwise never replace the one installed before.
+
     >>> name, data = build_sdk_wheel()
     >>> name.startswith("ekuiper_sdk-") and name.endswith("-py3-none-any.whl")
     True
@@ -216,6 +220,9 @@ def build_sdk_wheel() -> tuple[str, bytes]:
                 or any(part.startswith(".") for part in rel.parts)):
             continue
         files.append((f"ekuiper_sdk/{rel.as_posix()}", path.read_bytes()))
+    content = hashlib.sha256(b"".join(n.encode() + b"\0" + d for n, d in files)).hexdigest()
+    version = f"{version.split('+', 1)[0]}+s{content[:12]}"
+    metadata = re.sub(r"(?m)^Version: .*$", f"Version: {version}", metadata, count=1)
     info = f"ekuiper_sdk-{version}.dist-info"
     files.append((f"{info}/METADATA", metadata.encode("utf-8")))
     files.append((f"{info}/WHEEL", (b"Wheel-Version: 1.0\nGenerator: ekuiper-plugin\n"
@@ -417,8 +424,9 @@ def vendor_entries(plugin_dir: Path, manifest: Manifest, options: VendorOptions,
         sdk_version, sdk_reqs = _wheel_version(sdk_path)
         sdk_name, sdk_data = sdk_path.name, sdk_path.read_bytes()
     else:
-        sdk_version, sdk_reqs = sdk_requirements()
+        _, sdk_reqs = sdk_requirements()
         sdk_name, sdk_data = build_sdk_wheel()
+        sdk_version = sdk_name.split("-")[1]   # with the content's local label
     to_download = list(dict.fromkeys(user_reqs + sdk_reqs))
     with tempfile.TemporaryDirectory(prefix="ekuiper-vendor-") as tmp:
         wheels = download_wheels(to_download, targets, Path(tmp) / WHEELS_DIR,

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import venv
@@ -102,7 +103,13 @@ def test_sdk_wheel_is_deterministic_and_complete() -> None:
                 raw = hashlib.sha256(zf.read(path)).digest()
                 import base64
                 assert digest == "sha256=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-        assert "Requires-Dist: pynng" in zf.read(f"{info}/METADATA").decode()
+        metadata = zf.read(f"{info}/METADATA").decode()
+        assert "Requires-Dist: pynng" in metadata
+        # The content's hash is the local version label: a changed SDK is a new version
+        # to pip, which keeps an installed one of the same version.
+        version = name.split("-")[1]
+        assert re.fullmatch(r"[0-9.]+\+s[0-9a-f]{12}", version), version
+        assert f"Version: {version}\n" in metadata
 
 
 def test_install_sh_refuses_without_pip(tmp_path: Path) -> None:
