@@ -27,9 +27,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable
 
 from .official_sdk import OfficialSDKUnavailable, official_python
 
@@ -114,12 +115,12 @@ class Runner:
     ours: Path = ROOT
     counter: int = 0
 
-    def _names(self) -> Dict[str, str]:
+    def _names(self) -> dict[str, str]:
         self.counter += 1
         stem = f"{self.run_id}{self.counter}"
         return {"plugin": f"bp{stem}", "function": f"bf{stem}", "prefix": f"br{stem}"}
 
-    def command(self, impl: str, plugin_file: Optional[Path] = None) -> List[str]:
+    def command(self, impl: str, plugin_file: Path | None = None) -> list[str]:
         if impl == "go":
             return [str(self.host), "peer"]
         if impl == "ceiling":
@@ -129,8 +130,8 @@ class Runner:
         return [python, "-u", str(plugin_file or PLUGINS / "bench_plugin.py")]
 
     def run(self, impl: str, scenario: str, *, n: int = 0, trials: int = 0, ack: bool = False,
-            symbol: str = "bench", plugin_file: Optional[Path] = None,
-            timeout: float = 180.0) -> Dict[str, Any]:
+            symbol: str = "bench", plugin_file: Path | None = None,
+            timeout: float = 180.0) -> dict[str, Any]:
         names = self._names()
         argv = [str(self.host), "host", "-scenario", scenario, "-plugin", names["plugin"],
                 "-function", names["function"], "-prefix", names["prefix"], "-symbol", symbol,
@@ -184,14 +185,14 @@ class Row:
     metric: str
     unit: str
     higher_is_better: bool = True
-    values: Dict[str, List[float]] = field(default_factory=dict)
-    ratios: List[float] = field(default_factory=list)
+    values: dict[str, list[float]] = field(default_factory=dict)
+    ratios: list[float] = field(default_factory=list)
     note: str = ""
 
     def add(self, impl: str, value: float) -> None:
         self.values.setdefault(impl, []).append(value)
 
-    def median(self, impl: str) -> Optional[float]:
+    def median(self, impl: str) -> float | None:
         vals = self.values.get(impl)
         return statistics.median(vals) if vals else None
 
@@ -210,11 +211,11 @@ class Bench:
         self.r = runner
         self.sizes = sizes
         self.log = log
-        self.rows: Dict[str, Row] = {}
-        self.stops: Dict[str, Dict[str, Any]] = {}
-        self.host: Dict[str, List[float]] = {}
+        self.rows: dict[str, Row] = {}
+        self.stops: dict[str, dict[str, Any]] = {}
+        self.host: dict[str, list[float]] = {}
         #: The plugin process's CPU time per frame or call, all threads, in microseconds.
-        self.cpu: Dict[str, Dict[str, List[float]]] = {}
+        self.cpu: dict[str, dict[str, list[float]]] = {}
 
     def row(self, key: str, metric: str, unit: str, higher: bool = True, note: str = "") -> Row:
         if key not in self.rows:
@@ -222,11 +223,11 @@ class Bench:
         return self.rows[key]
 
     def rate(self, key: str, metric: str, scenario: str, n: int, ack: bool = False,
-             ours: Optional[Tuple[Path, str]] = None, note: str = "") -> None:
+             ours: tuple[Path, str] | None = None, note: str = "") -> None:
         row = self.row(key, metric, "/s", note=note)
-        got: Dict[str, float] = {}
+        got: dict[str, float] = {}
         for impl in IMPLS:
-            kwargs: Dict[str, Any] = {"n": n, "ack": ack}
+            kwargs: dict[str, Any] = {"n": n, "ack": ack}
             if impl == "ours" and ours is not None:
                 kwargs["plugin_file"], kwargs["symbol"] = ours
             res = self.r.run(impl, scenario, **kwargs)
@@ -258,7 +259,7 @@ class Bench:
     def memory(self) -> None:
         idle = self.row("mem_idle", "memory, idle plugin", "MiB", higher=False)
         busy = self.row("mem_10", "memory, 10 running symbols", "MiB", higher=False)
-        got: Dict[str, Dict[str, float]] = {}
+        got: dict[str, dict[str, float]] = {}
         for impl in IMPLS:
             res = self.r.run(impl, "memory")
             got[impl] = res
@@ -280,7 +281,7 @@ class Bench:
 
     def run_all(self, only: Sequence[str] = GROUPS) -> None:
         s = self.sizes
-        steps: Dict[str, Callable[[], None]] = {
+        steps: dict[str, Callable[[], None]] = {
             "source": lambda: self.rate("source", f"source, tuples/s ({s.source:,} x 64 B)",
                                         "source", s.source),
             "sink": lambda: self.rate("sink", "sink, bytes, frames/s", "sink", s.sink),
@@ -309,7 +310,7 @@ class Bench:
                  f"{'ceiling':>10}",
                  f"{'-' * 46}-+-{'-' * 10}-+-{'-' * 10}-+-{'-' * 6}-+-{'-' * 10}"]
 
-        def fmt(value: Optional[float], unit: str) -> str:
+        def fmt(value: float | None, unit: str) -> str:
             if value is None:
                 return "-"
             return f"{value:,.1f} {unit}" if unit != "/s" else f"{value:,.0f}"
@@ -359,7 +360,7 @@ class Bench:
                 out.append(f"  {key[:-9]:13} {statistics.median(vals):.2f}")
         return "\n".join(out)
 
-    def to_json(self) -> Dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {"rows": {k: {"metric": r.metric, "unit": r.unit, "values": r.values,
                              "ratios": r.ratios} for k, r in self.rows.items()},
                 "stops": self.stops, "host": self.host, "plugin_cpu_us": self.cpu}
@@ -383,7 +384,7 @@ def describe_machine(ours: Path = ROOT) -> str:
         official = f"not installed ({exc})"
     # Asked of the checkout under test, in a process of its own like the plugins.
     probe = subprocess.run(
-        [sys.executable, "-c", "from ekuiper_sdk import protocol as p; "
+        [sys.executable, "-c", "from ekuiper_sdk.runtime import codec as p; "
          "print(p.codec().name if hasattr(p, 'codec') else 'json')"],
         capture_output=True, text=True, cwd="/", env=dict(os.environ, PYTHONPATH=str(ours)))
     codec = probe.stdout.strip() or "?"
@@ -401,7 +402,7 @@ def describe_machine(ours: Path = ROOT) -> str:
             f"({cpu}); load average {load:.2f} at the start")
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="one short repetition")

@@ -12,21 +12,24 @@ from typing import TYPE_CHECKING, Any
 
 from . import plugin
 from .api import Context, Function, Sink, Source
-from .channels import SendTimeout
+from .errors import (
+    EkuiperSDKError,
+    EncodeError,
+    RecordError,
+    SendTimeout,
+    StateError,
+    SymbolStopped,
+)
 from .plugin import PluginConfig
-from .protocol import EncodeError
-from .symbols import SymbolStopped
 
 if TYPE_CHECKING:
-    from .adapters import decode_records
     from .app import Plugin
-    from .records import RecordError
-    from .state import State, StateError
+    from .decorators.adapters import decode_records
+    from .state import State
 
 # The decorator API pulls in asyncio, inspect and hashlib: about 1.5 MiB that a plugin in
 # the class style never needs on a small device. Its names are imported on first use.
-_LAZY = {"Plugin": "app", "decode_records": "adapters", "RecordError": "records",
-         "State": "state", "StateError": "state"}
+_LAZY = {"Plugin": "app", "decode_records": "decorators.adapters", "State": "state"}
 
 
 def __getattr__(name: str) -> Any:
@@ -38,6 +41,6 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["plugin", "PluginConfig", "Source", "Sink", "Function", "Context",
-           "EncodeError", "SendTimeout", "SymbolStopped",
+           "EkuiperSDKError", "EncodeError", "SendTimeout", "SymbolStopped",
            "Plugin", "decode_records", "RecordError", "State", "StateError"]
 __version__ = "0.1.0"

@@ -7,7 +7,8 @@ Every method has a harmless default, so a subclass implements only what it needs
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .state import State
@@ -37,7 +38,7 @@ class Context:
         """A ``logging.Logger`` whose lines name the plugin, rule, op and instance."""
         raise NotImplementedError
 
-    def emit(self, message: Dict[str, Any], meta: Optional[Dict[str, Any]] = None) -> None:
+    def emit(self, message: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
         """Source only: send one tuple into the rule; ``message`` must be a dict."""
         raise NotImplementedError
 
@@ -81,7 +82,7 @@ class Context:
         raise NotImplementedError
 
     @property
-    def state(self) -> "State":
+    def state(self) -> State:
         """A small persistent ``dict`` of this instance that survives plugin restarts.
 
         See :mod:`ekuiper_sdk.state` for its limits. Example::
@@ -109,7 +110,7 @@ class Source:
                     time.sleep(1)
     """
 
-    def configure(self, datasource: str, conf: Dict[str, Any]) -> None:
+    def configure(self, datasource: str, conf: dict[str, Any]) -> None:
         """Take the stream's ``DATASOURCE`` and the source's configuration; raise to refuse them."""
 
     def open(self, ctx: Context) -> None:
@@ -130,7 +131,7 @@ class Sink:
                 ctx.ack_ok()         # only needed when the rule sets requireAck
     """
 
-    def configure(self, conf: Dict[str, Any]) -> None:
+    def configure(self, conf: dict[str, Any]) -> None:
         """Take every property of the rule's sink action; raise to refuse them."""
 
     def open(self, ctx: Context) -> None:
@@ -153,11 +154,11 @@ class Function:
                 return args[0][::-1]
     """
 
-    def validate(self, args: List[Any]) -> str:
+    def validate(self, args: list[Any]) -> str:
         """Check the argument expressions when a rule is created; return "" or why not."""
         return ""
 
-    def exec(self, args: List[Any], ctx: Context) -> Any:
+    def exec(self, args: list[Any], ctx: Context) -> Any:
         """Compute the result for one call; raise to fail the call with the exception's text."""
         raise NotImplementedError(f"{type(self).__name__} does not implement exec")
 

@@ -29,15 +29,18 @@ decorated object unchanged (so it stays callable in unit tests). ``run`` builds 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
+from typing import Any, Callable, TypeVar, cast
 
-from . import adapters, plugin, protocol, state
-from . import records as _records
+from . import plugin, state
 from .api import Function, Sink, Source
+from .decorators import adapters
+from .decorators import records as _records
+from .decorators.records import RecordMode
 from .plugin import FunctionFactory, PluginConfig, SinkFactory, SourceFactory
-from .records import RecordMode
+from .runtime import protocol
 
 T = TypeVar("T")
+B = TypeVar("B", Source, Sink, Function)
 
 
 class Plugin:
@@ -52,22 +55,22 @@ class Plugin:
     >>> @app.function("revert")
     ... def revert(s: str) -> str:
     ...     return s[::-1]
-    >>> app.describe()
+    >>> app.symbol_names()
     {'name': 'demo', 'sources': [], 'sinks': [], 'functions': ['revert']}
     """
 
     def __init__(self, name: str, *,
-                 state_dir: Union[str, "os.PathLike[str]", None] = None) -> None:
+                 state_dir: str | os.PathLike[str] | None = None) -> None:
         protocol.check_name("plugin name", name)
         self.name = name
         self.state_dir = None if state_dir is None else os.fspath(state_dir)
-        self._sources: Dict[str, SourceFactory] = {}
-        self._sinks: Dict[str, SinkFactory] = {}
-        self._functions: Dict[str, FunctionFactory] = {}
+        self._sources: dict[str, SourceFactory] = {}
+        self._sinks: dict[str, SinkFactory] = {}
+        self._functions: dict[str, FunctionFactory] = {}
 
     # -- decorators
 
-    def source(self, name: Optional[str] = None) -> Callable[[T], T]:
+    def source(self, name: str | None = None) -> Callable[[T], T]:
         """Register a source: a generator or async generator taking ``(ctx, datasource, conf)``
         whose items are emitted, a function (sync or async) with that signature that emits
         with ``ctx.emit``, or a ``Source`` subclass. ``name`` defaults to the Python name.
@@ -87,25 +90,15 @@ class Plugin:
 
         def register(target: T) -> T:
             symbol = self._claim("source", self._sources, name, target)
-            factory: SourceFactory
-            if isinstance(target, type) and issubclass(target, Source):
-                factory = target
-            elif callable(target):
-                adapters.CallableSource(symbol, target)  # check the signature now
-                fn = target
-
-                def factory() -> Source:
-                    return adapters.CallableSource(symbol, fn)
-            else:
-                raise TypeError(f"@{self.name}.source({symbol!r}) decorates a function or a "
-                                f"Source subclass, not {type(target).__name__}")
-            self._sources[symbol] = factory
+            self._sources[symbol] = self._factory(
+                "source", symbol, target, Source,
+                lambda fn: adapters.SourceAdapter(symbol, fn))
             return target
 
         return register
 
-    def sink(self, name: Optional[str] = None, *,
-             records: Optional[RecordMode] = None) -> Callable[[T], T]:
+    def sink(self, name: str | None = None, *,
+             records: RecordMode | None = None) -> Callable[[T], T]:
         """Register a sink: a function (sync or async) taking ``(ctx, record)``, a class with
         a ``collect(ctx, record)`` method and optional ``configure(conf)``, ``open(ctx)`` and
         ``close(ctx)`` (each sync or async), or a ``Sink`` subclass.
@@ -130,30 +123,24 @@ class Plugin:
         def register(target: T) -> T:
             symbol = self._claim("sink", self._sinks, name, target)
             factory: SinkFactory
-            if isinstance(target, type):
-                if issubclass(target, Sink) and mode in (None, _records.BYTES):
-                    factory = target  # the official behaviour: bytes, no adapter
-                else:
-                    if not callable(getattr(target, "collect", None)):
-                        raise TypeError(f"sink {symbol!r}: {target.__name__} has no "
-                                        "collect(ctx, record) method")
-                    factory = adapters.decode_records(target, mode or _records.EACH, symbol)
-            elif callable(target):
-                adapters.SinkAdapter(symbol, target, mode)  # check the signature now
-                fn = target
-
-                def factory() -> Sink:
-                    return adapters.SinkAdapter(symbol, fn, mode)
+            # A Sink subclass keeps the official behaviour (bytes, no adapter) unless it
+            # asks for records; any other class is read through its collect method.
+            if isinstance(target, type) and not (issubclass(target, Sink)
+                                                 and mode in (None, _records.BYTES)):
+                if not callable(getattr(target, "collect", None)):
+                    raise TypeError(f"sink {symbol!r}: {target.__name__} has no "
+                                    "collect(ctx, record) method")
+                factory = adapters.decode_records(target, mode or _records.EACH, symbol)
             else:
-                raise TypeError(f"@{self.name}.sink({symbol!r}) decorates a function or a "
-                                f"class, not {type(target).__name__}")
+                factory = self._factory("sink", symbol, target, Sink,
+                                        lambda fn: adapters.SinkAdapter(symbol, fn, mode))
             self._sinks[symbol] = factory
             return target
 
         return register
 
-    def function(self, name: Optional[str] = None, *, aggregate: bool = False,
-                 validate: Optional[Callable[[List[Any]], Any]] = None) -> Callable[[T], T]:
+    def function(self, name: str | None = None, *, aggregate: bool = False,
+                 validate: Callable[[list[Any]], Any] | None = None) -> Callable[[T], T]:
         """Register a function rules call from SQL: a function (sync or async) or a
         ``Function`` subclass.
 
@@ -174,19 +161,9 @@ class Plugin:
 
         def register(target: T) -> T:
             symbol = self._claim("function", self._functions, name, target)
-            factory: FunctionFactory
-            if isinstance(target, type) and issubclass(target, Function):
-                factory = target
-            elif callable(target):
-                fn = target
-                adapters.CallableFunction(symbol, fn, aggregate, check)  # check the signature
-
-                def factory() -> Function:
-                    return adapters.CallableFunction(symbol, fn, aggregate, check)
-            else:
-                raise TypeError(f"@{self.name}.function({symbol!r}) decorates a function or "
-                                f"a Function subclass, not {type(target).__name__}")
-            self._functions[symbol] = factory
+            self._functions[symbol] = self._factory(
+                "function", symbol, target, Function,
+                lambda fn: adapters.FunctionAdapter(symbol, fn, aggregate, check))
             return target
 
         return register
@@ -197,11 +174,11 @@ class Plugin:
         """The ``PluginConfig`` of the symbols registered so far."""
         return PluginConfig(self.name, self._sources, self._sinks, self._functions)
 
-    def describe(self) -> Dict[str, object]:
+    def symbol_names(self) -> dict[str, object]:
         """The plugin's name and symbol names, as a manifest lists them."""
-        return self.config().describe()
+        return self.config().symbol_names()
 
-    def run(self, argv: Optional[List[str]] = None) -> None:
+    def run(self, argv: list[str] | None = None) -> None:
         """Serve the symbols to eKuiper until it goes away (see ``plugin.start``)."""
         if not (self._sources or self._sinks or self._functions):
             raise RuntimeError(f"Plugin({self.name!r}) has no symbols; register some with "
@@ -209,7 +186,21 @@ class Plugin:
         state.set_default_dir(self.state_dir)
         plugin.start(self.config(), argv)
 
-    def _claim(self, kind: str, table: Dict[str, Any], name: Optional[str],
+    def _factory(self, kind: str, symbol: str, target: object, base: type,
+                 adapt: Callable[[Callable[..., Any]], B]) -> Callable[[], B]:
+        """The factory of a decorated target: a subclass of the official base class is its
+        own factory; a callable is wrapped by ``adapt``, once now, so that a signature that
+        does not fit fails at import rather than at the rule's start."""
+        if isinstance(target, type) and issubclass(target, base):
+            return cast(Callable[[], B], target)
+        if not callable(target):
+            raise TypeError(f"@{self.name}.{kind}({symbol!r}) decorates a function or a "
+                            f"{base.__name__} subclass, not {type(target).__name__}")
+        fn: Callable[..., Any] = target
+        adapt(fn)
+        return lambda: adapt(fn)
+
+    def _claim(self, kind: str, table: dict[str, Any], name: str | None,
                target: object) -> str:
         symbol = name if name is not None else getattr(target, "__name__", None)
         if not isinstance(symbol, str):

@@ -10,91 +10,26 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Callable, Dict, List, Mapping, Optional, TypeVar
 
-from . import protocol
-from .api import Function, Sink, Source
+from .runtime.plugin_config import FunctionFactory, PluginConfig, SinkFactory, SourceFactory
 
-SourceFactory = Callable[[], Source]
-SinkFactory = Callable[[], Sink]
-FunctionFactory = Callable[[], Function]
-F = TypeVar("F")
+__all__ = ["PluginConfig", "start", "SourceFactory", "SinkFactory", "FunctionFactory",
+           "LIST_SYMBOLS_ENV"]
 
 #: When this environment variable is set, ``start`` prints the plugin's symbols as one JSON
 #: line on stdout and exits 0 without opening any socket (used by ``ekuiper-plugin validate``).
-DESCRIBE_ENV = "EKUIPER_SDK_DESCRIBE"
+LIST_SYMBOLS_ENV = "EKUIPER_SDK_LIST_SYMBOLS"
 
 
-class PluginConfig:
-    """A plugin's name and the factories of its symbols, keyed by symbol name.
-
-    A factory is called once per running instance (once per function name for functions),
-    so a class works as its own factory: ``{"pyjson": PyJson}``.
-    """
-
-    def __init__(self, name: str, sources: Optional[Mapping[str, SourceFactory]] = None,
-                 sinks: Optional[Mapping[str, SinkFactory]] = None,
-                 functions: Optional[Mapping[str, FunctionFactory]] = None) -> None:
-        protocol.check_name("plugin name", name)
-        self.name = name
-        self.sources: Dict[str, SourceFactory] = dict(sources or {})
-        self.sinks: Dict[str, SinkFactory] = dict(sinks or {})
-        self.functions: Dict[str, FunctionFactory] = dict(functions or {})
-        for kind, table in (("source", self.sources), ("sink", self.sinks),
-                            ("function", self.functions)):
-            for symbol, factory in table.items():
-                protocol.check_name(f"{kind} name", symbol)
-                if not callable(factory):
-                    raise TypeError(f"the factory of {kind} {symbol!r} in PluginConfig({name!r}) "
-                                    f"must be callable, got {type(factory).__name__}")
-
-    def source(self, name: str) -> SourceFactory:
-        """The factory of a source; a ``LookupError`` naming the defined ones when unknown."""
-        return self._lookup("source", self.sources, name)
-
-    def sink(self, name: str) -> SinkFactory:
-        """The factory of a sink; a ``LookupError`` naming the defined ones when unknown."""
-        return self._lookup("sink", self.sinks, name)
-
-    def function(self, name: str) -> FunctionFactory:
-        """The factory of a function; a ``LookupError`` naming the defined ones when unknown."""
-        return self._lookup("function", self.functions, name)
-
-    def get(self, plugin_type: str, symbol_name: str) -> Callable[[], object]:
-        """The factory of a symbol by its wire type (``source``, ``sink`` or ``func``)."""
-        lookups: Dict[str, Callable[[str], Callable[[], object]]] = {
-            protocol.SOURCE: self.source, protocol.SINK: self.sink, protocol.FUNC: self.function}
-        if plugin_type not in lookups:
-            raise LookupError(f"unknown plugin type {plugin_type!r}")
-        return lookups[plugin_type](symbol_name)
-
-    def _lookup(self, kind: str, table: Mapping[str, F], name: str) -> F:
-        try:
-            return table[name]
-        except KeyError:
-            defined = ", ".join(sorted(table)) or "none"
-            raise LookupError(f"{kind} {name!r} is not defined in PluginConfig({self.name!r}); "
-                              f"defined {kind}s: {defined}") from None
-
-    def describe(self) -> Dict[str, object]:
-        """The plugin's name and symbol names, as a manifest would list them."""
-        return {"name": self.name, "sources": sorted(self.sources), "sinks": sorted(self.sinks),
-                "functions": sorted(self.functions)}
-
-    def __repr__(self) -> str:
-        return (f"PluginConfig({self.name!r}, sources={sorted(self.sources)}, "
-                f"sinks={sorted(self.sinks)}, functions={sorted(self.functions)})")
-
-
-def start(config: PluginConfig, argv: Optional[List[str]] = None) -> None:
+def start(config: PluginConfig, argv: list[str] | None = None) -> None:
     """Run the plugin until the host goes away or the process is told to stop.
 
     ``argv`` defaults to ``sys.argv``; its second element is the host's JSON argument.
     """
-    if os.environ.get(DESCRIBE_ENV):
-        sys.stdout.write(json.dumps(config.describe()) + "\n")
+    if os.environ.get(LIST_SYMBOLS_ENV):
+        sys.stdout.write(json.dumps(config.symbol_names()) + "\n")
         sys.stdout.flush()
         raise SystemExit(0)
-    from .runtime import PluginRuntime
+    from .runtime.control import PluginRuntime
 
     PluginRuntime(config, sys.argv if argv is None else argv).serve_forever()

@@ -16,13 +16,14 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from typing import TYPE_CHECKING, Any, Callable, Iterator, List, Union
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
 if TYPE_CHECKING:
-    from .real_ekuiper import RealEkuiper
     from .testing import PluginHost
+    from .testing.real import RealEkuiper
 
 _counter = itertools.count(1)
 
@@ -66,9 +67,9 @@ def plugin_host_factory() -> Iterator[Callable[..., PluginHost]]:
     """
     from .testing import PluginHost
 
-    hosts: List[PluginHost] = []
+    hosts: list[PluginHost] = []
 
-    def factory(name: str, executable: Union[str, "os.PathLike[str]"],
+    def factory(name: str, executable: str | os.PathLike[str],
                 **options: Any) -> PluginHost:
         host = PluginHost(name, executable, **options)
         hosts.append(host)
@@ -91,8 +92,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture
-def ekuiper_server(request: pytest.FixtureRequest) -> Iterator["RealEkuiper"]:
-    """A :class:`~ekuiper_sdk.real_ekuiper.RealEkuiper` on the server that
+def ekuiper_server(request: pytest.FixtureRequest) -> Iterator[RealEkuiper]:
+    """A :class:`~ekuiper_sdk.testing.RealEkuiper` on the server that
     ``--ekuiper-url`` or ``EKUIPER_URL`` names; the test skips without one. Whatever the
     test creates there is removed at teardown, also when it fails.
 
@@ -101,7 +102,7 @@ def ekuiper_server(request: pytest.FixtureRequest) -> Iterator["RealEkuiper"]:
         def test_on_ekuiper(ekuiper_server):
             ekuiper_server.install("plugins/mine")
     """
-    from .real_ekuiper import URL_ENV, RealEkuiper
+    from .testing.real import URL_ENV, RealEkuiper
 
     url = request.config.getoption("--ekuiper-url") or os.environ.get(URL_ENV)
     if not url:

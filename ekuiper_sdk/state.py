@@ -30,9 +30,12 @@ import os
 import re
 import sys
 import threading
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, MutableMapping, Optional, Set, Union
+from typing import Any
+
+from .errors import StateError
 
 # msgpack is imported where a store is read or written: it imports datetime, and a plugin
 # that never uses ctx.state should not pay that memory (docs/performance.md).
@@ -46,14 +49,10 @@ MAX_STATE_BYTES = 1024 * 1024
 #: The version of the file layout, stored in every file.
 FORMAT_VERSION = 1
 
-_default_dir: Optional[str] = None
+_default_dir: str | None = None
 
 
-class StateError(Exception):
-    """A state value that cannot be stored, a store over its size limit, or a file problem."""
-
-
-def set_default_dir(path: Union[str, "os.PathLike[str]", None]) -> None:
+def set_default_dir(path: str | os.PathLike[str] | None) -> None:
     """Set the state folder of this process (``Plugin(state_dir=...)`` calls this).
 
     ``EKUIPER_SDK_STATE_DIR``, when set, still wins: whoever deploys the plugin can move
@@ -85,7 +84,7 @@ def state_dir() -> str:
     return ekuiper_data_dir(base) or os.path.join(base, "state")
 
 
-def ekuiper_data_dir(plugin_folder: str) -> Optional[str]:
+def ekuiper_data_dir(plugin_folder: str) -> str | None:
     """The state folder in eKuiper's data folder, for a plugin installed in eKuiper.
 
     eKuiper unpacks a portable plugin into ``<root>/plugins/portable/<name>/`` and keeps
@@ -116,7 +115,7 @@ class StateKey:
     rule_id: str
     op_id: str
     instance_id: int
-    func_id: Optional[int] = None
+    func_id: int | None = None
 
     def file_name(self) -> str:
         """A file name that is safe whatever the ids contain, readable where it can be.
@@ -136,7 +135,7 @@ class StateKey:
         return f"{readable}.-{digest}.state"
 
 
-_logged_folders: Set[str] = set()
+_logged_folders: set[str] = set()
 
 
 def _log_folder_once(folder: str) -> None:
@@ -165,17 +164,17 @@ class State(MutableMapping[str, Any]):
         ctx.state["offset"] = offset + 1
     """
 
-    def __init__(self, path: str, key: Optional[StateKey] = None,
+    def __init__(self, path: str, key: StateKey | None = None,
                  max_bytes: int = MAX_STATE_BYTES) -> None:
         self.path = path
         self.key = key
         self.max_bytes = max_bytes
         self._lock = threading.RLock()
-        self._data: Dict[str, Any] = self._load()
+        self._data: dict[str, Any] = self._load()
         self._deferred = 0
 
     @classmethod
-    def for_key(cls, key: StateKey, folder: Optional[str] = None) -> "State":
+    def for_key(cls, key: StateKey, folder: str | None = None) -> State:
         """The store of ``key`` in ``folder`` (default :func:`state_dir`), per plugin.
 
         >>> import tempfile
@@ -250,7 +249,7 @@ class State(MutableMapping[str, Any]):
     # -- persistence
 
     @contextmanager
-    def batch(self) -> Iterator["State"]:
+    def batch(self) -> Iterator[State]:
         """Group changes into one write at the end; if the block raises, they are undone.
 
         >>> import tempfile; s = State(tempfile.mkdtemp() + "/s")
@@ -327,7 +326,7 @@ class State(MutableMapping[str, Any]):
                              f"{exc.strerror or exc} (set {STATE_DIR_ENV} to a writable "
                              "folder)") from None
 
-    def _load(self) -> Dict[str, Any]:
+    def _load(self) -> dict[str, Any]:
         try:
             with open(self.path, "rb") as f:
                 blob = f.read()

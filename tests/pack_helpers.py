@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ekuiper_sdk.templates import init_project
+from ekuiper_sdk.tools.templates import init_project
 
 
 def unique_name(prefix: str = "t") -> str:

@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 PLUGIN = HERE / "plugins" / "reliable" / "reliable.py"
@@ -51,7 +51,7 @@ def one_cycle(cycle: int, folder: str) -> None:
     host = PluginHost(plugin, PLUGIN, env={"PLUGIN_NAME": plugin, "FUNC_PREFIX": prefix})
     host.start()
     stopping = threading.Event()
-    workers: List[threading.Thread] = []
+    workers: list[threading.Thread] = []
     try:
         sources = [host.start_source("flood", name("r"),
                                      config={"size": 64, "record": os.path.join(folder, "flood")})
@@ -101,7 +101,7 @@ def one_cycle(cycle: int, folder: str) -> None:
 
 
 def _run_cycle(cycle: int, folder: str, done: threading.Event,
-               failure: List[BaseException]) -> None:
+               failure: list[BaseException]) -> None:
     try:
         one_cycle(cycle, folder)
     except BaseException as exc:  # noqa: BLE001 - reported by the caller, one line
@@ -117,7 +117,7 @@ def child(first: int, count: int, cycle_timeout: float) -> int:
         # handler cannot report it; faulthandler's watchdog thread can.
         faulthandler.dump_traceback_later(cycle_timeout, exit=False)
         done = threading.Event()
-        failure: List[BaseException] = []
+        failure: list[BaseException] = []
         threading.Thread(target=_run_cycle, args=(cycle, folder, done, failure),
                          daemon=True).start()
         if not done.wait(cycle_timeout + 1):
@@ -131,7 +131,7 @@ def child(first: int, count: int, cycle_timeout: float) -> int:
     return 0
 
 
-def main(argv: List[str]) -> int:
+def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=100)
     parser.add_argument("--batch", type=int, default=10, help="cycles per child process")

@@ -7,13 +7,21 @@ import json
 import logging
 import threading
 import time
-from typing import Any, AsyncIterator, Dict, Iterator, List, Optional
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
-from ekuiper_sdk import Context, Sink, SymbolStopped, adapters, protocol
-from ekuiper_sdk.adapters import CallableFunction, CallableSource, SinkAdapter, decode_records
-from ekuiper_sdk.context import SymbolContext, instance_logger
+from ekuiper_sdk import Context, Sink, SymbolStopped
+from ekuiper_sdk.decorators import adapters
+from ekuiper_sdk.decorators.adapters import (
+    FunctionAdapter,
+    SinkAdapter,
+    SourceAdapter,
+    decode_records,
+)
+from ekuiper_sdk.runtime import protocol
+from ekuiper_sdk.runtime.context import SymbolContext, instance_logger
 
 META = protocol.Meta("rule1", "op1", 0)
 
@@ -22,7 +30,7 @@ class Frames:
     """Collects what a source emits; raises SymbolStopped once stopped, as the runner does."""
 
     def __init__(self) -> None:
-        self.frames: List[Any] = []
+        self.frames: list[Any] = []
         self.stopped = False
         self.got = threading.Event()
 
@@ -43,14 +51,14 @@ def source_ctx(frames: Frames) -> SymbolContext:
     return SymbolContext(META, instance_logger("p", META, "s"), emitter=frames)
 
 
-def run_source(source: CallableSource, ctx: Context) -> threading.Thread:
+def run_source(source: SourceAdapter, ctx: Context) -> threading.Thread:
     source.configure("topic", {"k": 1})
     thread = threading.Thread(target=source.open, args=(ctx,), daemon=True)
     thread.start()
     return thread
 
 
-def stop_source(source: CallableSource, ctx: Context, frames: Frames,
+def stop_source(source: SourceAdapter, ctx: Context, frames: Frames,
                 thread: threading.Thread) -> float:
     """Stop as the runner does (socket first, then close); the seconds ``close`` took."""
     frames.stopped = True
@@ -82,7 +90,7 @@ def test_source_kinds() -> None:
 def test_async_generator_is_cancelled_at_its_await_and_its_finally_runs() -> None:
     cleaned = threading.Event()
 
-    async def ticks(ctx: Context, datasource: str, conf: Dict[str, Any]) -> AsyncIterator[Any]:
+    async def ticks(ctx: Context, datasource: str, conf: dict[str, Any]) -> AsyncIterator[Any]:
         try:
             yield {"datasource": datasource, "conf": conf}
             yield ({"n": 2}, {"m": 1})
@@ -92,7 +100,7 @@ def test_async_generator_is_cancelled_at_its_await_and_its_finally_runs() -> Non
 
     frames = Frames()
     ctx = source_ctx(frames)
-    source = CallableSource("ticks", ticks)
+    source = SourceAdapter("ticks", ticks)
     thread = run_source(source, ctx)
     frames.wait(2)
     assert frames.frames == [{"message": {"datasource": "topic", "conf": {"k": 1}}, "meta": None},
@@ -102,9 +110,9 @@ def test_async_generator_is_cancelled_at_its_await_and_its_finally_runs() -> Non
 
 
 def test_sync_generator_is_closed_on_its_own_thread_at_its_next_yield() -> None:
-    cleaned: List[str] = []
+    cleaned: list[str] = []
 
-    def ticks(ctx: Context, datasource: str, conf: Dict[str, Any]) -> Iterator[Any]:
+    def ticks(ctx: Context, datasource: str, conf: dict[str, Any]) -> Iterator[Any]:
         try:
             while True:
                 yield {"n": 1}
@@ -114,7 +122,7 @@ def test_sync_generator_is_closed_on_its_own_thread_at_its_next_yield() -> None:
 
     frames = Frames()
     ctx = source_ctx(frames)
-    source = CallableSource("ticks", ticks)
+    source = SourceAdapter("ticks", ticks)
     thread = run_source(source, ctx)
     frames.wait(2)
     stop_source(source, ctx, frames, thread)
@@ -137,7 +145,7 @@ def test_a_generator_that_ends_finishes_and_one_that_raises_is_logged(
                      (broken, "failed and sends nothing more")):
         frames = Frames()
         ctx = source_ctx(frames)
-        source = CallableSource(fn.__name__, fn)
+        source = SourceAdapter(fn.__name__, fn)
         source.configure("", {})
         source.open(ctx)  # returns by itself
         assert [f["message"] for f in frames.frames][:1] == [{"a": 1}]
@@ -155,7 +163,7 @@ def test_items_that_cannot_be_emitted_are_logged_and_skipped(
         yield {"ok": 1}
 
     frames = Frames()
-    source = CallableSource("items", items)
+    source = SourceAdapter("items", items)
     source.configure("", {})
     source.open(source_ctx(frames))
     assert [f["message"] for f in frames.frames] == [{"ok": 1}]
@@ -176,7 +184,7 @@ def test_coroutine_and_plain_sources_emit_with_ctx_emit() -> None:
     for fn in (coro, plain):
         frames = Frames()
         ctx = source_ctx(frames)
-        source = CallableSource("s", fn)
+        source = SourceAdapter("s", fn)
         thread = run_source(source, ctx)
         frames.wait(1)
         assert stop_source(source, ctx, frames, thread) < 1
@@ -191,7 +199,7 @@ def test_close_before_open_runs_nothing() -> None:
 
     frames = Frames()
     ctx = source_ctx(frames)
-    source = CallableSource("s", agen)
+    source = SourceAdapter("s", agen)
     source.close(ctx)
     source.open(ctx)
     assert ran == [] and frames.frames == []
@@ -199,7 +207,7 @@ def test_close_before_open_runs_nothing() -> None:
 
 def test_a_source_with_the_wrong_parameters_is_refused_at_once() -> None:
     with pytest.raises(TypeError, match=r"source 's' must take \(ctx, datasource, conf\)"):
-        CallableSource("s", lambda ctx: None)
+        SourceAdapter("s", lambda ctx: None)
 
 
 # -- sinks
@@ -207,19 +215,19 @@ def test_a_source_with_the_wrong_parameters_is_refused_at_once() -> None:
 
 class Acks:
     def __init__(self) -> None:
-        self.frames: List[bytes] = []
+        self.frames: list[bytes] = []
 
     def __call__(self, frame: bytes) -> None:
         self.frames.append(frame)
 
 
-def sink_ctx(config: Optional[Dict[str, Any]] = None) -> SymbolContext:
+def sink_ctx(config: dict[str, Any] | None = None) -> SymbolContext:
     return SymbolContext(META, instance_logger("p", META, "k"), acker=Acks(),
                          config=config or {})
 
 
 def test_sync_and_async_sinks_get_records() -> None:
-    got: List[Any] = []
+    got: list[Any] = []
 
     def sync_sink(ctx: Context, record: Any) -> None:
         got.append(("sync", record))
@@ -241,7 +249,7 @@ def test_sync_and_async_sinks_get_records() -> None:
 
 
 def test_the_first_record_that_raises_fails_the_frame() -> None:
-    got: List[Any] = []
+    got: list[Any] = []
 
     def sink_fn(ctx: Context, record: Any) -> None:
         if record == 2:
@@ -256,10 +264,10 @@ def test_the_first_record_that_raises_fails_the_frame() -> None:
 
 
 def test_a_plain_class_with_async_parts_and_its_loop_is_closed() -> None:
-    calls: List[str] = []
+    calls: list[str] = []
 
     class Store:
-        def configure(self, conf: Dict[str, Any]) -> None:
+        def configure(self, conf: dict[str, Any]) -> None:
             calls.append(f"configure {conf['url']}")
 
         async def open(self, ctx: Context) -> None:
@@ -284,7 +292,7 @@ def test_a_plain_class_with_async_parts_and_its_loop_is_closed() -> None:
 
 
 def test_an_official_sink_class_opts_in_to_records() -> None:
-    got: List[Any] = []
+    got: list[Any] = []
 
     class Printer(Sink):
         def collect(self, ctx: Context, data: Any) -> None:
@@ -298,7 +306,7 @@ def test_an_official_sink_class_opts_in_to_records() -> None:
 
 def test_a_failing_async_configure_stops_the_instance_loop() -> None:
     class Bad:
-        async def configure(self, conf: Dict[str, Any]) -> None:
+        async def configure(self, conf: dict[str, Any]) -> None:
             raise ValueError("no url")
 
         def collect(self, ctx: Context, record: Any) -> None: ...
@@ -331,21 +339,21 @@ def test_function_calls_sync_async_and_with_context() -> None:
     def where(ctx: Context, x: int) -> Any:
         return [ctx.rule_id, ctx.func_id, x]
 
-    assert CallableFunction("u", slow_upper).exec(["ab"], func_ctx()) == "AB"
-    assert CallableFunction("w", where).exec([5], func_ctx(3)) == ["rule1", 3, 5]
+    assert FunctionAdapter("u", slow_upper).exec(["ab"], func_ctx()) == "AB"
+    assert FunctionAdapter("w", where).exec([5], func_ctx(3)) == ["rule1", 3, 5]
     with pytest.raises(TypeError, match="^w takes 1 argument, got 0$"):
-        CallableFunction("w", where).exec([], func_ctx())
+        FunctionAdapter("w", where).exec([], func_ctx())
 
 
 def test_function_validate_uses_the_signature_then_the_check() -> None:
     def pick(x: Any, y: Any = None) -> Any: ...
 
-    f = CallableFunction("pick", pick, check=lambda args: "" if len(args) == 1 else "one only")
+    f = FunctionAdapter("pick", pick, check=lambda args: "" if len(args) == 1 else "one only")
     assert f.validate(["a"]) == ""
     assert f.validate(["a", "b"]) == "one only"
     assert f.validate([]) == "pick takes 1 to 2 arguments, got 0"
     assert not f.is_aggregate()
-    assert CallableFunction("pick", pick, aggregate=True).is_aggregate()
+    assert FunctionAdapter("pick", pick, aggregate=True).is_aggregate()
 
 
 def test_an_async_function_that_overruns_is_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -360,14 +368,14 @@ def test_an_async_function_that_overruns_is_cancelled(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(adapters, "FUNCTION_TIMEOUT_S", 0.2)
     with pytest.raises(TimeoutError, match=r"^hang did not return within 0.2 s"):
-        CallableFunction("hang", hang).exec([1], func_ctx())
+        FunctionAdapter("hang", hang).exec([1], func_ctx())
     assert cancelled.wait(2)
 
 
 def test_an_aggregate_gets_an_empty_list_for_a_group_with_no_values() -> None:
-    from ekuiper_sdk.adapters import CallableFunction
+    from ekuiper_sdk.decorators.adapters import FunctionAdapter
 
-    seen = CallableFunction("agg", lambda values: values, aggregate=True)
+    seen = FunctionAdapter("agg", lambda values: values, aggregate=True)
     assert seen.exec([None], None) == []  # type: ignore[arg-type]
-    scalar = CallableFunction("f", lambda value: value)
+    scalar = FunctionAdapter("f", lambda value: value)
     assert scalar.exec([None], None) is None  # type: ignore[arg-type]

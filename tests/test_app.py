@@ -6,19 +6,21 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any, AsyncIterator, Dict, Iterator, List
+from typing import Any
 
 import pytest
 
-from ekuiper_sdk import Context, Function, Plugin, PluginConfig, Sink, Source, adapters
+from ekuiper_sdk import Context, Function, Plugin, PluginConfig, Sink, Source
+from ekuiper_sdk.decorators import adapters
 
 
 def test_decorators_register_adapters_and_return_the_callable_unchanged() -> None:
     app = Plugin("demo")
 
     @app.source("ticks")
-    async def ticks(ctx: Context, datasource: str, conf: Dict[str, Any]) -> AsyncIterator[Any]:
+    async def ticks(ctx: Context, datasource: str, conf: dict[str, Any]) -> AsyncIterator[Any]:
         yield {"n": 1}
 
     @app.sink("print")
@@ -31,12 +33,12 @@ def test_decorators_register_adapters_and_return_the_callable_unchanged() -> Non
     assert revert("abc") == "cba"  # still a plain function
     config = app.config()
     assert isinstance(config, PluginConfig)
-    assert config.describe() == {"name": "demo", "sources": ["ticks"], "sinks": ["print"],
+    assert config.symbol_names() == {"name": "demo", "sources": ["ticks"], "sinks": ["print"],
                                  "functions": ["revert"]}
-    assert isinstance(config.source("ticks")(), adapters.CallableSource)
+    assert isinstance(config.source("ticks")(), adapters.SourceAdapter)
     assert isinstance(config.sink("print")(), adapters.SinkAdapter)
     function = config.function("revert")()
-    assert isinstance(function, adapters.CallableFunction)
+    assert isinstance(function, adapters.FunctionAdapter)
     assert function.validate(["a", "b"]) == "revert takes 1 argument, got 2"
 
 
@@ -44,7 +46,7 @@ def test_each_instance_gets_a_new_adapter() -> None:
     app = Plugin("demo")
 
     @app.source()
-    def ticks(ctx: Context, datasource: str, conf: Dict[str, Any]) -> Iterator[Any]:
+    def ticks(ctx: Context, datasource: str, conf: dict[str, Any]) -> Iterator[Any]:
         yield {}
 
     factory = app.config().source("ticks")  # the name defaults to the Python name
@@ -120,26 +122,26 @@ def test_run_without_symbols_says_what_to_do() -> None:
         Plugin("empty").run()
 
 
-def test_run_in_describe_mode_prints_the_symbols(tmp_path: Path) -> None:
+def test_run_lists_the_symbols_when_asked(tmp_path: Path) -> None:
     script = tmp_path / "main.py"
     script.write_text(
         "from ekuiper_sdk import Plugin\n"
-        "app = Plugin('described')\n"
+        "app = Plugin('listed')\n"
         "@app.function('twice')\n"
         "def twice(x):\n"
         "    return 2 * x\n"
         "app.run()\n")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            env={**os.environ, "EKUIPER_SDK_DESCRIBE": "1"}, timeout=30)
+                            env={**os.environ, "EKUIPER_SDK_LIST_SYMBOLS": "1"}, timeout=30)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"name": "described", "sources": [], "sinks": [],
+    assert json.loads(result.stdout) == {"name": "listed", "sources": [], "sinks": [],
                                          "functions": ["twice"]}
 
 
 def test_run_sets_the_state_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ekuiper_sdk import plugin, state
 
-    seen: List[str] = []
+    seen: list[str] = []
     monkeypatch.delenv(state.STATE_DIR_ENV, raising=False)
     monkeypatch.setattr(state, "_default_dir", None)
     monkeypatch.setattr(plugin, "start", lambda config, argv=None: seen.append(
@@ -151,12 +153,3 @@ def test_run_sets_the_state_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     app.run()
     assert seen == [str(tmp_path / "st")]
-
-
-@pytest.mark.parametrize("module", ["adapters", "aio", "app", "records", "signatures", "state"])
-def test_docstring_examples(module: str) -> None:
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(f"ekuiper_sdk.{module}"))
-    assert result.attempted > 0 and result.failed == 0

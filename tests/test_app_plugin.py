@@ -7,13 +7,14 @@ import json
 import os
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any
 
 import pytest
 
-from ekuiper_sdk.source_config import STREAM_PROPERTIES
 from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SinkAckError
+from ekuiper_sdk.testing.source_config import STREAM_PROPERTIES
 
 PLUGIN = Path(__file__).parent / "plugins" / "app_style" / "main.py"
 
@@ -32,7 +33,7 @@ class App:
     def sym(self, name: str) -> str:
         return name + self.suffix
 
-    def got(self, rule: str, count: int, timeout: float = 5.0) -> List[Any]:
+    def got(self, rule: str, count: int, timeout: float = 5.0) -> list[Any]:
         """The first ``count`` values a sink of ``rule`` logged, waiting for them."""
         prefix = f"GOT {rule} "
         deadline = time.monotonic() + timeout

@@ -17,12 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ekuiper_sdk import protocol
+from ekuiper_sdk import errors
+from ekuiper_sdk.runtime import codec
 
 orjson = pytest.importorskip("orjson")
 
-FAST = protocol._Codec(use_orjson=True)
-STDLIB = protocol._Codec(use_orjson=False)
+FAST = codec._Codec(use_orjson=True)
+STDLIB = codec._Codec(use_orjson=False)
 
 
 class Color(enum.Enum):
@@ -93,9 +94,9 @@ def test_deep_nesting_past_orjsons_limit_takes_the_stdlib_path() -> None:
     {(1, 2): "tuple key"},
 ])
 def test_both_codecs_refuse_the_same_values(value: Any) -> None:
-    with pytest.raises(protocol.EncodeError):
+    with pytest.raises(errors.EncodeError):
         STDLIB.dumps(value)
-    with pytest.raises(protocol.EncodeError):
+    with pytest.raises(errors.EncodeError):
         FAST.dumps(value)
 
 
@@ -127,8 +128,8 @@ def _same_json(a: bytes, b: bytes) -> bool:
 def test_both_codecs_agree_on_any_value(value: Any) -> None:
     try:
         expected = STDLIB.dumps(value)
-    except protocol.EncodeError:
-        with pytest.raises(protocol.EncodeError):
+    except errors.EncodeError:
+        with pytest.raises(errors.EncodeError):
             FAST.dumps(value)
         return
     got = FAST.dumps(value)
@@ -174,18 +175,18 @@ def test_integers_beyond_64_bits_read_as_numbers_of_equal_value() -> None:
 
 
 def test_the_environment_can_ask_for_the_stdlib(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(protocol, "_codec", None)
-    monkeypatch.setenv(protocol.JSON_ENV, "stdlib")
-    assert protocol.codec().name == "json"
-    assert protocol.dumps({"x": float("inf")}) == b'{"x":null}'
-    monkeypatch.setattr(protocol, "_codec", None)
-    monkeypatch.delenv(protocol.JSON_ENV)
-    assert protocol.codec().name == "orjson"
+    monkeypatch.setattr(codec, "_codec", None)
+    monkeypatch.setenv(codec.JSON_ENV, "stdlib")
+    assert codec.codec().name == "json"
+    assert codec.dumps({"x": float("inf")}) == b'{"x":null}'
+    monkeypatch.setattr(codec, "_codec", None)
+    monkeypatch.delenv(codec.JSON_ENV)
+    assert codec.codec().name == "orjson"
 
 
 def test_an_idle_plugin_imports_no_codec_or_value_modules() -> None:
     # Their memory is paid only by a plugin that uses them (docs/performance.md).
-    code = ("import sys, ekuiper_sdk.runtime; "
+    code = ("import sys, ekuiper_sdk.runtime.control; "
             "print(sorted(m for m in ('orjson', 'decimal', 'uuid', 'datetime') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

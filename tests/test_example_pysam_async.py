@@ -14,7 +14,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable
 
 import pytest
 
@@ -64,7 +64,7 @@ def test_the_example_runs_as_a_pipeline(example: Copy, tmp_path: Path) -> None:
 
 def test_the_example_symbols_one_by_one(example: Copy, tmp_path: Path,
                                         plugin_host_factory: Callable[..., PluginHost]) -> None:
-    env: Dict[str, str] = {"EKUIPER_SDK_STATE_DIR": str(tmp_path / "state")}
+    env: dict[str, str] = {"EKUIPER_SDK_STATE_DIR": str(tmp_path / "state")}
     host = plugin_host_factory(example.name("pysam_async"), example.script, env=env)
     rule = f"rule{example.suffix}"
 
@@ -141,7 +141,7 @@ def test_state_lives_in_ekuiper_data_and_survives_an_update(
 ])
 def test_a_per_record_sink_gets_records_however_ekuiper_frames_them(
         example: Copy, tmp_path: Path, plugin_host_factory: Callable[..., PluginHost],
-        framing: Dict[str, object]) -> None:
+        framing: dict[str, object]) -> None:
     env = {"EKUIPER_SDK_STATE_DIR": str(tmp_path / "state")}
     host = plugin_host_factory(example.name("pysam_async"), example.script, env=env)
     sink = host.start_sink(example.name("print_async"), f"rule{example.suffix}",

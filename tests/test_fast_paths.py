@@ -6,14 +6,16 @@ import json
 import os
 import threading
 import time
-from typing import Any, List
+from typing import Any
 
 import pynng
 import pytest
 
-from ekuiper_sdk import channels, protocol
+from ekuiper_sdk import errors
 from ekuiper_sdk.api import Context, Function, Sink
-from ekuiper_sdk.symbols import FunctionRunner, SinkRunner
+from ekuiper_sdk.runtime import channels, protocol
+from ekuiper_sdk.runtime.function import FunctionRunner
+from ekuiper_sdk.runtime.sink import SinkRunner
 from ekuiper_sdk.testing import wait_for
 
 
@@ -23,7 +25,7 @@ def unique(stem: str) -> str:
 
 class Recorder(Sink):
     def __init__(self, delay: float = 0.0) -> None:
-        self.frames: List[bytes] = []
+        self.frames: list[bytes] = []
         self.delay = delay
         self.closed = False
 
@@ -91,7 +93,7 @@ def test_the_inlet_takes_frames_in_order_and_in_bounded_batches() -> None:
     sent = [b"%d" % i for i in range(2000)]
     sender = threading.Thread(target=lambda: [push.send(frame) for frame in sent], daemon=True)
     sender.start()
-    got: List[bytes] = []
+    got: list[bytes] = []
     give_up = time.monotonic() + 10
     while len(got) < len(sent) and time.monotonic() < give_up:
         with inlet.lock:
@@ -148,7 +150,7 @@ def test_closing_a_source_releases_a_sender_blocked_on_a_host_that_does_not_read
     host = pynng.Pull0()  # listens, never reads: the sender ends up blocked
     host.listen(url)
     outlet = channels.Outlet(url, 60_000, "source", channels.SOURCE_SEND_BUFFER)
-    outcome: List[BaseException] = []
+    outcome: list[BaseException] = []
 
     def emit_forever() -> None:
         try:
@@ -164,8 +166,8 @@ def test_closing_a_source_releases_a_sender_blocked_on_a_host_that_does_not_read
     sender.join(10)
     host.close()
     assert not sender.is_alive()
-    assert isinstance(outcome[0], channels.ChannelStopped)
-    with pytest.raises(channels.ChannelStopped):
+    assert isinstance(outcome[0], errors.ChannelStopped)
+    with pytest.raises(errors.ChannelStopped):
         outlet.send(b"{}")
 
 
@@ -175,7 +177,7 @@ def test_a_source_send_times_out_when_the_host_does_not_read() -> None:
     host.listen(url)
     outlet = channels.Outlet(url, 200, "source", channels.SOURCE_SEND_BUFFER)
     try:
-        with pytest.raises(channels.SendTimeout):
+        with pytest.raises(errors.SendTimeout):
             while True:
                 outlet.send(b'{"message":{},"meta":null}')
     finally:
@@ -185,19 +187,19 @@ def test_a_source_send_times_out_when_the_host_does_not_read() -> None:
 
 class Echo(Function):
     def __init__(self) -> None:
-        self.contexts: List[Context] = []
+        self.contexts: list[Context] = []
 
-    def exec(self, args: List[Any], ctx: Context) -> Any:
+    def exec(self, args: list[Any], ctx: Context) -> Any:
         self.contexts.append(ctx)
         if args == ["boom"]:
             raise ValueError("boom")
         return args
 
-    def validate(self, args: List[Any]) -> str:
+    def validate(self, args: list[Any]) -> str:
         return "" if len(args) == 1 else "one argument"
 
 
-def exec_request(args: List[Any], rule: str, func_id: int) -> bytes:
+def exec_request(args: list[Any], rule: str, func_id: int) -> bytes:
     where = json.dumps({"ruleId": rule, "opId": "op", "instanceId": 0, "funcId": func_id})
     return json.dumps({"func": "Exec", "arg": [*args, where]}).encode()
 

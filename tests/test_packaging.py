@@ -13,13 +13,17 @@ import ekuiper_install_rules as rules
 import pytest
 from pack_helpers import manifest_of, new_plugin, unique_name, write_manifest
 
-from ekuiper_sdk import packaging
-from ekuiper_sdk.packaging import Manifest, PackagingError, ZipEntry
+from ekuiper_sdk.errors import PackagingError
+from ekuiper_sdk.tools import archive, manifest
+from ekuiper_sdk.tools import pack as pack_mod
+from ekuiper_sdk.tools import validate as validate_mod
+from ekuiper_sdk.tools.archive import ZipEntry
+from ekuiper_sdk.tools.manifest import Manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def errors(result: packaging.Validation) -> list[str]:
+def errors(result: validate_mod.Validation) -> list[str]:
     return [str(p) for p in result.errors]
 
 
@@ -30,12 +34,12 @@ def errors(result: packaging.Validation) -> list[str]:
 def test_the_root_schema_is_the_shipped_one() -> None:
     # The root file is what editors and raw URLs point at, the package copy what an
     # installed CLI reads; a symlink would be served as its target's path by raw URLs.
-    assert (ROOT / "plugin.json").read_bytes() == packaging.schema_path().read_bytes()
+    assert (ROOT / "plugin.json").read_bytes() == manifest.schema_path().read_bytes()
 
 
 def test_schema_is_a_valid_draft7_schema() -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    jsonschema.Draft7Validator.check_schema(json.loads(packaging.schema_path().read_text()))
+    jsonschema.Draft7Validator.check_schema(json.loads(manifest.schema_path().read_text()))
 
 
 GOOD = {"version": "1.0.0", "language": "python", "executable": "main.py",
@@ -72,23 +76,23 @@ CORPUS: list[Any] = [
 @pytest.mark.parametrize("data", CORPUS, ids=range(len(CORPUS)))
 def test_builtin_checks_agree_with_the_schema(data: Any) -> None:
     jsonschema = pytest.importorskip("jsonschema")
-    schema = json.loads(packaging.schema_path().read_text())
+    schema = json.loads(manifest.schema_path().read_text())
     schema_ok = jsonschema.Draft7Validator(schema).is_valid(data)
     # The schema cannot see the file name, so compare with the name the manifest claims.
     name = data.get("name", "demo") if isinstance(data, dict) else "demo"
-    builtin = packaging.check_manifest(data, name, f"{name}.json")
+    builtin = manifest.check_manifest(data, name, f"{name}.json")
     assert schema_ok == (not builtin), builtin
 
 
 def test_manifest_problems_are_one_line_with_a_fix() -> None:
     for data in CORPUS[4:]:
-        for problem in packaging.check_manifest(data, "demo", "demo.json"):
+        for problem in manifest.check_manifest(data, "demo", "demo.json"):
             text = str(problem)
             assert "\n" not in text and text.startswith("demo.json: ") and "; " in text, text
 
 
 def test_typo_key_suggests_the_right_one() -> None:
-    [problem] = packaging.check_manifest(dict(GOOD, function=["f"]), "demo")
+    [problem] = manifest.check_manifest(dict(GOOD, function=["f"]), "demo")
     assert "did you mean 'functions'" in str(problem)
 
 
@@ -98,7 +102,7 @@ def test_typo_key_suggests_the_right_one() -> None:
 
 def test_a_new_project_validates_with_its_code_symbols(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
-    result = packaging.validate(plugin)
+    result = validate_mod.validate(plugin)
     assert result.ok, errors(result)
     assert result.manifest is not None and result.defined is not None
     assert result.defined["functions"] == list(result.manifest.functions)
@@ -106,14 +110,14 @@ def test_a_new_project_validates_with_its_code_symbols(tmp_path: Path) -> None:
 
 def test_missing_manifest(tmp_path: Path) -> None:
     (tmp_path / "main.py").write_text("")
-    result = packaging.validate(tmp_path)
+    result = validate_mod.validate(tmp_path)
     [line] = errors(result)
     assert line.startswith(str(tmp_path)) and "no plugin manifest" in line
 
 
 def test_manifest_one_folder_down_is_pointed_at(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
-    [line] = errors(packaging.validate(tmp_path))
+    [line] = errors(validate_mod.validate(tmp_path))
     assert f"did you mean {plugin}?" in line
 
 
@@ -121,7 +125,7 @@ def test_wrong_name_in_manifest(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
     data = manifest_of(plugin)
     write_manifest(plugin, dict(data, name="someone_else"))
-    [line] = errors(packaging.validate(plugin))
+    [line] = errors(validate_mod.validate(plugin))
     assert f"{plugin.name}.json" in line and "'someone_else'" in line
 
 
@@ -130,7 +134,7 @@ def test_wrong_name_in_code(tmp_path: Path) -> None:
     main = plugin / "main.py"
     main.write_text(main.read_text().replace(f'PluginConfig("{plugin.name}"',
                                              'PluginConfig("renamed"'))
-    [line] = errors(packaging.validate(plugin))
+    [line] = errors(validate_mod.validate(plugin))
     assert str(main) in line and f"use PluginConfig({plugin.name!r}" in line
 
 
@@ -138,7 +142,7 @@ def test_missing_source_yaml(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
     [yaml] = (plugin / "sources").glob("*.yaml")
     yaml.unlink()
-    [line] = errors(packaging.validate(plugin))
+    [line] = errors(validate_mod.validate(plugin))
     assert line.startswith(str(yaml)) and "missing" in line
 
 
@@ -147,7 +151,7 @@ def test_symbol_declared_but_not_defined(tmp_path: Path) -> None:
     data = manifest_of(plugin)
     data["functions"].append("ghost")
     write_manifest(plugin, data)
-    [line] = errors(packaging.validate(plugin))
+    [line] = errors(validate_mod.validate(plugin))
     assert "function 'ghost' is declared but" in line and "main.py" in line
 
 
@@ -156,7 +160,7 @@ def test_symbol_defined_but_not_declared_is_a_warning(tmp_path: Path) -> None:
     data = manifest_of(plugin)
     data["sinks"] = []
     write_manifest(plugin, data)
-    result = packaging.validate(plugin)
+    result = validate_mod.validate(plugin)
     assert result.ok
     assert any("is defined but not declared" in str(w) for w in result.warnings)
 
@@ -164,19 +168,17 @@ def test_symbol_defined_but_not_declared_is_a_warning(tmp_path: Path) -> None:
 def test_code_that_fails_to_load(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
     (plugin / "main.py").write_text("import no_such_module_xyz\n")
-    [line] = errors(packaging.validate(plugin))
-    assert "failed in describe mode" in line and "no_such_module_xyz" in line
+    [line] = errors(validate_mod.validate(plugin))
+    assert "failed to list its symbols" in line and "no_such_module_xyz" in line
 
 
-def test_code_that_never_describes_itself_times_out(tmp_path: Path) -> None:
+def test_code_that_never_lists_its_symbols_times_out(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
     (plugin / "main.py").write_text("import time\ntime.sleep(30)\n")
-    manifest = packaging.Validation(plugin)
-    m, _ = packaging.load_manifest(next(plugin.glob("*.json")))
+    m, _ = manifest.load_manifest(next(plugin.glob("*.json")))
     assert m is not None
-    defined, problems = packaging.describe(plugin, m, timeout=1.0)
-    assert defined is None and "printed no symbols within 1 s" in str(problems[0])
-    del manifest
+    defined, problems = validate_mod.list_symbols(plugin, m, timeout=1.0)
+    assert defined is None and "listed no symbols within 1 s" in str(problems[0])
 
 
 def test_stray_and_nested_kind_files(tmp_path: Path) -> None:
@@ -184,7 +186,7 @@ def test_stray_and_nested_kind_files(tmp_path: Path) -> None:
     (plugin / "sources" / "other.yaml").write_text("default:\n")
     (plugin / "sinks" / "deep").mkdir()
     (plugin / "sinks" / "deep" / "x.json").write_text("{}")
-    result = packaging.validate(plugin)
+    result = validate_mod.validate(plugin)
     assert any("nested in sinks/" in line for line in errors(result))
     assert any("other.yaml" in str(w) for w in result.warnings)
 
@@ -193,7 +195,7 @@ def test_invalid_metadata_json(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
     [meta] = (plugin / "functions").glob("*.json")
     meta.write_text("{oops")
-    [line] = errors(packaging.validate(plugin))
+    [line] = errors(validate_mod.validate(plugin))
     assert line.startswith(str(meta)) and "not valid JSON" in line
 
 
@@ -203,7 +205,7 @@ def test_executable_in_excluded_folder(tmp_path: Path) -> None:
     (plugin / "build").mkdir()
     (plugin / "build" / "main.py").write_text((plugin / "main.py").read_text())
     write_manifest(plugin, dict(data, executable="build/main.py"))
-    assert any("exclude pattern" in line for line in errors(packaging.validate(plugin)))
+    assert any("exclude pattern" in line for line in errors(validate_mod.validate(plugin)))
 
 
 # ---------------------------------------------------------------------------
@@ -221,7 +223,7 @@ def test_packed_zip_passes_the_install_rules(tmp_path: Path) -> None:
     (plugin / "state").mkdir()  # ctx.state's local files while developing
     (plugin / "state" / "offsets.msgpack").write_bytes(b"\x80")
     out = tmp_path / "out.zip"
-    result = packaging.pack(plugin, out)
+    result = pack_mod.pack(plugin, out)
     assert result.zip_path == out
     assert rules.check(out, plugin.name, tmp_path / "ekuiper") == []
     names = zipfile.ZipFile(out).namelist()
@@ -238,24 +240,24 @@ def test_packed_zip_passes_the_install_rules(tmp_path: Path) -> None:
 
 def test_zip_bytes_are_deterministic(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
-    first = packaging.pack(plugin, tmp_path / "a.zip")
+    first = pack_mod.pack(plugin, tmp_path / "a.zip")
     for path in plugin.rglob("*"):
         os.utime(path, (1_000_000_000, 1_000_000_000))  # other times must not matter
-    second = packaging.pack(plugin, tmp_path / "b.zip")
+    second = pack_mod.pack(plugin, tmp_path / "b.zip")
     assert (tmp_path / "a.zip").read_bytes() == (tmp_path / "b.zip").read_bytes()
     assert first.sha256 == second.sha256
 
 
 def test_zip_bytes_ignore_entry_order_and_folder(tmp_path: Path) -> None:
     entries = [ZipEntry("b.txt", b"b"), ZipEntry("a/x.py", b"x"), ZipEntry("p.json", b"{}")]
-    assert packaging.zip_bytes(entries) == packaging.zip_bytes(list(reversed(entries)))
+    assert archive.zip_bytes(entries) == archive.zip_bytes(list(reversed(entries)))
     copy = tmp_path / "copy"
     plugin = new_plugin(tmp_path)
     import shutil
     shutil.copytree(plugin, copy)
     m = Manifest.from_dict(manifest_of(plugin), plugin.name)
-    assert packaging.zip_bytes(packaging.plugin_entries(plugin, m)) == \
-        packaging.zip_bytes(packaging.plugin_entries(copy, m))
+    assert archive.zip_bytes(archive.plugin_entries(plugin, m)) == \
+        archive.zip_bytes(archive.plugin_entries(copy, m))
 
 
 def test_pack_refuses_an_invalid_plugin_and_writes_nothing(tmp_path: Path) -> None:
@@ -264,7 +266,7 @@ def test_pack_refuses_an_invalid_plugin_and_writes_nothing(tmp_path: Path) -> No
     data["sinks"].append("ghost")
     write_manifest(plugin, data)
     with pytest.raises(PackagingError) as info:
-        packaging.pack(plugin, tmp_path / "x.zip")
+        pack_mod.pack(plugin, tmp_path / "x.zip")
     assert "sink 'ghost' is declared" in str(info.value)
     assert not (tmp_path / "x.zip").exists()
 
@@ -272,8 +274,8 @@ def test_pack_refuses_an_invalid_plugin_and_writes_nothing(tmp_path: Path) -> No
 def test_pack_leaves_out_its_own_output(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
     out = plugin / "dist.zip"
-    packaging.pack(plugin, out)
-    packaging.pack(plugin, out)
+    pack_mod.pack(plugin, out)
+    pack_mod.pack(plugin, out)
     assert "dist.zip" not in zipfile.ZipFile(out).namelist()
 
 
@@ -285,7 +287,7 @@ def test_read_zip_manifest_names_a_top_folder(tmp_path: Path) -> None:
             if path.is_file():
                 zf.write(path, f"{plugin.name}/{path.relative_to(plugin).as_posix()}")
     with pytest.raises(PackagingError) as info:
-        packaging.read_zip_manifest(bad)
+        manifest.read_zip_manifest(bad)
     assert "inside a top folder" in str(info.value)
     # and eKuiper's model refuses it the way the issue describes
     with pytest.raises(rules.InstallFailure, match="missing or invalid json file"):
@@ -309,7 +311,7 @@ def test_install_rules_catch_a_missing_directory_entry(tmp_path: Path) -> None:
 def test_layout_equals_what_an_install_of_the_zip_leaves(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
     layout = tmp_path / "image"
-    result = packaging.pack(plugin, tmp_path / "p.zip", layout=layout)
+    result = pack_mod.pack(plugin, tmp_path / "p.zip", layout=layout)
     assert result.layout_dir == layout
     installed = tmp_path / "installed"
     rules.install(tmp_path / "p.zip", plugin.name, installed)
@@ -327,7 +329,7 @@ def test_layout_replaces_an_older_plugin_folder(tmp_path: Path) -> None:
     keep = layout / "plugins" / "portable" / "other" / "keep.py"
     keep.parent.mkdir(parents=True)
     keep.write_text("")
-    result = packaging.pack(plugin, layout=layout)
+    result = pack_mod.pack(plugin, layout=layout)
     assert result.zip_path is None
     assert not stale.exists() and keep.exists()
 
@@ -342,10 +344,10 @@ def test_deploy_doc_matches_the_layout(tmp_path: Path) -> None:
     tree_block = doc.split("image-root/\n", 1)[1].split("```", 1)[0]
     listed = [tok for tok in tree_block.split() if "/" in tok and "..." not in tok]
     assert len(listed) >= 8
-    from ekuiper_sdk.templates import init_project
+    from ekuiper_sdk.tools.templates import init_project
     plugin = init_project("demo", tmp_path / "demo")
     layout = tmp_path / "image-root"
-    packaging.pack(plugin, layout=layout)
+    pack_mod.pack(plugin, layout=layout)
     for rel in listed:
         if rel.endswith("install.sh"):
             continue  # written with --vendor only

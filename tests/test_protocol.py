@@ -10,8 +10,10 @@ from decimal import Decimal
 
 import pytest
 
-from ekuiper_sdk import protocol
-from ekuiper_sdk.protocol import Command, Control, Meta, ProtocolError
+from ekuiper_sdk import errors
+from ekuiper_sdk.errors import ProtocolError
+from ekuiper_sdk.runtime import codec, protocol
+from ekuiper_sdk.runtime.protocol import Command, Control, Meta
 
 
 def wire_command(cmd: str, ctrl: dict) -> bytes:
@@ -137,7 +139,7 @@ def test_strict_json_rules() -> None:
         1: "int key", None: "null key", 2.5: "float key", "dec": Decimal("1.10"),
         "id": uuid.UUID(int=1),
     }
-    decoded = json.loads(protocol.dumps(value))
+    decoded = json.loads(codec.dumps(value))
     assert decoded == {
         "nan": None, "inf": None, "ninf": None, "bytes": "AAE=",
         "when": "2024-05-06T07:08:09", "day": "2024-05-06", "set": [1, 2, 3],
@@ -147,7 +149,7 @@ def test_strict_json_rules() -> None:
 
 
 def test_output_is_never_invalid_json_for_go() -> None:
-    encoded = protocol.dumps({"x": [math.nan, {"y": math.inf}]})
+    encoded = codec.dumps({"x": [math.nan, {"y": math.inf}]})
     assert b"NaN" not in encoded and b"Infinity" not in encoded
     assert json.loads(encoded) == {"x": [None, {"y": None}]}
 
@@ -158,8 +160,8 @@ def test_output_is_never_invalid_json_for_go() -> None:
     ("\ud800", "not valid Unicode"),
 ])
 def test_values_without_a_json_form_are_refused(value: object, fragment: str) -> None:
-    with pytest.raises(protocol.EncodeError, match=fragment):
-        protocol.dumps(value)
+    with pytest.raises(errors.EncodeError, match=fragment):
+        codec.dumps(value)
 
 
 def test_func_reply_turns_an_unencodable_result_into_a_failed_reply() -> None:
@@ -172,9 +174,9 @@ def test_func_reply_turns_an_unencodable_result_into_a_failed_reply() -> None:
 def test_encode_tuple_requires_a_dict_message() -> None:
     assert json.loads(protocol.encode_tuple({"a": 1})) == {"message": {"a": 1}, "meta": None}
     assert json.loads(protocol.encode_tuple({"a": 1}, {"topic": "t"}))["meta"] == {"topic": "t"}
-    with pytest.raises(protocol.EncodeError, match="must be a dict, got list"):
+    with pytest.raises(errors.EncodeError, match="must be a dict, got list"):
         protocol.encode_tuple([1, 2])
-    with pytest.raises(protocol.EncodeError, match="meta must be a dict or None"):
+    with pytest.raises(errors.EncodeError, match="meta must be a dict or None"):
         protocol.encode_tuple({"a": 1}, "meta")
 
 
@@ -184,12 +186,12 @@ def test_acks() -> None:
 
 
 def test_describe_exception() -> None:
-    assert protocol.describe_exception(ValueError("bad value")) == "ValueError: bad value"
-    assert protocol.describe_exception(KeyError()) == "KeyError"
+    assert protocol.exception_line(ValueError("bad value")) == "ValueError: bad value"
+    assert protocol.exception_line(KeyError()) == "KeyError"
 
 
 def test_datasource_comes_from_the_field_else_from_config() -> None:
-    from ekuiper_sdk.protocol import decode_command
+    from ekuiper_sdk.runtime.protocol import decode_command
 
     def start(ctrl: dict) -> bytes:  # type: ignore[type-arg]
         base = {"symbolName": "s", "pluginType": "source", "meta": {"ruleId": "r", "opId": "o"}}
@@ -203,7 +205,7 @@ def test_datasource_comes_from_the_field_else_from_config() -> None:
 
 
 def test_validate_with_null_is_a_call_with_no_arguments() -> None:
-    from ekuiper_sdk.protocol import decode_func_request
+    from ekuiper_sdk.runtime.protocol import decode_func_request
 
     assert decode_func_request(b'{"func":"Validate","arg":null}').arg == []
     with pytest.raises(ProtocolError, match="Exec arg must be a list, got NoneType"):

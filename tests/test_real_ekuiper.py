@@ -13,11 +13,11 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 
-from ekuiper_sdk.real_ekuiper import RealEkuiper, RealEkuiperError
+from ekuiper_sdk.errors import RealEkuiperError
+from ekuiper_sdk.testing.real import RealEkuiper
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "example"
 
@@ -33,7 +33,7 @@ class Example:
         return original + self.suffix
 
 
-def copy_example(example: str, names: List[str], dest: Path) -> Example:
+def copy_example(example: str, names: list[str], dest: Path) -> Example:
     suffix = f"_{os.getpid()}_{random.getrandbits(24):06x}"
     folder = dest / example
     shutil.copytree(EXAMPLES / example, folder,
@@ -102,7 +102,7 @@ def test_an_aggregate_over_an_empty_window_gets_an_empty_list(ekuiper_server: Re
     {"batchSize": 3}, {"batchSize": 3, "sendSingle": True}, {"lingerInterval": 500}])
 def test_batched_frames_give_every_record_once(ekuiper_server: RealEkuiper,
                                                pysam_async: Example,
-                                               framing: Dict[str, object]) -> None:
+                                               framing: dict[str, object]) -> None:
     out = ekuiper_server.capture()
     ekuiper_server.create_rule(pysam_async.name("rb"),
                                f"SELECT count FROM {pysam_async.name('s')}",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any
 
 import pytest
 
-from ekuiper_sdk.records import RecordDecoder, RecordError, check_mode
+from ekuiper_sdk.decorators.records import RecordDecoder, check_mode
+from ekuiper_sdk.errors import RecordError
 
 ARRAY = b'[{"a":1},{"a":2}]'
 OBJECT = b'{"a":1}'
@@ -41,7 +42,7 @@ def test_scalars_pass_as_one_record() -> None:
     {"format": "delimited"}, {"format": "binary"}, {"format": "protobuf"},
     {"format": "custom", "sendSingle": True},
 ])
-def test_formats_other_than_json_give_bytes_in_every_mode(config: Dict[str, Any]) -> None:
+def test_formats_other_than_json_give_bytes_in_every_mode(config: dict[str, Any]) -> None:
     for mode in ("each", "list", "bytes"):
         decoder = RecordDecoder(config, mode)
         assert decoder.decode(b'{"a":1}') == [b'{"a":1}']

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Callable, List
+from typing import Any, Callable
 
 import pytest
 
@@ -36,7 +36,7 @@ class Reliable:
     def record(self, label: str) -> Path:
         return self.folder / f"{label}.txt"
 
-    def lines(self, label: str) -> List[str]:
+    def lines(self, label: str) -> list[str]:
         path = self.record(label)
         return path.read_text().splitlines() if path.exists() else []
 
@@ -59,7 +59,7 @@ def reliable(plugin_host_factory: Callable[..., PluginHost], unique_name: Callab
     return Reliable(host, prefix, tmp_path, unique_name)
 
 
-def collected_counts(output: List[str]) -> List[tuple[int, int]]:
+def collected_counts(output: list[str]) -> list[tuple[int, int]]:
     """(collected, received) from every 'closed after collecting' line of the plugin's log."""
     found = [re.search(r"closed after collecting (\d+) of the (\d+) frames received", line)
              for line in output]

@@ -15,9 +15,10 @@ import pytest
 from fake_ekuiper_rest import FakeEkuiper
 from pack_helpers import manifest_of, new_plugin
 
-from ekuiper_sdk import packaging, rest
-from ekuiper_sdk.packaging import PackagingError
-from ekuiper_sdk.rest import RestClient, RestError, install_zip
+from ekuiper_sdk.errors import PackagingError, RestError
+from ekuiper_sdk.tools import pack as pack_mod
+from ekuiper_sdk.tools import rest
+from ekuiper_sdk.tools.rest import RestClient, install_zip
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     tmp = tmp_path_factory.mktemp("packed")
     plugin = new_plugin(tmp)
     out = tmp / "dist" / f"{plugin.name}.zip"
-    packaging.pack(plugin, out)
+    pack_mod.pack(plugin, out)
     return plugin.name, out
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ekuiper_sdk import Context
-from ekuiper_sdk.signatures import Arity, arity_of, check_callable
+from ekuiper_sdk.decorators.signatures import Arity, arity_of, check_callable
 
 
 def test_required_optional_and_varargs_are_counted() -> None:
@@ -46,7 +46,7 @@ def test_a_first_ctx_parameter_is_the_context_not_an_argument() -> None:
         ...
 
     def by_annotation(c: Context, s: str) -> str: raise NotImplementedError
-    def by_text_annotation(c: "Context", s: str) -> str: raise NotImplementedError
+    def by_text_annotation(c: Context, s: str) -> str: raise NotImplementedError
     def ctx_later(s: str, ctx: Any) -> str: raise NotImplementedError
 
     assert arity_of(by_name, "f") == Arity("f", 1, 1, wants_context=True)

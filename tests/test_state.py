@@ -6,17 +6,18 @@ import datetime
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 
-from ekuiper_sdk import protocol, state
-from ekuiper_sdk.context import SymbolContext, instance_logger
+from ekuiper_sdk import state
+from ekuiper_sdk.runtime import protocol
+from ekuiper_sdk.runtime.context import SymbolContext, instance_logger
 from ekuiper_sdk.state import State, StateError, StateKey
 
 
 def key(**changes: Any) -> StateKey:
-    fields: Dict[str, Any] = {"plugin": "p", "symbol": "src", "rule_id": "rule1", "op_id": "op1",
+    fields: dict[str, Any] = {"plugin": "p", "symbol": "src", "rule_id": "rule1", "op_id": "op1",
               "instance_id": 0, "func_id": None}
     fields.update(changes)
     return StateKey(**fields)
@@ -48,7 +49,7 @@ def test_batch_writes_once_and_undoes_everything_on_error(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch
                                                           ) -> None:
     s = State(str(tmp_path / "s.state"))
-    writes: List[bytes] = []
+    writes: list[bytes] = []
     real_write = s._write
 
     def counting_write(blob: bytes) -> None:

@@ -22,9 +22,11 @@ import ekuiper_install_rules as rules
 import pytest
 from pack_helpers import builtin_host, new_plugin, require_pypi
 
-from ekuiper_sdk import packaging, vendoring
-from ekuiper_sdk.packaging import PackagingError
-from ekuiper_sdk.vendoring import VendorError, VendorOptions
+from ekuiper_sdk.errors import PackagingError, VendorError
+from ekuiper_sdk.tools import manifest
+from ekuiper_sdk.tools import pack as pack_mod
+from ekuiper_sdk.tools import vendor as vendoring
+from ekuiper_sdk.tools.vendor import VendorOptions
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -114,7 +116,7 @@ def test_sdk_wheel_is_deterministic_and_complete() -> None:
 
 def test_install_sh_refuses_without_pip(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
-    m = packaging.Manifest.from_dict(json.loads(next(plugin.glob("*.json")).read_text()),
+    m = manifest.Manifest.from_dict(json.loads(next(plugin.glob("*.json")).read_text()),
                                      plugin.name)
     (tmp_path / "wheels").mkdir()
     (tmp_path / "wheels" / "requirements.txt").write_text("six\n")
@@ -133,13 +135,13 @@ def test_vendor_refuses_a_go_plugin_and_an_own_install_sh(tmp_path: Path) -> Non
     plugin = new_plugin(tmp_path)
     (plugin / "install.sh").write_text("echo hi\n")
     with pytest.raises(PackagingError, match="install.sh"):
-        packaging.pack(plugin, tmp_path / "x.zip", vendor=local_options())
+        pack_mod.pack(plugin, tmp_path / "x.zip", vendor=local_options())
     assert not (tmp_path / "x.zip").exists()
     (plugin / "install.sh").unlink()
     manifest_path = next(plugin.glob("*.json"))
     manifest_path.write_text(manifest_path.read_text().replace('"python"', '"go"'))
     with pytest.raises(PackagingError, match="language is 'go'"):
-        packaging.pack(plugin, tmp_path / "x.zip", vendor=local_options())
+        pack_mod.pack(plugin, tmp_path / "x.zip", vendor=local_options())
     assert not (tmp_path / "x.zip").exists()
 
 
@@ -156,14 +158,14 @@ def vendored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (plugin / "requirements.txt").write_text("six>=1.16\n")
     main = plugin / "main.py"
     # The function now uses the vendored requirement (imported when called, so that this
-    # environment, which lacks it, can still load the plugin in describe mode).
+    # environment, which lacks it, can still load the plugin to list its symbols).
     main.write_text(main.read_text().replace(
         "return str(args[0]).upper()",
         "import six\n        return six.ensure_str(str(args[0])).upper()"))
     assert "import six" in main.read_text()
     out = tmp / f"{plugin.name}.zip"
     log = io.StringIO()
-    packaging.pack(plugin, out, vendor=local_options(), log=log)
+    pack_mod.pack(plugin, out, vendor=local_options(), log=log)
     assert "Saved" in log.getvalue() or "already downloaded" in log.getvalue() or \
         "six" in log.getvalue()
     return plugin, out
@@ -210,7 +212,7 @@ def test_vendored_zip_installs_offline_into_a_fresh_venv(
                               capture_output=True, text=True, timeout=60, check=False)
     assert imported.returncode == 0, imported.stderr
     described = subprocess.run([str(python), "main.py"], cwd=folder, capture_output=True,
-                               text=True, env=dict(env, EKUIPER_SDK_DESCRIBE="1"), timeout=60,
+                               text=True, env=dict(env, EKUIPER_SDK_LIST_SYMBOLS="1"), timeout=60,
                                check=False)
     assert described.returncode == 0, described.stderr
     assert json.loads(described.stdout)["name"] == folder.name
@@ -253,7 +255,7 @@ def test_requirement_without_a_wheel_is_named_before_writing(tmp_path: Path) -> 
     (plugin / "requirements.txt").write_text("six==0.0.0.999\n")
     out = tmp_path / "never.zip"
     with pytest.raises(VendorError) as info:
-        packaging.pack(plugin, out, vendor=local_options(), log=io.StringIO())
+        pack_mod.pack(plugin, out, vendor=local_options(), log=io.StringIO())
     [line] = str(info.value).splitlines()
     assert "'six==0.0.0.999' has no wheel for CPython" in line
     assert not out.exists()
@@ -261,7 +263,7 @@ def test_requirement_without_a_wheel_is_named_before_writing(tmp_path: Path) -> 
 
 def test_install_sh_reads_as_written() -> None:
     """The script keeps the shell's escapes and continuations (it once lost them)."""
-    from ekuiper_sdk.vendoring import INSTALL_SH
+    from ekuiper_sdk.tools.vendor import INSTALL_SH
 
     assert "printf 'install.sh: %s\\n' \"$*\" >&2" in INSTALL_SH
     continued = [line for line in INSTALL_SH.splitlines() if line.endswith(" \\")]

@@ -80,7 +80,7 @@ class DecodedSink(Sink, _Counter):
 
     def configure(self, conf):
         self.setup(conf)
-        from ekuiper_sdk.protocol import loads
+        from ekuiper_sdk.runtime.codec import loads
 
         self.loads = loads
 

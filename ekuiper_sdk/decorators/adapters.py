@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from typing import Any, AsyncIterator, Callable, Iterator, List, Optional, Tuple
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Callable
 
+from ..api import Context, Function, Sink, Source
+from ..errors import CallTimeout, ChannelStopped, EncodeError, SendTimeout
 from . import aio, records, signatures
-from .api import Context, Function, Sink, Source
-from .channels import ChannelStopped, SendTimeout
-from .protocol import EncodeError
 
 #: How long closing a source waits for its generator to end (its ``finally`` to run).
 SOURCE_STOP_WAIT_S = 2.0
@@ -46,7 +46,7 @@ def source_kind(fn: Callable[..., Any]) -> str:
     return PLAIN
 
 
-def split_item(item: Any) -> Tuple[Any, Any]:
+def split_item(item: Any) -> tuple[Any, Any]:
     """What a source generator yields: a message, or a ``(message, meta)`` pair.
 
     >>> split_item(({"a": 1}, {"topic": "t"}))
@@ -57,7 +57,7 @@ def split_item(item: Any) -> Tuple[Any, Any]:
     return item, None
 
 
-class CallableSource(Source):
+class SourceAdapter(Source):
     """A source made of one callable taking ``(ctx, datasource, conf)``.
 
     - an async generator or a generator: each item it yields is emitted (``None`` is
@@ -74,7 +74,7 @@ class CallableSource(Source):
 
     >>> async def ticks(ctx, datasource, conf):
     ...     yield {"n": 1}
-    >>> CallableSource("ticks", ticks).kind
+    >>> SourceAdapter("ticks", ticks).kind
     'async generator'
     """
 
@@ -89,8 +89,8 @@ class CallableSource(Source):
         self._done = threading.Event()
         self._started = False
         self._lock = threading.Lock()
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._task: Optional["asyncio.Task[None]"] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def configure(self, datasource: str, conf: dict[str, Any]) -> None:
         self.datasource = datasource
@@ -207,10 +207,10 @@ class SinkAdapter(Sink):
     """
 
     def __init__(self, symbol: str, collect: Callable[..., Any],
-                 records_mode: Optional[str] = None,
-                 configure: Optional[Callable[..., Any]] = None,
-                 open: Optional[Callable[..., Any]] = None,
-                 close: Optional[Callable[..., Any]] = None) -> None:
+                 records_mode: str | None = None,
+                 configure: Callable[..., Any] | None = None,
+                 open: Callable[..., Any] | None = None,
+                 close: Callable[..., Any] | None = None) -> None:
         signatures.check_callable("sink", symbol, collect, "ctx, record")
         self.symbol = symbol
         self.mode = records.check_mode(records_mode or records.EACH)
@@ -219,7 +219,7 @@ class SinkAdapter(Sink):
         self._open_fn = open
         self._close_fn = close
         self._decoder = records.RecordDecoder({}, self.mode)
-        self._loop: Optional[aio.LoopThread] = None
+        self._loop: aio.LoopThread | None = None
 
     def _loop_thread(self) -> aio.LoopThread:
         if self._loop is None:
@@ -259,7 +259,7 @@ class SinkAdapter(Sink):
             self._loop = None
 
 
-def sink_from_object(symbol: str, obj: Any, records_mode: Optional[str] = None) -> SinkAdapter:
+def sink_from_object(symbol: str, obj: Any, records_mode: str | None = None) -> SinkAdapter:
     """A :class:`SinkAdapter` over an object's ``collect`` and optional ``configure``,
     ``open`` and ``close`` methods (a ``Sink`` subclass, or any class with those names)."""
     collect = getattr(obj, "collect", None)
@@ -293,7 +293,7 @@ def decode_records(factory: Callable[[], Any], mode: str = records.EACH,
     return make
 
 
-class CallableFunction(Function):
+class FunctionAdapter(Function):
     """A function made of one callable, sync or async, checked against its signature.
 
     ``validate`` answers from the parameters (see :mod:`ekuiper_sdk.signatures`), then
@@ -302,29 +302,29 @@ class CallableFunction(Function):
     group with no values, where eKuiper sends null. An async callable runs on a
     loop of this function's own and is cancelled after ``FUNCTION_TIMEOUT_S``.
 
-    >>> f = CallableFunction("revert", lambda s: s[::-1])
+    >>> f = FunctionAdapter("revert", lambda s: s[::-1])
     >>> f.validate(["a", "b"]), f.exec(["abc"], None)
     ('revert takes 1 argument, got 2', 'cba')
     """
 
     def __init__(self, symbol: str, fn: Callable[..., Any], aggregate: bool = False,
-                 check: Optional[Callable[[List[Any]], Any]] = None) -> None:
+                 check: Callable[[list[Any]], Any] | None = None) -> None:
         self.symbol = symbol
         self.fn = fn
         self.arity = signatures.arity_of(fn, symbol)
         self.aggregate = bool(aggregate)
         self.check = check
-        self._loop: Optional[aio.LoopThread] = None
+        self._loop: aio.LoopThread | None = None
         self._loop_lock = threading.Lock()
 
-    def validate(self, args: List[Any]) -> str:
+    def validate(self, args: list[Any]) -> str:
         problem = self.arity.problem(len(args))
         if problem or self.check is None:
             return problem
         answer = self.check(args)
         return str(answer) if answer else ""
 
-    def exec(self, args: List[Any], ctx: Context) -> Any:
+    def exec(self, args: list[Any], ctx: Context) -> Any:
         problem = self.arity.problem(len(args))
         if problem:
             raise TypeError(problem)
@@ -332,12 +332,12 @@ class CallableFunction(Function):
             # eKuiper sends null for the values of an empty group (a window in which no
             # row passed the WHERE clause): the function gets the empty list it declares.
             args = [[] if arg is None else arg for arg in args]
-        call_args: List[Any] = [ctx, *args] if self.arity.wants_context else list(args)
+        call_args: list[Any] = [ctx, *args] if self.arity.wants_context else list(args)
         result = self.fn(*call_args)
         if inspect.isawaitable(result):
             try:
                 return self._loop_thread().call(result, FUNCTION_TIMEOUT_S)
-            except aio.CallTimeout:
+            except CallTimeout:
                 raise TimeoutError(f"{self.symbol} did not return within "
                                    f"{FUNCTION_TIMEOUT_S:g} s (eKuiper's limit)") from None
         return result

@@ -23,9 +23,11 @@ it is JSON, and delivered as bytes when it is not.
 
 from __future__ import annotations
 
-from typing import Any, List, Literal, Mapping, Union
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from . import protocol
+from ..errors import RecordError
+from ..runtime import codec
 
 #: How a sink wants its frames: ``"each"``, ``"list"`` or ``"bytes"``.
 RecordMode = Literal["each", "list", "bytes"]
@@ -33,10 +35,6 @@ EACH: RecordMode = "each"
 LIST: RecordMode = "list"
 BYTES: RecordMode = "bytes"
 MODES = (EACH, LIST, BYTES)
-
-
-class RecordError(ValueError):
-    """A frame that cannot be turned into records; the message says why in one line."""
 
 
 def check_mode(records: str, what: str = "records") -> RecordMode:
@@ -71,7 +69,7 @@ class RecordDecoder:
         self.templated = isinstance(template, str) and bool(template.strip())
         self.decodes = self.mode != BYTES and self.format == "json"
 
-    def decode(self, frame: bytes) -> List[Any]:
+    def decode(self, frame: bytes) -> list[Any]:
         """The arguments of the calls for one frame, in order (one per call)."""
         if not self.decodes:
             return [frame]
@@ -81,9 +79,9 @@ class RecordDecoder:
         rows = _flatten(value) if isinstance(value, list) else [value]
         return [rows] if self.mode == LIST else rows
 
-    def _loads(self, frame: bytes) -> Union[Any, bytes]:
+    def _loads(self, frame: bytes) -> Any | bytes:
         try:
-            return protocol.loads(frame)
+            return codec.loads(frame)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             if self.templated:
                 # The template's output is the rule author's text format.
@@ -92,7 +90,7 @@ class RecordDecoder:
                               f"({exc}); take bytes with records='bytes'") from None
 
 
-def _flatten(items: List[Any]) -> List[Any]:
+def _flatten(items: list[Any]) -> list[Any]:
     """The records of a frame's array, with nested arrays (batches of rows) flattened.
 
     >>> _flatten([[{"n": 1}], [{"n": 2}, {"n": 3}]])
@@ -100,7 +98,7 @@ def _flatten(items: List[Any]) -> List[Any]:
     """
     if not any(isinstance(item, list) for item in items):
         return items
-    out: List[Any] = []
+    out: list[Any] = []
     for item in items:
         if isinstance(item, list):
             out.extend(_flatten(item))

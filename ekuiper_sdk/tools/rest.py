@@ -44,23 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .packaging import PackagingError, read_zip_manifest
+from ..errors import PackagingError, RestError
+from .manifest import read_zip_manifest
 
 DEFAULT_SERVER = "http://127.0.0.1:9081"
 VIAS = ("auto", "file", "upload", "serve")
-
-
-class RestError(Exception):
-    """A failed REST call: eKuiper's own error text, the HTTP status, and a hint when known."""
-
-    def __init__(self, message: str, status: int | None = None, hint: str = "") -> None:
-        self.message = message
-        self.status = status
-        self.hint = hint
-        super().__init__(message + (f"; {hint}" if hint else ""))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": False, "status": self.status, "error": self.message, "hint": self.hint}
 
 
 @dataclass

@@ -5,19 +5,20 @@ from __future__ import annotations
 import logging
 import threading
 import types
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
+from ..api import Context
 from . import protocol
-from .api import Context
 
 if TYPE_CHECKING:
-    from .state import State
+    from ..state import State
 
 SDK_LOGGER = "ekuiper_sdk"
 
 
 def instance_logger(plugin: str, meta: protocol.Meta, symbol: str,
-                    func_id: Optional[int] = None) -> logging.Logger:
+                    func_id: int | None = None) -> logging.Logger:
     """A logger whose lines name the plugin, symbol, rule, op and instance.
 
     It is a plain ``logging.Logger`` parented to the SDK's logger but not registered in
@@ -38,10 +39,10 @@ class SymbolContext(Context):
     """The context of one running source, sink or function call site."""
 
     def __init__(self, meta: protocol.Meta, logger: logging.Logger,
-                 emitter: Optional[Callable[[bytes], None]] = None,
-                 acker: Optional[Callable[[bytes], None]] = None,
-                 func_id: Optional[int] = None, plugin: str = "", symbol: str = "",
-                 config: Optional[Mapping[str, Any]] = None) -> None:
+                 emitter: Callable[[bytes], None] | None = None,
+                 acker: Callable[[bytes], None] | None = None,
+                 func_id: int | None = None, plugin: str = "", symbol: str = "",
+                 config: Mapping[str, Any] | None = None) -> None:
         self._meta = meta
         self._logger = logger
         self._emitter = emitter
@@ -50,7 +51,7 @@ class SymbolContext(Context):
         self._plugin = plugin
         self._symbol = symbol
         self._config: Mapping[str, Any] = types.MappingProxyType(dict(config or {}))
-        self._state: Optional["State"] = None
+        self._state: State | None = None
         self._state_lock = threading.Lock()
 
     @property
@@ -62,12 +63,12 @@ class SymbolContext(Context):
         return self._config
 
     @property
-    def state(self) -> "State":
+    def state(self) -> State:
         # Created on first use: most symbols never touch it, and reading the file
         # belongs to the symbol's thread, not to the control thread that made the context.
         with self._state_lock:
             if self._state is None:
-                from .state import State, StateKey
+                from ..state import State, StateKey
 
                 meta = self._meta
                 self._state = State.for_key(StateKey(
@@ -87,7 +88,7 @@ class SymbolContext(Context):
     def get_logger(self) -> logging.Logger:
         return self._logger
 
-    def emit(self, message: Dict[str, Any], meta: Optional[Dict[str, Any]] = None) -> None:
+    def emit(self, message: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
         """Send one tuple to the rule.
 
         Raises ``EncodeError`` when the tuple has no JSON form eKuiper can read,
@@ -111,7 +112,7 @@ class SymbolContext(Context):
     def ack_error(self, error: str) -> None:
         self._ack(str(error) or "error")
 
-    def _ack(self, error: Optional[str]) -> None:
+    def _ack(self, error: str | None) -> None:
         if self._acker is None:
             raise RuntimeError("acks are only available to sinks")
         self._acker(protocol.encode_ack(error))

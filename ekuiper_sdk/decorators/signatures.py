@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 CONTEXT_NAMES = ("ctx", "context")
 
@@ -23,7 +23,7 @@ class Arity:
 
     name: str
     required: int
-    maximum: Optional[int]  # None: any number (``*args``)
+    maximum: int | None  # None: any number (``*args``)
     wants_context: bool = False
 
     def problem(self, count: int) -> str:
@@ -58,7 +58,7 @@ def _is_context(param: inspect.Parameter) -> bool:
     annotation = param.annotation
     if isinstance(annotation, str):  # postponed annotations are kept as text
         return annotation.strip("'\" ").rsplit(".", 1)[-1] == "Context"
-    from .api import Context
+    from ..api import Context
 
     return isinstance(annotation, type) and issubclass(annotation, Context)
 

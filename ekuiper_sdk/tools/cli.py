@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -21,11 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from . import __version__, packaging, rest
-from .packaging import PackagingError, Problem
+from .. import __version__
+from ..errors import HostError, PackagingError, Problem, RestError
+from . import rest
+from .manifest import KINDS
+from .pack import pack
+from .validate import validate
 
 if TYPE_CHECKING:  # loaded only by `pack --vendor`
-    from .vendoring import VendorOptions
+    from .vendor import VendorOptions
 
 EXIT_OK = 0
 EXIT_FAIL = 1
@@ -49,7 +52,7 @@ def _cmd_init(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    result = packaging.validate(args.dir, name=args.name, python=args.python,
+    result = validate(args.dir, name=args.name, python=args.python,
                                 check_code=not args.no_code, excludes=args.exclude)
     if args.json:
         out.write(json.dumps({
@@ -69,7 +72,7 @@ def _cmd_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
     if not args.vendor:
         return None
-    from .vendoring import DEFAULT_PLATFORMS, VendorOptions
+    from .vendor import DEFAULT_PLATFORMS, VendorOptions
 
     chosen = [p.strip() for value in (args.platform or []) for p in value.split(",")]
     platforms = tuple(p for p in chosen if p) or DEFAULT_PLATFORMS
@@ -78,7 +81,7 @@ def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
 
 
 def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    result = packaging.pack(args.dir, args.output, name=args.name, layout=args.layout,
+    result = pack(args.dir, args.output, name=args.name, layout=args.layout,
                             excludes=args.exclude, vendor=_vendor_options(args),
                             python=args.python, check_code=not args.no_code, log=err)
     _print_problems(result.warnings, err)
@@ -101,25 +104,34 @@ def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    try:
-        # Imported here: the host is only needed by `run`, and loads the socket library.
-        testing = importlib.import_module("ekuiper_sdk.testing")
-    except ImportError as exc:
-        err.write(f"error: the built-in host (ekuiper_sdk.testing) cannot be loaded ({exc}); "
-                  "install the full ekuiper-sdk package\n")
-        return EXIT_FAIL
-    result = packaging.validate(args.dir, python=sys.executable)
+    # Imported here: only `run` needs the built-in host, and it loads the socket library.
+    from ..testing.pipeline import run_pipeline
+
+    result = validate(args.dir, python=args.python or sys.executable,
+                      check_code=not args.no_code)
     _print_problems(result.problems, err)
     if not result.ok:
         return EXIT_FAIL
-    run_pipeline: Callable[..., Any] = testing.run_pipeline
     try:
         run_pipeline(Path(args.dir), source=args.source, function=args.function, sink=args.sink,
-                     count=args.count, out=out, timeout=args.timeout)
-    except (LookupError, ValueError, RuntimeError, OSError, TimeoutError) as exc:
+                     count=args.count, out=out, timeout=args.timeout,
+                     datasource=args.datasource, source_config=args.source_config,
+                     sink_config=args.sink_config, python=args.python)
+    except (HostError, LookupError, ValueError, RuntimeError, OSError, TimeoutError) as exc:
         err.write(f"error: {args.dir}: the run failed: {exc}\n")
         return EXIT_FAIL
     return EXIT_OK
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """An option's JSON object, or argparse's one-line error."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def _client(args: argparse.Namespace) -> rest.RestClient:
@@ -155,7 +167,7 @@ def _cmd_list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if not plugins:
         out.write("no portable plugins installed\n")
     for p in sorted(plugins, key=lambda p: str(p.get("name"))):
-        symbols = "; ".join(f"{kind}: {', '.join(p.get(kind) or [])}" for kind in packaging.KINDS
+        symbols = "; ".join(f"{kind}: {', '.join(p.get(kind) or [])}" for kind in KINDS
                             if p.get(kind))
         out.write(f"{p.get('name')} {p.get('version') or '-'} ({p.get('language')}) {symbols}\n")
     return EXIT_OK
@@ -237,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sink", help="sink to write to (default: the first)")
     p.add_argument("--count", type=int, default=5, help="tuples to show (default: 5)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default: 30)")
+    p.add_argument("--datasource", default="", help="the stream's DATASOURCE")
+    p.add_argument("--source-config", type=_json_object, default=None, metavar="JSON",
+                   help="written over the source's sources/<name>.yaml defaults")
+    p.add_argument("--sink-config", type=_json_object, default=None, metavar="JSON",
+                   help="the sink action's properties")
+    p.add_argument("--python", help="interpreter that runs the plugin (default: this one)")
+    p.add_argument("--no-code", action="store_true",
+                   help="do not ask the code for its symbols before the run (a plugin on the "
+                   "official ekuiper package cannot list them)")
     p.set_defaults(func=_cmd_run)
 
     def server_args(p: argparse.ArgumentParser) -> None:
@@ -305,7 +326,7 @@ def main(argv: list[str] | None = None, *, out: IO[str] | None = None,
     except PackagingError as exc:
         _print_problems(exc.problems, err)
         return EXIT_FAIL
-    except rest.RestError as exc:
+    except RestError as exc:
         if getattr(args, "json", False):
             out.write(json.dumps(exc.to_dict()) + "\n")
         err.write(f"error: {exc}\n")

@@ -18,7 +18,10 @@ import concurrent.futures
 import inspect
 import logging
 import threading
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from collections.abc import Awaitable
+from typing import Any, Callable, TypeVar
+
+from ..errors import CallTimeout
 
 T = TypeVar("T")
 
@@ -26,10 +29,6 @@ log = logging.getLogger("ekuiper_sdk")
 
 #: How long closing a loop waits for its remaining tasks to finish after cancelling them.
 LOOP_CLOSE_WAIT_S = 2.0
-
-
-class CallTimeout(TimeoutError):
-    """A call handed to a :class:`LoopThread` overran its time limit and was cancelled."""
 
 
 def is_async_callable(fn: Any) -> bool:
@@ -81,7 +80,7 @@ class LoopThread:
         finally:
             finish_loop(self.loop)
 
-    def call(self, awaitable: Awaitable[T], timeout: Optional[float] = None) -> T:
+    def call(self, awaitable: Awaitable[T], timeout: float | None = None) -> T:
         """Run ``awaitable`` on the loop and wait for its result (or exception).
 
         On ``timeout`` the task is cancelled and :class:`CallTimeout` is raised.

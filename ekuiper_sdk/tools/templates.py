@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 from string import Template
 
-from .packaging import NAME_RE, PackagingError, Problem
+from ..errors import PackagingError, Problem
+from .manifest import NAME_RE
 
 MAIN_PY = Template('''\
 """The $name plugin for eKuiper: a source, a function and a sink.
@@ -121,7 +122,7 @@ def test_function_upper_cases_its_argument() -> None:
 
 
 def test_config_names_the_declared_symbols() -> None:
-    described = load_main().CONFIG.describe()
+    described = load_main().CONFIG.symbol_names()
     assert described == {"name": "$name", "sources": ["$source"], "sinks": ["$sink"],
                          "functions": ["$function"]}
 

@@ -32,13 +32,18 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, TypeVar, Union
 
 import pynng
 
-from .records import RecordDecoder
-from .rest import RestClient, RestError, install_zip
+from ..decorators.records import RecordDecoder
+from ..errors import PackagingError, RealEkuiperError, RestError
+from ..tools.manifest import read_zip_manifest
+from ..tools.pack import pack
+from ..tools.rest import RestClient, install_zip
+from ..tools.vendor import VendorOptions
 
 __all__ = ["RealEkuiper", "Capture", "RealEkuiperError", "URL_ENV", "CAPTURE_PLUGIN"]
 
@@ -78,10 +83,6 @@ if __name__ == "__main__":
 '''
 
 
-class RealEkuiperError(Exception):
-    """A step against the real server failed; one line naming the step and eKuiper's reason."""
-
-
 PathLike = Union[str, "os.PathLike[str]"]
 T = TypeVar("T")
 
@@ -94,19 +95,19 @@ class Capture:
     host's address as the container sees it).
     """
 
-    def __init__(self, listen: str = "127.0.0.1", advertise: Optional[str] = None) -> None:
+    def __init__(self, listen: str = "127.0.0.1", advertise: str | None = None) -> None:
         self._sock = pynng.Pull0(recv_timeout=100, recv_max_size=0)
         listener = self._sock.listen(f"tcp://{listen}:0")
         port = str(listener.local_address).rsplit(":", 1)[1]
         self.address = f"tcp://{advertise or listen}:{port}"
-        self._frames: List[bytes] = []
+        self._frames: list[bytes] = []
 
-    def action(self, **props: Any) -> Dict[str, Any]:
+    def action(self, **props: Any) -> dict[str, Any]:
         """The rule action that sends the rule's output here; ``props`` are the sink's
         properties (``sendSingle``, ``batchSize``, ``requireAck``...)."""
         return {CAPTURE_PLUGIN: {"address": self.address, **props}}
 
-    def frames(self, count: int, timeout: float = 10.0) -> List[bytes]:
+    def frames(self, count: int, timeout: float = 10.0) -> list[bytes]:
         """The first ``count`` frames the rule sent, waiting up to ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while len(self._frames) < count:
@@ -119,7 +120,7 @@ class Capture:
                 continue
         return self._frames[:count]
 
-    def records(self, count: int, timeout: float = 10.0) -> List[Any]:
+    def records(self, count: int, timeout: float = 10.0) -> list[Any]:
         """The first ``count`` records, decoded and flattened like a ``records="each"``
         sink gets them, whatever ``sendSingle`` and batching made of the frames."""
         decoder = RecordDecoder({}, "each")
@@ -130,7 +131,7 @@ class Capture:
                 return records[:count]
             self.frames(len(self._frames) + 1, max(0.0, deadline - time.monotonic()))
 
-    def received(self) -> List[Any]:
+    def received(self) -> list[Any]:
         """Every record received so far, without waiting for more."""
         while True:
             try:
@@ -157,17 +158,17 @@ class RealEkuiper:
 
     def __init__(self, url: str, *, python_version: str = "3.12",
                  platforms: Sequence[str] = ("x86_64",), listen: str = "127.0.0.1",
-                 advertise: Optional[str] = None, token: Optional[str] = None) -> None:
+                 advertise: str | None = None, token: str | None = None) -> None:
         self.client = RestClient(url, token=token)
         self.python_version = python_version
         self.platforms = tuple(platforms)
         self.listen = listen
         self.advertise = advertise
-        self._created: List[Tuple[str, str]] = []   # (kind, name), in creation order
-        self._captures: List[Capture] = []
+        self._created: list[tuple[str, str]] = []   # (kind, name), in creation order
+        self._captures: list[Capture] = []
         self._workdir = Path(tempfile.mkdtemp(prefix="ekuiper-real-"))
 
-    def __enter__(self) -> "RealEkuiper":
+    def __enter__(self) -> RealEkuiper:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -177,9 +178,6 @@ class RealEkuiper:
 
     def pack(self, plugin_dir: PathLike) -> Path:
         """Pack ``plugin_dir`` with vendored wheels for the server; the zip's path."""
-        from .packaging import PackagingError, pack
-        from .vendoring import VendorOptions
-
         options = VendorOptions(python_version=self.python_version, platforms=self.platforms)
         out = self._workdir / f"{Path(plugin_dir).name}-{len(os.listdir(self._workdir))}.zip"
         try:
@@ -195,8 +193,6 @@ class RealEkuiper:
         replace), unless ``update`` is set.
         """
         zip_path = self.pack(plugin_dir)
-        from .packaging import read_zip_manifest
-
         name = read_zip_manifest(zip_path).name
         installed = {p.get("name") for p in self._step("list plugins", self.client.list_plugins)}
         if name in installed and not update:
@@ -213,14 +209,14 @@ class RealEkuiper:
                                    f"{(result.status or {}).get('errMsg', '')}")
         return name
 
-    def plugin_status(self, name: str) -> Dict[str, Any]:
+    def plugin_status(self, name: str) -> dict[str, Any]:
         """``GET /plugins/portables/<name>/status``."""
         return self._step(f"status of plugin {name}", lambda: self.client.status(name))
 
     # -- streams and rules --------------------------------------------------------
 
     def create_stream(self, name: str, source_type: str, *, datasource: str = "",
-                      format: str = "json", conf_key: Optional[str] = None,
+                      format: str = "json", conf_key: str | None = None,
                       shared: bool = False) -> None:
         """``CREATE STREAM name () WITH (TYPE=..., DATASOURCE=..., FORMAT=...)``."""
         props = [f'TYPE="{source_type}"', f'DATASOURCE="{datasource}"', f'FORMAT="{format}"']
@@ -233,24 +229,24 @@ class RealEkuiper:
                    lambda: self.client.request("POST", "/streams", {"sql": sql}))
         self._created.append(("stream", name))
 
-    def create_rule(self, rule_id: str, sql: str, actions: Sequence[Dict[str, Any]],
+    def create_rule(self, rule_id: str, sql: str, actions: Sequence[dict[str, Any]],
                     **options: Any) -> None:
         """Create and start a rule; eKuiper's refusal (a bad SQL, a function's Validate
         answer) raises :class:`RealEkuiperError` with eKuiper's message."""
-        body: Dict[str, Any] = {"id": rule_id, "sql": sql, "actions": list(actions)}
+        body: dict[str, Any] = {"id": rule_id, "sql": sql, "actions": list(actions)}
         if options:
             body["options"] = options
         self._step(f"create rule {rule_id}",
                    lambda: self.client.request("POST", "/rules", body))
         self._created.append(("rule", rule_id))
 
-    def rule_status(self, rule_id: str) -> Dict[str, Any]:
+    def rule_status(self, rule_id: str) -> dict[str, Any]:
         """``GET /rules/<id>/status``: the rule's state and every operator's metrics."""
         status = self._step(f"status of rule {rule_id}", lambda: self.client.request(
             "GET", f"/rules/{rule_id}/status").json())
         return dict(status)
 
-    def rule_errors(self, rule_id: str) -> List[str]:
+    def rule_errors(self, rule_id: str) -> list[str]:
         """The non-empty ``*_last_exception`` metrics of a rule."""
         status = self.rule_status(rule_id)
         return [str(v) for k, v in status.items() if k.endswith("_last_exception") and v]
@@ -284,7 +280,7 @@ class RealEkuiper:
 
     def close(self) -> None:
         """Remove every rule, stream and plugin this object created, newest first."""
-        problems: List[str] = []
+        problems: list[str] = []
         order = {"rule": 0, "stream": 1, "plugin": 2}
         for kind, name in sorted(reversed(self._created), key=lambda item: order[item[0]]):
             try:

@@ -14,10 +14,11 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, List, Optional
+from typing import Callable
 
 import pynng
 
+from ..errors import ChannelStopped, SendTimeout
 from . import protocol
 
 log = logging.getLogger("ekuiper_sdk")
@@ -28,8 +29,8 @@ log = logging.getLogger("ekuiper_sdk")
 try:
     from pynng.exceptions import check_err
 
-    _nng_send: Optional[Callable[..., int]] = pynng.lib.nng_send
-    _nng_recv: Optional[Callable[..., int]] = pynng.lib.nng_recv
+    _nng_send: Callable[..., int] | None = pynng.lib.nng_send
+    _nng_recv: Callable[..., int] | None = pynng.lib.nng_recv
     _nng_free: Callable[..., None] = pynng.lib.nng_free
     _unpack: Callable[..., bytes] = pynng.ffi.unpack
     _NONBLOCK: int = pynng.lib.NNG_FLAG_NONBLOCK
@@ -53,14 +54,6 @@ DRAIN_QUIET_MS = 20
 DRAIN_DEADLINE_S = 0.5
 #: At most this many frames are taken from nng in one go before the stop flag is checked.
 RECV_BATCH = 64
-
-
-class ChannelStopped(Exception):
-    """The channel was closed because its symbol stopped."""
-
-
-class SendTimeout(Exception):
-    """The host did not take a frame within the send timeout."""
 
 
 def receive(sock: pynng.Socket, block: bool = True) -> bytes:
@@ -248,7 +241,7 @@ class SinkInlet:
             self._sock.close()
             raise
 
-    def receive(self) -> List[bytes]:
+    def receive(self) -> list[bytes]:
         """The frames that came within one poll interval, in order (maybe none).
 
         Call with ``lock`` held.
@@ -259,7 +252,7 @@ class SinkInlet:
             return []
         return self._queued([frame])
 
-    def finish(self) -> List[bytes]:
+    def finish(self) -> list[bytes]:
         """Take the frames still on their way, then close. Call with ``lock`` held."""
         try:
             return self._drain()
@@ -275,7 +268,7 @@ class SinkInlet:
             self.closed = True
             self._sock.close()
 
-    def _queued(self, batch: List[bytes]) -> List[bytes]:
+    def _queued(self, batch: list[bytes]) -> list[bytes]:
         """Add the frames nng already holds to ``batch``, without waiting.
 
         A blocking receive with a timeout costs nng a timer per call; frames that are
@@ -291,11 +284,11 @@ class SinkInlet:
             _nng_free(data[0], size[0])
         return batch
 
-    def _drain(self) -> List[bytes]:
+    def _drain(self) -> list[bytes]:
         # The host closes its side just before it sends stop; frames it wrote may still be
         # on their way through nng's pipe reader, so wait until the pipe has been quiet
         # for a moment (bounded) rather than taking only what is queued this instant.
-        left: List[bytes] = []
+        left: list[bytes] = []
         self._sock.recv_timeout = DRAIN_QUIET_MS
         give_up = time.monotonic() + DRAIN_DEADLINE_S
         while time.monotonic() < give_up:

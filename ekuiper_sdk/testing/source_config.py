@@ -19,11 +19,14 @@ runtime never reads it.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Mapping, Optional, Union
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import SourceConfigError
 
 #: The stream properties eKuiper writes over every source's configuration, with the values
 #: a ``CREATE STREAM`` that sets none of them gives (``format`` is lower-cased).
-STREAM_PROPERTIES: Dict[str, Any] = {
+STREAM_PROPERTIES: dict[str, Any] = {
     "format": "json",
     "key": "",
     "datasource": "",
@@ -36,11 +39,7 @@ STREAM_PROPERTIES: Dict[str, Any] = {
 }
 
 
-class SourceConfigError(ValueError):
-    """A source yaml file that cannot be read; the message names the file and the fix."""
-
-
-def read_sections(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Dict[str, Any]]:
+def read_sections(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """The sections of a ``sources/<name>.yaml`` file; ``{}`` when there is no such file.
 
     Example::
@@ -68,9 +67,9 @@ def read_sections(path: Union[str, "os.PathLike[str]"]) -> Dict[str, Dict[str, A
     return {str(key): dict(value or {}) for key, value in data.items()}
 
 
-def source_config(sections: Mapping[str, Mapping[str, Any]], conf_key: Optional[str] = None,
-                  *, datasource: str = "", stream: Optional[Mapping[str, Any]] = None,
-                  overrides: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
+def source_config(sections: Mapping[str, Mapping[str, Any]], conf_key: str | None = None,
+                  *, datasource: str = "", stream: Mapping[str, Any] | None = None,
+                  overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``config`` eKuiper sends a source's start: yaml default, CONF_KEY, stream.
 
     ``overrides`` are written over the yaml sections before the stream's properties, as
@@ -84,7 +83,7 @@ def source_config(sections: Mapping[str, Mapping[str, Any]], conf_key: Optional[
     >>> source_config({}, datasource="topicX")["datasource"]
     'topicX'
     """
-    props: Dict[str, Any] = dict(sections.get("default", {}))
+    props: dict[str, Any] = dict(sections.get("default", {}))
     if conf_key:
         # eKuiper's etc folder lower-cases section names; its data folder does not.
         chosen = sections.get(conf_key.lower(), sections.get(conf_key))

@@ -17,15 +17,19 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List
+from typing import TYPE_CHECKING
 
 import pynng
 
+from ..errors import ProtocolError, UserCodeError
 from . import channels, protocol
-from .symbols import FunctionRunner, Runner, SinkRunner, SourceRunner, UserCodeError, call_user
+from .function import FunctionRunner
+from .runner import Runner, call_user
+from .sink import SinkRunner
+from .source import SourceRunner
 
 if TYPE_CHECKING:
-    from .plugin import PluginConfig
+    from .plugin_config import PluginConfig
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -47,7 +51,7 @@ class HostOptions:
     send_timeout_ms: int = DEFAULT_SEND_TIMEOUT_MS
 
 
-def parse_host_args(argv: List[str]) -> HostOptions:
+def parse_host_args(argv: list[str]) -> HostOptions:
     """Read the host's JSON argument; tolerate it missing, extra keys and bad values.
 
     >>> parse_host_args(["pysam.py", '{"sendTimeout": 500, "future": 1}'])
@@ -85,12 +89,12 @@ def configure_logging() -> None:
 class PluginRuntime:
     """Serves one plugin's symbols to the host for the life of the process."""
 
-    def __init__(self, config: "PluginConfig", argv: List[str]) -> None:
+    def __init__(self, config: PluginConfig, argv: list[str]) -> None:
         self.config = config
         self.options = parse_host_args(argv)
-        self._runners: Dict[str, Runner] = {}
+        self._runners: dict[str, Runner] = {}
         # Stopped instances still draining or closing: shutdown waits for them too.
-        self._stopping: List[Runner] = []
+        self._stopping: list[Runner] = []
         self._lock = threading.Lock()
         self._function_lock = threading.Lock()
         self._shutdown = threading.Event()
@@ -162,7 +166,7 @@ class PluginRuntime:
         give_up = time.monotonic() + SHUTDOWN_WAIT_S
         for runner in runners:
             if not runner.finished.wait(max(0.0, give_up - time.monotonic())):
-                log.warning("%s did not finish closing in time", runner.control.describe())
+                log.warning("%s did not finish closing in time", runner.control.label())
 
     @staticmethod
     def _exit(code: int) -> None:
@@ -179,7 +183,7 @@ class PluginRuntime:
         """Answer one control command from the host; never raises, never blocks on user code."""
         try:
             command = protocol.decode_command(data)
-        except protocol.ProtocolError as exc:
+        except ProtocolError as exc:
             log.warning("refused a command: %s", exc)
             return protocol.control_answer(f"invalid command: {exc}")
         control = command.control
@@ -189,13 +193,13 @@ class PluginRuntime:
             else:
                 self._stop(control)
             return protocol.OK
-        except (LookupError, UserCodeError, protocol.ProtocolError, ConnectionError) as exc:
+        except (LookupError, UserCodeError, ProtocolError, ConnectionError) as exc:
             problem, trace = str(exc), exc.__cause__
         except Exception as exc:  # noqa: BLE001 - the host gets one line, the log the traceback
-            problem, trace = protocol.describe_exception(exc), exc
+            problem, trace = protocol.exception_line(exc), exc
         # The traceback of the user's code (if any) goes to the log, never to the host.
-        log.error("cannot %s %s: %s", command.cmd, control.describe(), problem, exc_info=trace)
-        return protocol.control_answer(f"cannot {command.cmd} {control.describe()}: {problem}")
+        log.error("cannot %s %s: %s", command.cmd, control.label(), problem, exc_info=trace)
+        return protocol.control_answer(f"cannot {command.cmd} {control.label()}: {problem}")
 
     def _start(self, control: protocol.Control) -> None:
         if control.plugin_type == protocol.FUNC:
@@ -218,7 +222,7 @@ class PluginRuntime:
         with self._lock:
             self._runners[control.key] = runner
         runner.start()
-        log.info("started %s", control.describe())
+        log.info("started %s", control.label())
 
     def _start_function(self, control: protocol.Control,
                         dial_deadline_s: float = channels.DIAL_DEADLINE_S) -> None:
@@ -238,7 +242,7 @@ class PluginRuntime:
             with self._lock:
                 self._runners[key] = runner
         runner.start()
-        log.info("started %s", control.describe())
+        log.info("started %s", control.label())
 
     def _rejoin_functions(self) -> None:
         """Serve every declared function whose host socket is already there.
@@ -283,17 +287,17 @@ class PluginRuntime:
             previous = [r for r in self._stopping if r.control.key == key]
         for old in previous:
             if not old.released.wait(REPLACE_WAIT_S):
-                raise UserCodeError(f"the previous {old.control.describe()} still holds its "
+                raise UserCodeError(f"the previous {old.control.label()} still holds its "
                                     "socket")
 
     def _stop(self, control: protocol.Control) -> None:
         self.config.get(control.plugin_type, control.symbol_name)  # an unknown symbol is an error
         if control.plugin_type == protocol.FUNC:
             log.info("ignoring stop of %s: functions serve every rule until the plugin exits",
-                     control.describe())
+                     control.label())
             return
         if self._retire(control.key) is None:
             # Stopping twice, or after a failed start, leaves the same state: not an error.
-            log.warning("stop of %s, which is not running", control.describe())
+            log.warning("stop of %s, which is not running", control.label())
             return
-        log.info("stopped %s", control.describe())
+        log.info("stopped %s", control.label())

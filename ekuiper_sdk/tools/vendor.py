@@ -10,7 +10,7 @@ Example::
 
     from ekuiper_sdk.vendoring import VendorOptions
     from ekuiper_sdk import packaging
-    packaging.pack("myplugin", "myplugin.zip", vendor=VendorOptions())
+    pack("myplugin", "myplugin.zip", vendor=VendorOptions())
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .packaging import ZIP_EPOCH, Manifest, PackagingError, Problem, ZipEntry
+from ..errors import Problem, VendorError
+from .archive import ZIP_EPOCH, ZipEntry
+from .manifest import Manifest
 
 SDK_DIST = "ekuiper-sdk"
 WHEELS_DIR = "wheels"
@@ -41,10 +43,6 @@ DEFAULT_GLIBC = "2.36"
 _ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
 _MISSING_RE = re.compile(r"No matching distribution found for (\S+)")
 _NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
-
-
-class VendorError(PackagingError):
-    """Wheels that cannot be resolved; one line per requirement and target."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class Target:
     def abi(self) -> str:
         return f"{self.implementation}{self.python_version.replace('.', '')}"
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         return f"CPython {self.python_version} on {self.label}"
 
 
@@ -308,7 +306,7 @@ def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest
     req_file.write_text("\n".join(requirements) + "\n", encoding="utf-8")
     problems: list[Problem] = []
     for i, target in enumerate(targets, 1):
-        log.write(f"[{i}/{len(targets)}] wheels for {target.describe()}: "
+        log.write(f"[{i}/{len(targets)}] wheels for {target.summary()}: "
                   f"{', '.join(requirements)}\n")
         log.flush()
         cmd = pip_cmd + ["download", "--only-binary=:all:", "--dest", str(dest),
@@ -324,11 +322,11 @@ def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest
         if missing:
             for req in dict.fromkeys(missing):
                 problems.append(Problem("requirements", f"{req!r} has no wheel for "
-                                        f"{target.describe()}", "pick a version that publishes "
+                                        f"{target.summary()}", "pick a version that publishes "
                                         "one, or leave this target out with --platform"))
         else:
             errors = [ln.strip() for ln in output.splitlines() if ln.startswith("ERROR")]
-            problems.append(Problem("pip download", f"failed for {target.describe()}: "
+            problems.append(Problem("pip download", f"failed for {target.summary()}: "
                                     f"{errors[-1] if errors else f'exit {code}'}",
                                     "check the requirement and the network (or the proxy)"))
     if problems:

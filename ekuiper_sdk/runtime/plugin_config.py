@@ -1,0 +1,79 @@
+"""``PluginConfig``: a plugin's name and the factories of its symbols.
+
+It lives in the runtime because the control loop looks symbols up in it; plugin code
+imports it from ``ekuiper_sdk`` (or ``ekuiper_sdk.plugin``), as in the official SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Callable, TypeVar
+
+from ..api import Function, Sink, Source
+from . import protocol
+
+SourceFactory = Callable[[], Source]
+SinkFactory = Callable[[], Sink]
+FunctionFactory = Callable[[], Function]
+F = TypeVar("F")
+
+
+class PluginConfig:
+    """A plugin's name and the factories of its symbols, keyed by symbol name.
+
+    A factory is called once per running instance (once per function name for functions),
+    so a class works as its own factory: ``{"pyjson": PyJson}``.
+    """
+
+    def __init__(self, name: str, sources: Mapping[str, SourceFactory] | None = None,
+                 sinks: Mapping[str, SinkFactory] | None = None,
+                 functions: Mapping[str, FunctionFactory] | None = None) -> None:
+        protocol.check_name("plugin name", name)
+        self.name = name
+        self.sources: dict[str, SourceFactory] = dict(sources or {})
+        self.sinks: dict[str, SinkFactory] = dict(sinks or {})
+        self.functions: dict[str, FunctionFactory] = dict(functions or {})
+        for kind, table in (("source", self.sources), ("sink", self.sinks),
+                            ("function", self.functions)):
+            for symbol, factory in table.items():
+                protocol.check_name(f"{kind} name", symbol)
+                if not callable(factory):
+                    raise TypeError(f"the factory of {kind} {symbol!r} in PluginConfig({name!r}) "
+                                    f"must be callable, got {type(factory).__name__}")
+
+    def source(self, name: str) -> SourceFactory:
+        """The factory of a source; a ``LookupError`` naming the defined ones when unknown."""
+        return self._lookup("source", self.sources, name)
+
+    def sink(self, name: str) -> SinkFactory:
+        """The factory of a sink; a ``LookupError`` naming the defined ones when unknown."""
+        return self._lookup("sink", self.sinks, name)
+
+    def function(self, name: str) -> FunctionFactory:
+        """The factory of a function; a ``LookupError`` naming the defined ones when unknown."""
+        return self._lookup("function", self.functions, name)
+
+    def get(self, plugin_type: str, symbol_name: str) -> Callable[[], object]:
+        """The factory of a symbol by its wire type (``source``, ``sink`` or ``func``)."""
+        lookups: dict[str, Callable[[str], Callable[[], object]]] = {
+            protocol.SOURCE: self.source, protocol.SINK: self.sink, protocol.FUNC: self.function}
+        if plugin_type not in lookups:
+            raise LookupError(f"unknown plugin type {plugin_type!r}")
+        return lookups[plugin_type](symbol_name)
+
+    def _lookup(self, kind: str, table: Mapping[str, F], name: str) -> F:
+        try:
+            return table[name]
+        except KeyError:
+            defined = ", ".join(sorted(table)) or "none"
+            raise LookupError(f"{kind} {name!r} is not defined in PluginConfig({self.name!r}); "
+                              f"defined {kind}s: {defined}") from None
+
+    def symbol_names(self) -> dict[str, object]:
+        """The plugin's name and symbol names, as a manifest would list them."""
+        return {"name": self.name, "sources": sorted(self.sources), "sinks": sorted(self.sinks),
+                "functions": sorted(self.functions)}
+
+    def __repr__(self) -> str:
+        return (f"PluginConfig({self.name!r}, sources={sorted(self.sources)}, "
+                f"sinks={sorted(self.sinks)}, functions={sorted(self.functions)})")

@@ -1,0 +1,59 @@
+"""A running source instance (docs/protocol.md, "Source")."""
+
+from __future__ import annotations
+
+import threading
+
+from ..api import Source
+from ..errors import ChannelStopped, SymbolStopped
+from . import channels, protocol
+from .context import SymbolContext, instance_logger
+from .runner import Runner, run_guarded
+
+
+class SourceRunner(Runner):
+    """One source instance: ``open`` runs in its own thread and emits over a PUSH socket."""
+
+    def __init__(self, control: protocol.Control, source: Source, plugin: str,
+                 send_timeout_ms: int) -> None:
+        super().__init__(control)
+        self.source = source
+        self.logger = instance_logger(plugin, control.meta, control.symbol_name)
+        self.outlet = channels.Outlet(protocol.source_url(control.meta), send_timeout_ms,
+                                      "source", channels.SOURCE_SEND_BUFFER)
+        self.ctx = SymbolContext(control.meta, self.logger, emitter=self._emit, plugin=plugin,
+                                 symbol=control.symbol_name, config=control.config)
+        self._close_once = threading.Lock()
+        self._closed = False
+
+    def _emit(self, frame: bytes) -> None:
+        try:
+            self.outlet.send(frame)
+        except ChannelStopped:
+            raise SymbolStopped(f"{self.control.label()} was stopped") from None
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"source {self.control.key}", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            self.source.open(self.ctx)
+        except ChannelStopped:
+            pass  # emit after stop: the expected way for an open loop to end
+        except Exception:  # noqa: BLE001 - logged; the instance stays until the rule stops it
+            self.logger.exception("open failed")
+
+    def stop(self) -> None:
+        # Close the socket now (so nothing more reaches the host and the URL is free),
+        # then let close() run away from the control thread.
+        self.outlet.close()
+        self.released.set()
+        threading.Thread(target=self._close, name=f"close {self.control.key}",
+                         daemon=True).start()
+
+    def _close(self) -> None:
+        with self._close_once:
+            if not self._closed:
+                self._closed = True
+                run_guarded(self.logger, "close", self.source.close, self.ctx)
+        self.finished.set()

@@ -1,0 +1,45 @@
+"""Run and test eKuiper portable plugins without eKuiper, or on a real one.
+
+- :class:`PluginHost` (:mod:`.host`) plays eKuiper's side of the portable-plugin protocol
+  as the Go host does; its handles (:mod:`.handles`) start, feed and stop sources, sinks
+  and functions over real IPC sockets, with Go's JSON rules (:mod:`.gojson`) and the
+  source configuration eKuiper builds (:mod:`.source_config`).
+- :func:`run_pipeline` (:mod:`.pipeline`) runs a plugin folder like a small rule; it is
+  what ``ekuiper-plugin run`` shows.
+- :class:`RealEkuiper` (:mod:`.real`) does the same things on a running eKuiper server.
+
+Example::
+
+    from ekuiper_sdk.testing import PluginHost
+
+    with PluginHost("pysam", "plugins/pysam/pysam.py") as host:
+        assert host.function("revert").call("abc") == "cba"
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import FunctionError, HostError, InvalidFrameError, SinkAckError
+from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
+from .handles import FunctionHandle, SinkHandle, SourceHandle
+from .host import PluginHost, wait_for
+from .pipeline import run_pipeline
+
+if TYPE_CHECKING:
+    from .real import Capture, RealEkuiper
+
+__all__ = [
+    "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
+    "HostError", "InvalidFrameError", "SinkAckError", "FunctionError", "run_pipeline",
+    "go_json_dumps", "decode_source_frame", "wait_for", "RealEkuiper", "Capture",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The real-eKuiper mode loads the packing tools: only for the tests that use it.
+    if name in ("RealEkuiper", "Capture"):
+        from . import real
+
+        return getattr(real, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

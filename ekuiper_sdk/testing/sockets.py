@@ -1,0 +1,115 @@
+"""The host's sockets, with the Go host's time limits and its listen and reply rules.
+
+Every socket here is used and closed by one thread at a time, as in the plugin runtime
+(docs/reliability.md): a reader thread owns its socket and closes it itself.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from typing import (
+    Callable,
+)
+
+import pynng
+
+from ..errors import HostError
+
+# Socket time limits of the Go host (kuiper.yaml defaults and runtime/connection.go).
+FUNCTION_TIMEOUT = 5.0       # portable.sendTimeout / recvTimeout on the function REP socket
+
+
+SINK_SEND_TIMEOUT = 5.0      # portable.sendTimeout on the sink PUSH socket
+
+
+ACK_RECV_TIMEOUT = 1.0       # the sink ack PULL socket's receive deadline, used in a loop
+
+
+# mangos PUSH and PULL sockets queue 128 messages; nng's default is none, so the host would
+# push back on a plugin much sooner than eKuiper does without these.
+MANGOS_QUEUE_LENGTH = 128
+
+
+# eKuiper's default rule bufferLength: how many tuples a source may get ahead of the rule.
+RULE_BUFFER_LENGTH = 1024
+
+
+# How long any wait in this module blocks before it looks again at why it might stop
+# (process exited, handle stopped, host closed). Short enough to feel instant.
+_TICK = 0.1
+
+
+def _ipc_url(stem: str) -> str:
+    return f"ipc:///tmp/{stem}.ipc"
+
+
+def _ipc_path(url: str) -> str:
+    return url[len("ipc://"):]
+
+
+def _listen(sock: pynng.Socket, url: str) -> None:
+    """Listen like the Go host: five more tries 100 ms apart (a stale file may linger)."""
+    sock.recv_max_size = 0      # eKuiper sets no size limit; nng's default is 1 MiB
+    for attempt in range(6):
+        try:
+            sock.listen(url)
+            return
+        except pynng.NNGException:
+            if attempt == 5:
+                raise
+            time.sleep(0.1)
+
+
+class _RecvTimeout(Exception):
+    pass
+
+
+def _recv_within(sock: pynng.Socket, timeout: float,
+                 abort: Callable[[], str | None] | None = None) -> bytes:
+    """Receive one message within ``timeout`` seconds.
+
+    The wait is cut into short receives so that ``abort`` (which returns a reason to give
+    up, or None) is looked at often; a receive that times out loses nothing on an nng
+    socket, so this is the same as one long receive.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _RecvTimeout()
+        sock.recv_timeout = max(1, int(min(_TICK, left) * 1000))
+        try:
+            return bytes(sock.recv())
+        except pynng.Timeout:
+            reason = abort() if abort is not None else None
+            if reason:
+                raise HostError(reason) from None
+
+
+def _send_rep(sock: pynng.Socket, raw: bytes, timeout: float,
+              abort: Callable[[], str | None]) -> None:
+    """Reply on a REP socket, first taking and dropping a request if none is held.
+
+    That is the Go host's ErrProtoState recovery: after a plugin restart or a receive
+    that timed out, the socket holds no request to reply to.
+    """
+    try:
+        sock.send(raw)
+    except pynng.BadState:
+        _recv_within(sock, timeout, abort)
+        sock.send(raw)
+
+
+def _remove_socket_file(path: str) -> None:
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _short(data: bytes, limit: int = 300) -> str:
+    text = data.decode("utf-8", "replace")
+    return text if len(text) <= limit else text[:limit] + "..."

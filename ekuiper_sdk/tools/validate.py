@@ -1,0 +1,203 @@
+"""``validate``: a plugin folder checked against eKuiper's install rules and its own code.
+
+The manifest (:mod:`.manifest`), the files eKuiper needs in the zip, and the symbols the
+code defines, which the plugin lists without opening a socket when started with
+``EKUIPER_SDK_LIST_SYMBOLS=1`` (``ekuiper_sdk.plugin.start`` does so).
+
+Example::
+
+    result = validate("myplugin")
+    for problem in result.problems:
+        print(problem)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PackagingError, Problem
+from ..plugin import LIST_SYMBOLS_ENV
+from .archive import plugin_files
+from .manifest import KINDS, SINGULAR, Manifest, PathLike, find_manifest, load_manifest
+
+
+@dataclass
+class Validation:
+    """What ``validate`` found: the manifest (when readable) and every problem."""
+
+    plugin_dir: Path
+    manifest: Manifest | None = None
+    problems: list[Problem] = field(default_factory=list)
+    #: The symbols the code defines, from symbol listing (None when not checked).
+    defined: dict[str, list[str]] | None = None
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if not p.warning]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.warning]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _check_files(root: Path, manifest: Manifest, files: Sequence[tuple[str, Path]],
+                 where: str) -> list[Problem]:
+    out: list[Problem] = []
+    names = {n for n, _ in files}
+    exe_path = root / manifest.executable
+    if manifest.executable not in names:
+        if exe_path.is_file():
+            out.append(Problem(str(exe_path), "is left out of the zip by an exclude pattern",
+                               "move it out of the excluded folder or change 'executable'"))
+        else:
+            out.append(Problem(where, f"'executable' {manifest.executable!r} does not exist in "
+                               f"{root}", "create it or fix the path"))
+    for src in manifest.sources:
+        if f"sources/{src}.yaml" not in names:
+            out.append(Problem(str(root / "sources" / f"{src}.yaml"), "missing; eKuiper refuses "
+                               "a source without its default configuration",
+                               "create it (at least the line 'default:')"))
+    declared = {kind: set(names_) for kind, names_ in manifest.symbols().items()}
+    for name, path in files:
+        top, _, rest = name.partition("/")
+        if top not in KINDS or not rest:
+            continue
+        if "/" in rest:
+            out.append(Problem(str(path), f"is nested in {top}/; eKuiper only reads the files "
+                               f"directly in {top}/", f"move it to {top}/"))
+            continue
+        stem, dot, suffix = rest.rpartition(".")
+        if suffix == "json":
+            try:
+                json.loads(path.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError) as exc:
+                out.append(Problem(str(path), f"is not valid JSON ({exc}); eKuiper cannot show "
+                                   "the metadata", "fix the syntax"))
+        if not dot or stem not in declared[top]:
+            # These files land in eKuiper's shared etc/ and data/ folders, where a stray one
+            # can overwrite the configuration of another plugin's symbol.
+            out.append(Problem(str(path), f"belongs to no declared {SINGULAR[top]}, yet eKuiper "
+                               f"copies it into its shared etc/{top} and data/{top} folders",
+                               f"remove it or declare {stem!r} in {where}", warning=True))
+    return out
+
+
+def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = None,
+             timeout: float = 30.0) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Run the executable when asked to list its symbols and return the symbols it defines.
+
+    The plugin prints ``{"name", "sources", "sinks", "functions"}`` and exits without
+    opening any socket when ``EKUIPER_SDK_LIST_SYMBOLS=1``; it runs from its own folder as
+    eKuiper runs it. ``python`` defaults to this interpreter.
+
+    >>> defined, problems = list_symbols("pysam", manifest)          # doctest: +SKIP
+    >>> defined["functions"]                                     # doctest: +SKIP
+    ['revert']
+    """
+    root = Path(plugin_dir).resolve()
+    exe = root / manifest.executable
+    shown = str(Path(plugin_dir) / manifest.executable)
+    env = dict(os.environ)
+    env[LIST_SYMBOLS_ENV] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    cmd = [python or sys.executable, "-u", str(exe), json.dumps({"sendTimeout": 1000})]
+    try:
+        proc = subprocess.run(cmd, cwd=str(exe.parent), env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return None, [Problem(shown, f"listed no symbols within {timeout:g} s",
+                              "make sure it calls ekuiper_sdk's plugin.start(...) and does no "
+                              "blocking work at import (the official 'ekuiper' package has no "
+                              "symbol listing)")]
+    except OSError as exc:
+        return None, [Problem(shown, f"cannot be started with {cmd[0]} ({exc.strerror})",
+                              "pass --python with a working interpreter")]
+    stderr = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+    last_err = stderr[-1] if stderr else "no output"
+    if proc.returncode != 0:
+        return None, [Problem(shown, f"failed to list its symbols (exit {proc.returncode}): "
+                              f"{last_err}",
+                              f"run `{LIST_SYMBOLS_ENV}=1 python {manifest.executable}`"
+                              " in the plugin folder to see why (missing requirement? install "
+                              "them or pass --python)")]
+    for line in reversed(proc.stdout.decode("utf-8", "replace").splitlines()):
+        try:
+            data = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(data, dict) and all(isinstance(data.get(k), list) for k in KINDS):
+            return data, []
+    return None, [Problem(shown, "exited without listing its symbols",
+                          "call `plugin.start(PluginConfig(...))` from ekuiper_sdk at the end of "
+                          "the script")]
+
+
+def _check_symbols(manifest: Manifest, defined: Mapping[str, Any], where: str,
+                   exe: str) -> list[Problem]:
+    out: list[Problem] = []
+    code_name = defined.get("name")
+    if code_name != manifest.name:
+        # The plugin dials ipc:///tmp/plugin_<its own name>.ipc; eKuiper listens at the
+        # manifest's name, so a mismatch is a plugin that never completes its handshake.
+        out.append(Problem(exe, f"PluginConfig names the plugin {code_name!r} but the manifest "
+                           f"is {manifest.name}.json; eKuiper would wait for a handshake that "
+                           "never comes", f"use PluginConfig({manifest.name!r}, ...)"))
+    for kind in KINDS:
+        have = set(defined.get(kind) or ())
+        declared = manifest.symbols()[kind]
+        listing = ", ".join(sorted(have)) or "none"
+        for sym in declared:
+            if sym not in have:
+                out.append(Problem(where, f"{SINGULAR[kind]} {sym!r} is declared but {exe} does "
+                                   f"not define it (it defines: {listing})",
+                                   f"add {sym!r} to the {kind} of PluginConfig or remove it "
+                                   "from the manifest"))
+        for sym in sorted(have - set(declared)):
+            out.append(Problem(exe, f"{SINGULAR[kind]} {sym!r} is defined but not declared, so "
+                               "eKuiper never offers it", f"add it to \"{kind}\" in {where}",
+                               warning=True))
+    return out
+
+
+def validate(plugin_dir: PathLike, *, name: str | None = None, python: str | None = None,
+             check_code: bool = True, excludes: Sequence[str] = (),
+             timeout: float = 30.0) -> Validation:
+    """Check a plugin folder the way eKuiper's installer will, plus its code's symbols.
+
+    >>> result = validate("pysam")                       # doctest: +SKIP
+    >>> [str(p) for p in result.errors]                  # doctest: +SKIP
+    ["pysam/pysam.json: function 'revert' is declared but main.py does not define it ..."]
+    """
+    root = Path(plugin_dir)
+    result = Validation(root)
+    try:
+        path = find_manifest(root, name)
+    except PackagingError as exc:
+        result.problems.extend(exc.problems)
+        return result
+    manifest, problems = load_manifest(path)
+    result.problems.extend(problems)
+    if manifest is None:
+        return result
+    result.manifest = manifest
+    files = plugin_files(root, excludes)
+    result.problems.extend(_check_files(root, manifest, files, str(path)))
+    if check_code and manifest.language == "python" and (root / manifest.executable).is_file():
+        defined, problems = list_symbols(root, manifest, python, timeout)
+        result.problems.extend(problems)
+        if defined is not None:
+            result.defined = {k: list(defined.get(k) or []) for k in KINDS}
+            result.problems.extend(_check_symbols(manifest, defined, str(path),
+                                                  str(root / manifest.executable)))
+    return result

@@ -1,0 +1,125 @@
+"""The package's shape, kept by tests: layers, no import cycles, small modules.
+
+docs/architecture.md describes the layers; these tests read every module's imports (all
+of them: at the top, inside functions, and those only for type checking) with ``ast``.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import ekuiper_sdk
+
+ROOT = Path(ekuiper_sdk.__file__).parent
+MAX_LINES = 650
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """The ekuiper_sdk modules a file imports, as dotted names."""
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("ekuiper_sdk"))
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif node.module and node.module.startswith("ekuiper_sdk"):
+                target = node.module
+            else:
+                continue
+            found.add(target)
+            # ``from . import x`` imports the module x when there is one.
+            found.update(f"{target}.{a.name}" for a in node.names)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in ROOT.rglob("*.py")}
+    return {name: {m for m in imports_of(path) if m in files and m != name}
+            for name, path in files.items()}
+
+
+def test_no_import_cycles() -> None:
+    edges = graph()
+    # Importing a package runs its __init__, which imports its public names; an edge into
+    # a package's __init__ from inside that package is not a cycle of modules.
+    done: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            cycles.append(path[path.index(node):] + [node])
+            return
+        if node in done:
+            return
+        for nxt in sorted(edges[node]):
+            if node.startswith(nxt + ".") or nxt == "ekuiper_sdk":
+                continue
+            visit(nxt, path + [node])
+        done.add(node)
+
+    for name in sorted(edges):
+        visit(name, [])
+    assert cycles == []
+
+
+@pytest.mark.parametrize("layer, forbidden", [
+    ("ekuiper_sdk.errors", ("ekuiper_sdk.",)),
+    ("ekuiper_sdk.runtime", ("ekuiper_sdk.decorators", "ekuiper_sdk.testing",
+                             "ekuiper_sdk.tools", "ekuiper_sdk.app")),
+    ("ekuiper_sdk.decorators", ("ekuiper_sdk.testing", "ekuiper_sdk.tools")),
+    ("ekuiper_sdk.tools.manifest", ("ekuiper_sdk.tools.", "ekuiper_sdk.runtime",
+                                    "ekuiper_sdk.testing")),
+])
+def test_layers_import_only_downwards(layer: str, forbidden: tuple) -> None:  # type: ignore[type-arg]
+    for name, targets in graph().items():
+        if name == layer or name.startswith(layer + "."):
+            bad = sorted(t for t in targets if t.startswith(forbidden) and t != name)
+            assert bad == [], f"{name} imports {bad}"
+
+
+def test_no_module_is_too_long_to_read_in_one_sitting() -> None:
+    long = {module_name(p): n for p in ROOT.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+@pytest.mark.parametrize("module", ["ekuiper_sdk.tools.cli", "ekuiper_sdk.tools.pack",
+                                    "ekuiper_sdk.tools.rest", "ekuiper_sdk.errors"])
+def test_the_tools_load_no_socket_library(module: str) -> None:
+    code = (f"import sys, {module}; "
+            "print(sorted(m for m in ('pynng', 'msgpack') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_tool_modules_need_only_the_standard_library() -> None:
+    # The runtime installs from wheels on the slim image; the tools must not add a
+    # dependency by an import (jsonschema and PyYAML are optional, loaded where used).
+    if not hasattr(sys, "stdlib_module_names"):
+        pytest.skip("needs Python 3.10 to list the standard library")
+    for path in (ROOT / "tools").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top == "ekuiper_sdk", (path.name, name)
