@@ -21,7 +21,7 @@
     if __name__ == "__main__":
         app.run()
 
-Each decorator registers an adapter from :mod:`ekuiper_sdk.adapters` and returns the
+Each decorator registers an adapter from :mod:`ekuiper_sdk.decorators.adapters` and returns the
 decorated object unchanged (so it stays callable in unit tests). ``run`` builds a
 ``PluginConfig`` and calls ``plugin.start``: both styles share one runtime.
 """

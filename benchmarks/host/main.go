@@ -1,6 +1,6 @@
 // Command benchhost is the host side of the ekuiper-sdk benchmark.
 //
-// It speaks the host's half of the portable-plugin protocol (docs: PROTOCOL.md) with
+// It speaks the host's half of the portable-plugin protocol (docs/protocol.md) with
 // mangos v3, the socket library the eKuiper server itself uses, so a Python plugin
 // under test meets the same sockets it meets in production. Go keeps the host far
 // from being the bottleneck: a Python host making one pynng call per frame tops out

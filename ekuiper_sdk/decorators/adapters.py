@@ -194,7 +194,7 @@ class SinkAdapter(Sink):
     """A sink whose parts are callables, each sync or async, receiving decoded records.
 
     ``collect`` is called with ``(ctx, record)`` per record, or per frame, as the mode
-    says (see :mod:`ekuiper_sdk.records`); ``configure(conf)``, ``open(ctx)`` and
+    says (see :mod:`.records`); ``configure(conf)``, ``open(ctx)`` and
     ``close(ctx)`` are optional. Async parts run on an event loop of this instance's own.
     With ``requireAck``, a frame is acked once its calls returned, and acked with an error
     by the first call that raises (the frame's later records are then not passed).
@@ -296,7 +296,7 @@ def decode_records(factory: Callable[[], Any], mode: str = records.EACH,
 class FunctionAdapter(Function):
     """A function made of one callable, sync or async, checked against its signature.
 
-    ``validate`` answers from the parameters (see :mod:`ekuiper_sdk.signatures`), then
+    ``validate`` answers from the parameters (see :mod:`.signatures`), then
     asks ``check`` if one was given. ``exec`` calls the callable with the SQL arguments,
     after the context when its first parameter is ``ctx``; an aggregate gets ``[]`` for a
     group with no values, where eKuiper sends null. An async callable runs on a

@@ -465,7 +465,7 @@ class PluginHost:
         """Start a source instance and collect its tuples, as a rule's portable source does.
 
         The start carries the configuration a real eKuiper v2 builds
-        (:mod:`ekuiper_sdk.source_config`): the ``default`` section of the plugin folder's
+        (:mod:`.source_config`): the ``default`` section of the plugin folder's
         ``sources/<symbol>.yaml``, the ``conf_key`` section over it, ``config`` over that
         (as if it stood in the section), then the stream's properties, ``datasource``
         among them (``stream`` sets the others: ``format``, ``key``...). Like eKuiper, the

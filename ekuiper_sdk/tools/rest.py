@@ -18,7 +18,7 @@ with ``{"name", "file"}``). Three ways to give it one:
 
 Example::
 
-    from ekuiper_sdk.rest import RestClient, install_zip
+    from ekuiper_sdk.tools.rest import RestClient, install_zip
     client = RestClient("http://127.0.0.1:9081")
     install_zip(client, "pysam.zip")
     print(client.status("pysam"))

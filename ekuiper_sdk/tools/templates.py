@@ -2,7 +2,7 @@
 
 Example::
 
-    from ekuiper_sdk.templates import init_project
+    from ekuiper_sdk.tools.templates import init_project
     init_project("demo", "demo")      # demo/demo.json, demo/main.py, demo/sources/..., ...
 """
 

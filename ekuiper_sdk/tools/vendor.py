@@ -8,8 +8,8 @@ ekuiper-sdk itself, and writes an ``install.sh`` that eKuiper runs at install ti
 
 Example::
 
-    from ekuiper_sdk.vendoring import VendorOptions
-    from ekuiper_sdk import packaging
+    from ekuiper_sdk.tools.vendor import VendorOptions
+    from ekuiper_sdk.tools.pack import pack
     pack("myplugin", "myplugin.zip", vendor=VendorOptions())
 """
 

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from helpers import EXAMPLES
 
 from ekuiper_sdk.testing import PluginHost, run_pipeline
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "example" / "pysam_async"
+EXAMPLE = EXAMPLES / "pysam_async"
 NAMES = ("pysam_async", "pyjson_async", "print_async", "revert2", "avg2")
 
 

@@ -12,10 +12,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import ekuiper_install_rules as rules
 import pytest
-from fake_ekuiper_rest import FakeEkuiper
-from pack_helpers import builtin_host, manifest_of, unique_name, write_manifest
+from helpers import ekuiper_install_rules as rules
+from helpers.fake_ekuiper_rest import FakeEkuiper
+from helpers.pack_helpers import builtin_host, manifest_of, unique_name, write_manifest
 
 from ekuiper_sdk.tools.cli import main
 
@@ -249,3 +249,15 @@ def test_the_init_projects_own_tests_pass(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # 2 without ekuiper_sdk.testing (its pipeline test skips), 3 with it
     assert re.search(r"\b[23] passed", proc.stdout) and "failed" not in proc.stdout
+
+
+def test_run_reads_the_manifest_as_validate_does(tmp_path: Path) -> None:
+    """A second JSON file in the folder (settings, UI metadata) is not the manifest."""
+    plugin = init(tmp_path)
+    (plugin / "settings.json").write_text('{"colour": "blue"}')
+    code, _, err = run("validate", str(plugin))
+    assert code == 0, err
+    code, out, err = run("run", str(plugin), "--count", "1")
+    assert code == 0, err
+    assert out.startswith("source ")
+    assert "Traceback" not in err

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import PLUGINS
 
 from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SinkAckError
 from ekuiper_sdk.testing.source_config import STREAM_PROPERTIES
 
-PLUGIN = Path(__file__).parent / "plugins" / "app_style" / "main.py"
+PLUGIN = PLUGINS / "app_style" / "main.py"
 
 
 def unique(prefix: str) -> str:

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from helpers import PLUGINS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ekuiper_sdk.testing import PluginHost
 
-PLUGIN = Path(__file__).parent / "plugins" / "reliable" / "reliable.py"
+PLUGIN = PLUGINS / "reliable" / "reliable.py"
 EXAMPLES = 1000  # per test: 2,000 malformed commands and function requests in all
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | \

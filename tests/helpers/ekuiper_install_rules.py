@@ -1,6 +1,8 @@
-"""An independent model of how eKuiper installs a portable-plugin zip (PROTOCOL.md section 6).
+"""An independent model of how eKuiper installs a portable-plugin zip.
 
-Written from eKuiper's installer behaviour, not from ekuiper_sdk.packaging, so that the
+See docs/protocol.md, "Packaging and install".
+
+Written from eKuiper's installer behaviour, not from ekuiper_sdk.tools, so that the
 tests check the SDK's zips against the host's rules rather than against themselves:
 
 * the root holds ``<name>.json`` exactly (else "missing or invalid json file");

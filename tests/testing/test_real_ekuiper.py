@@ -15,11 +15,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import EXAMPLES
 
 from ekuiper_sdk.errors import RealEkuiperError
 from ekuiper_sdk.testing.real import RealEkuiper
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "example"
 
 
 class Example:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_ekuiper_rest import FakeEkuiper
-from pack_helpers import manifest_of, new_plugin
+from helpers.fake_ekuiper_rest import FakeEkuiper
+from helpers.pack_helpers import manifest_of, new_plugin
 
 from ekuiper_sdk.errors import PackagingError, RestError
 from ekuiper_sdk.tools import pack as pack_mod

@@ -11,8 +11,8 @@ A cycle that does not finish within ``--cycle-timeout`` seconds is a hang: the c
 process running it prints every thread's stack and exits with status 3. The driver runs the
 cycles in batches of child processes so that a hang is counted and the run goes on::
 
-    python tests/stress_close.py --cycles 300            # by hand, on the pynng installed
-    python tests/stress_close.py --cycles 6 --batch 3    # what the suite runs
+    python tests/helpers/stress_close.py --cycles 300            # by hand, on the pynng installed
+    python tests/helpers/stress_close.py --cycles 6 --batch 3    # what the suite runs
 
 It prints one line per batch and a summary ``cycles=N hangs=H failures=F pynng=V``; the
 exit status is 1 when any cycle hung or failed.
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent
 PLUGIN = HERE / "plugins" / "reliable" / "reliable.py"
 HANG = 3
 

@@ -1,4 +1,4 @@
-"""A short run of tests/stress_close.py: concurrent stops and closes never hang.
+"""A short run of tests/helpers/stress_close.py: concurrent stops and closes never hang.
 
 The full run (hundreds of cycles, by hand, on each supported pynng) is described in
 docs/reliability.md; here a few cycles in child processes, each bounded, so that a
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).parent / "stress_close.py"
+from helpers import TESTS
+
+SCRIPT = TESTS / "helpers" / "stress_close.py"
 
 
 def test_concurrent_stops_and_closes_finish() -> None:

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from helpers import PLUGINS
 
 from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SinkAckError, wait_for
 
-PLUGIN = Path(__file__).parent / "plugins" / "reliable" / "reliable.py"
+PLUGIN = PLUGINS / "reliable" / "reliable.py"
 LOGGER = "logger: logging.Logger"  # what the counter source records of ctx.get_logger()
 
 

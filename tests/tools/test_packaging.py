@@ -9,9 +9,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import ekuiper_install_rules as rules
 import pytest
-from pack_helpers import manifest_of, new_plugin, unique_name, write_manifest
+from helpers import REPO
+from helpers import ekuiper_install_rules as rules
+from helpers.pack_helpers import manifest_of, new_plugin, unique_name, write_manifest
 
 from ekuiper_sdk.errors import PackagingError
 from ekuiper_sdk.tools import archive, manifest
@@ -20,7 +21,7 @@ from ekuiper_sdk.tools import validate as validate_mod
 from ekuiper_sdk.tools.archive import ZipEntry
 from ekuiper_sdk.tools.manifest import Manifest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def errors(result: validate_mod.Validation) -> list[str]:

@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import ekuiper_install_rules as rules
+from . import ekuiper_install_rules as rules
 
 UNDEFINED, NOT_FOUND = 1000, 1002
 

@@ -3,7 +3,7 @@
 Behaviour tests run the official-style plugin in tests/plugins/official_style on the
 official ``ekuiper`` SDK, and on ekuiper_sdk once its runtime is there: the same plugin
 files, with the import line rewritten. Where the official SDK is known to be wrong
-(PROTOCOL.md section 7), a test asserts what it does and what ekuiper_sdk must do instead.
+(docs/migrating.md), a test asserts what it does and what ekuiper_sdk must do instead.
 The host's own rules (keepalive, recovery, hand-shake failures) are checked with a tiny
 fake plugin written with bare pynng.
 """
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from helpers import PLUGINS
 
 from ekuiper_sdk.testing import (
     FuncReply,
@@ -38,7 +39,7 @@ from ekuiper_sdk.testing import (
     wait_for,
 )
 
-PLUGIN_SRC = Path(__file__).parent / "plugins" / "official_style"
+PLUGIN_SRC = PLUGINS / "official_style"
 IMPORT_LINE = "from ekuiper import "
 
 

@@ -18,9 +18,9 @@ import venv
 import zipfile
 from pathlib import Path
 
-import ekuiper_install_rules as rules
 import pytest
-from pack_helpers import builtin_host, new_plugin, require_pypi
+from helpers import ekuiper_install_rules as rules
+from helpers.pack_helpers import builtin_host, new_plugin, require_pypi
 
 from ekuiper_sdk.errors import PackagingError, VendorError
 from ekuiper_sdk.tools import manifest

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+from helpers import PLUGINS
 
 from ekuiper_sdk.runtime.control import HostOptions, parse_host_args
 from ekuiper_sdk.testing import PluginHost
 
-PLUGIN = Path(__file__).parent / "plugins" / "reliable" / "reliable.py"
+PLUGIN = PLUGINS / "reliable" / "reliable.py"
 
 
 @pytest.mark.parametrize("argv, expected", [
