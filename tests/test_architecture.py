@@ -123,3 +123,18 @@ def test_tool_modules_need_only_the_standard_library() -> None:
             for name in names:
                 top = name.split(".")[0]
                 assert top in sys.stdlib_module_names or top == "ekuiper_sdk", (path.name, name)
+
+
+@pytest.mark.parametrize("module, names", [
+    ("function", ["Function"]), ("sink", ["Sink"]), ("source", ["Source"]),
+    ("runtime.context", ["Context"]), ("runtime.plugin", ["PluginConfig", "start"]),
+])
+def test_the_official_import_paths_exist(module: str, names: list[str]) -> None:
+    """``from ekuiper.<module> import <name>`` becomes ``from ekuiper_sdk.<module> import
+    <name>``: the official package's public names, where it defines them."""
+    import importlib
+
+    ours = importlib.import_module(f"ekuiper_sdk.{module}")
+    for name in names:
+        public = ekuiper_sdk.plugin if name == "start" else ekuiper_sdk
+        assert getattr(ours, name) is getattr(public, name)

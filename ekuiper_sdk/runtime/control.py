@@ -16,11 +16,13 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Callable, Protocol
 
 import pynng
 
+from ..api import Function, Sink, Source
 from ..errors import ProtocolError, UserCodeError
 from . import channels, protocol
 from .function import FunctionRunner
@@ -28,8 +30,22 @@ from .runner import Runner, call_user
 from .sink import SinkRunner
 from .source import SourceRunner
 
-if TYPE_CHECKING:
-    from .plugin_config import PluginConfig
+
+class SymbolTable(Protocol):
+    """Where the control loop finds a plugin's symbols (a ``PluginConfig``)."""
+
+    name: str
+
+    @property
+    def functions(self) -> Mapping[str, Callable[[], Function]]: ...
+
+    def source(self, name: str) -> Callable[[], Source]: ...
+
+    def sink(self, name: str) -> Callable[[], Sink]: ...
+
+    def function(self, name: str) -> Callable[[], Function]: ...
+
+    def get(self, plugin_type: str, symbol_name: str) -> Callable[[], object]: ...
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -89,7 +105,7 @@ def configure_logging() -> None:
 class PluginRuntime:
     """Serves one plugin's symbols to the host for the life of the process."""
 
-    def __init__(self, config: PluginConfig, argv: list[str]) -> None:
+    def __init__(self, config: SymbolTable, argv: list[str]) -> None:
         self.config = config
         self.options = parse_host_args(argv)
         self._runners: dict[str, Runner] = {}

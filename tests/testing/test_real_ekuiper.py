@@ -106,7 +106,11 @@ def test_batched_frames_give_every_record_once(ekuiper_server: RealEkuiper,
     ekuiper_server.create_rule(pysam_async.name("rb"),
                                f"SELECT count FROM {pysam_async.name('s')}",
                                [out.action(**framing)])
-    frame = json.loads(out.frames(1, timeout=15)[0])
+    raw = out.frames(1, timeout=15)[0]
+    try:
+        frame = json.loads(raw)
+    except ValueError as exc:
+        raise AssertionError(f"eKuiper sent a frame that is not JSON ({exc}): {raw!r}") from None
     assert isinstance(frame, list)
     nested = not framing.get("sendSingle")
     assert all(isinstance(item, list) == nested for item in frame), frame

@@ -1,11 +1,19 @@
-"""``PluginConfig``: a plugin's name and the factories of its symbols.
+"""``PluginConfig`` and ``start``: a plugin's symbols, and the entry point that serves them.
 
-It lives in the runtime because the control loop looks symbols up in it; plugin code
-imports it from ``ekuiper_sdk`` (or ``ekuiper_sdk.plugin``), as in the official SDK.
+The control loop looks symbols up in a ``PluginConfig``, so both live in the runtime, where
+the official SDK keeps them too (``ekuiper.runtime.plugin``); plugin code imports them from
+``ekuiper_sdk`` or ``ekuiper_sdk.plugin``::
+
+    from ekuiper_sdk import plugin, PluginConfig
+    plugin.start(PluginConfig("pysam", {"pyjson": PyJson}, {"print": PrintSink},
+                              {"revert": lambda: revert}))
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from collections.abc import Mapping
 from typing import Callable, TypeVar
 
@@ -77,3 +85,22 @@ class PluginConfig:
     def __repr__(self) -> str:
         return (f"PluginConfig({self.name!r}, sources={sorted(self.sources)}, "
                 f"sinks={sorted(self.sinks)}, functions={sorted(self.functions)})")
+
+
+#: When this environment variable is set, ``start`` prints the plugin's symbols as one JSON
+#: line on stdout and exits 0 without opening any socket (used by ``ekuiper-plugin validate``).
+LIST_SYMBOLS_ENV = "EKUIPER_SDK_LIST_SYMBOLS"
+
+
+def start(config: PluginConfig, argv: list[str] | None = None) -> None:
+    """Run the plugin until the host goes away or the process is told to stop.
+
+    ``argv`` defaults to ``sys.argv``; its second element is the host's JSON argument.
+    """
+    if os.environ.get(LIST_SYMBOLS_ENV):
+        sys.stdout.write(json.dumps(config.symbol_names()) + "\n")
+        sys.stdout.flush()
+        raise SystemExit(0)
+    from .control import PluginRuntime
+
+    PluginRuntime(config, sys.argv if argv is None else argv).serve_forever()
