@@ -269,6 +269,26 @@ class PluginHost:
         tail = self.output[-lines:]
         return "\n".join("  | " + line for line in tail) if tail else "  | (no output)"
 
+    def wait_output(self, text: str, timeout: float = 5.0) -> str:
+        """The first output line containing ``text``, waiting up to ``timeout`` seconds.
+
+        The plugin's output is read by a thread of its own, so a line the plugin wrote
+        before answering a command can reach :attr:`output` a moment after the answer.
+
+        Example::
+
+            host.wait_output("started source")
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            found = next((line for line in self.output if text in line), None)
+            if found is not None:
+                return found
+            if time.monotonic() >= deadline:
+                raise HostError(f"plugin {self.name} wrote no line with {text!r} within "
+                                f"{timeout:g}s; last output:\n{self.output_tail()}")
+            time.sleep(0.02)
+
     @property
     def registered_commands(self) -> list[bytes]:
         """The start commands :meth:`restart` would replay, as sent on the wire."""

@@ -48,11 +48,11 @@ def test_logger_is_a_logging_logger_naming_plugin_symbol_rule_op_instance(
                       config={"record": str(record), "interval": 0.05}).recv()
     assert record.read_text().splitlines()[1] == "logger: logging.Logger"
     expected = f"INFO {host.name}.counter rule={rule} op=op7 instance=3: counting for {rule}"
-    assert any(line.endswith(expected) for line in host.output), host.output_tail()
+    assert host.wait_output(expected).endswith(expected)
 
 
 def test_the_host_argument_reaches_the_runtime(host: PluginHost) -> None:
-    assert any("sendTimeout 700 ms" in line for line in host.output)
+    assert "plugin " in host.wait_output("sendTimeout 700 ms")
 
 
 def test_instances_of_one_symbol_run_side_by_side(host: PluginHost,

@@ -205,7 +205,7 @@ def test_source_backpressure(host: PluginHost, sdk: str, unique_name: Callable[.
                 src.recv(timeout=1.0)
             except HostError:
                 break
-        assert any("Timeout" in line for line in host.output)
+        host.wait_output("Timeout")
     src.stop()
 
 
