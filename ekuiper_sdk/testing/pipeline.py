@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, cast
 
+import pynng
+
 from ..errors import FunctionError, HostError, InvalidFrameError, PackagingError, SinkAckError
 from ..tools.manifest import Manifest, find_manifest, load_manifest
 from .gojson import go_json_dumps
@@ -244,7 +246,11 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
                   deadline, datasource, conf_key, source_config, sink_config, results)
     except HostError as exc:
         raise HostError(_failure(name, exc, host, shown)) from None
-    except (OSError, ValueError, TypeError) as exc:
+    except pynng.AddressInUse:
+        raise HostError(f"plugin {name}: its socket ipc:///tmp/plugin_{name}.ipc is in use: "
+                        f"the plugin runs already (an eKuiper that has it installed, or "
+                        f"another run); stop that one first") from None
+    except (OSError, ValueError, TypeError, pynng.NNGException) as exc:
         raise HostError(f"plugin {name}: {type(exc).__name__}: {exc}") from None
     finally:
         host.close()

@@ -237,3 +237,12 @@ def test_log_levels() -> None:
         "[p] ValueError: boom"]
     assert (shown.hidden, shown.problems) == (2, 5)
     assert line_level("Traceback (most recent call last):", 20) == 40
+
+
+def test_a_plugin_already_running_elsewhere_is_one_line(tmp_path: Path) -> None:
+    import pynng
+    folder, name = make_plugin(tmp_path, sources=False, sinks=False)
+    with pynng.Rep0(listen=f"ipc:///tmp/plugin_{name}.ipc"):
+        code, _, err = run("run", str(folder), "--call", "1, 2, 3")
+    assert code == 1 and "Traceback" not in err
+    assert f"ipc:///tmp/plugin_{name}.ipc is in use: the plugin runs already" in err
