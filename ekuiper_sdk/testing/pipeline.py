@@ -247,9 +247,10 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
     except HostError as exc:
         raise HostError(_failure(name, exc, host, shown)) from None
     except pynng.AddressInUse:
-        raise HostError(f"plugin {name}: its socket ipc:///tmp/plugin_{name}.ipc is in use: "
-                        f"the plugin runs already (an eKuiper that has it installed, or "
-                        f"another run); stop that one first") from None
+        # eKuiper keeps a function's socket after the plugin is deleted (seen on v2.4).
+        raise HostError(f"plugin {name}: an IPC socket it needs (/tmp/plugin_{name}.ipc, "
+                        f"/tmp/func_<function>.ipc) is in use: an eKuiper that ran this plugin "
+                        f"or another run holds it; stop that one first") from None
     except (OSError, ValueError, TypeError, pynng.NNGException) as exc:
         raise HostError(f"plugin {name}: {type(exc).__name__}: {exc}") from None
     finally:

@@ -245,4 +245,4 @@ def test_a_plugin_already_running_elsewhere_is_one_line(tmp_path: Path) -> None:
     with pynng.Rep0(listen=f"ipc:///tmp/plugin_{name}.ipc"):
         code, _, err = run("run", str(folder), "--call", "1, 2, 3")
     assert code == 1 and "Traceback" not in err
-    assert f"ipc:///tmp/plugin_{name}.ipc is in use: the plugin runs already" in err
+    assert f"an IPC socket it needs (/tmp/plugin_{name}.ipc, " in err and "is in use" in err
