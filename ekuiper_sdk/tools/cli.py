@@ -57,8 +57,8 @@ def _cmd_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.json:
         out.write(json.dumps({
             "ok": result.ok, "name": result.manifest.name if result.manifest else None,
-            "errors": [str(p) for p in result.errors],
-            "warnings": [str(p) for p in result.warnings], "defined": result.defined}) + "\n")
+            "errors": [p.text() for p in result.errors],
+            "warnings": [p.text() for p in result.warnings], "defined": result.defined}) + "\n")
         return EXIT_OK if result.ok else EXIT_FAIL
     _print_problems(result.problems, err)
     if not result.ok or result.manifest is None:
@@ -92,7 +92,7 @@ def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             "layout": str(result.layout_dir) if result.layout_dir else None,
             "sha256": result.sha256, "size": result.size,
             "files": [e.name for e in result.entries],
-            "warnings": [str(p) for p in result.warnings]}) + "\n")
+            "warnings": [p.text() for p in result.warnings]}) + "\n")
         return EXIT_OK
     if result.zip_path is not None:
         out.write(f"wrote {result.zip_path}: {len(result.entries)} files, {result.size} bytes, "
