@@ -249,3 +249,61 @@ def test_a_plugin_already_running_elsewhere_is_one_line(tmp_path: Path) -> None:
         code, _, err = run("run", str(folder), "--call", "1, 2, 3")
     assert code == 1 and "Traceback" not in err
     assert f"an IPC socket it needs (/tmp/plugin_{name}.ipc, " in err and "is in use" in err
+
+
+DECORATED = '''
+import sqlite3
+from ekuiper_sdk import Plugin
+
+app = Plugin(NAME)
+
+@app.source("lines")
+def lines(ctx, datasource, conf):
+    with open(datasource) as f:
+        for n, line in enumerate(f):
+            yield {"n": n, "text": line.strip(), "scale": conf.get("scale")}
+
+@app.function("clampd")
+def clamp(x: float, lo: float, hi: float) -> float:
+    return max(lo, min(hi, x))
+
+@app.sink("rows")
+def rows(ctx, record):
+    db = sqlite3.connect(ctx.config["db"])
+    with db:
+        db.execute("create table if not exists t (n, c)")
+        db.execute("insert into t values (?, ?)", (record["n"], record["clampd"]))
+    db.close()
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
+def test_a_decorator_plugin_with_its_real_configuration(tmp_path: Path) -> None:
+    import sqlite3
+    name = unique_name("dec")
+    clamp = f"clampd{name}"
+    folder = tmp_path / name
+    (folder / "sources").mkdir(parents=True)
+    (folder / "main.py").write_text(f"NAME = {name!r}\n"
+                                    + DECORATED.replace("clampd", clamp))
+    (folder / f"{name}.json").write_text(json.dumps({
+        "version": "1.0.0", "language": "python", "executable": "main.py",
+        "sources": ["lines"], "sinks": ["rows"], "functions": [clamp]}))
+    (folder / "sources" / "lines.yaml").write_text("default:\n  scale: 1\nbig:\n  scale: 10\n")
+    data = tmp_path / "in.txt"
+    data.write_text("a\nb\nc\n")
+    db = tmp_path / "out.db"
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["run", str(folder), "--count", "3", "--datasource", str(data), "--conf-key",
+                 "big", "--args", "n, 1, 1.5", "--sink-prop", f"db={db}", "--sink-prop",
+                 "requireAck=true"], out=out, err=err)
+    assert code == 0, err.getvalue()
+    assert out.getvalue().splitlines()[0] == 'source lines -> {"n": 0, "text": "a", "scale": 10}'
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select n, c from t order by n").fetchall() == [(0, 1), (1, 1),
+                                                                            (2, 1.5)]
+    # the function alone, from the command line
+    code, text, _ = run("run", str(folder), "--call", "5, 0, 3")
+    assert code == 0 and text == f"{clamp}(5, 0, 3) -> 3\n"
