@@ -117,10 +117,18 @@ class Problem:
     warning: bool = False
 
     def __str__(self) -> str:
+        return ("warning: " + self.text()) if self.warning else self.text()
+
+    def text(self) -> str:
+        """The problem without the ``warning: `` mark (JSON output says that in its key).
+
+        >>> Problem("p.json", "odd", warning=True).text()
+        'p.json: odd'
+        """
         text = f"{self.path}: {self.message}" if self.path else self.message
         if self.fix:
             text += f"; {self.fix}"
-        return ("warning: " + text) if self.warning else text
+        return text
 
 
 class PackagingError(EkuiperSDKError):

@@ -93,7 +93,17 @@ def configure_logging() -> None:
 
     Like a program's ``main``, the plugin sets up the root logger unless the plugin's
     code already did, so plain ``logging.info`` calls in plugin code show up too.
+    stdout and stderr become line-buffered: eKuiper starts a conda plugin without
+    ``python -u``, and a pipe is block-buffered by default, so a ``print`` or a log line
+    could sit in a buffer until the plugin exits.
     """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(line_buffering=True)
+            except (ValueError, OSError):  # a replaced or closed stream: leave it
+                pass
     root = logging.getLogger()
     if not root.handlers:
         handler = logging.StreamHandler(sys.stderr)

@@ -33,6 +33,7 @@ class SinkRunner(Runner):
         self._stopped = threading.Event()
         self._left: list[bytes] = []  # taken from the socket by a stop, not yet collected
         self._acked = False
+        self._open_error = ""  # why open failed, one line, for the acks that refuse frames
         self.received = 0  # frames taken from the socket
         self.collected = 0  # frames passed to collect
         self.inlet = channels.SinkInlet(protocol.sink_url(control.meta))
@@ -63,8 +64,14 @@ class SinkRunner(Runner):
         self.released.set()
 
     def _work(self) -> None:
-        opened = run_guarded(self.logger, "open", self.sink.open, self.ctx)
-        handle = self._collect if opened else self._refuse
+        try:
+            self.sink.open(self.ctx)
+            handle = self._collect
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug must not kill the process
+            self.logger.exception("open failed")
+            # The cause goes into every refusing ack: the rule's log then says why.
+            self._open_error = (protocol.exception_line(exc).splitlines() or [""])[0]
+            handle = self._refuse
         inlet = self.inlet
         while True:
             with inlet.lock:
@@ -90,7 +97,7 @@ class SinkRunner(Runner):
 
     def _refuse(self, frame: bytes) -> None:
         if self.require_ack:
-            self._send_ack(protocol.encode_ack("sink failed to open; see the plugin log"))
+            self._send_ack(protocol.encode_ack(f"sink failed to open: {self._open_error}"))
 
     def _collect(self, frame: bytes) -> None:
         self.collected += 1

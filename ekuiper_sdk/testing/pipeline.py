@@ -1,23 +1,52 @@
 """``run_pipeline``: a plugin folder's source through its function into its sink, like a
-small rule, under :class:`~.host.PluginHost` (what ``ekuiper-plugin run`` shows)."""
+small rule, under :class:`~.host.PluginHost` (what ``ekuiper-plugin run`` shows).
+
+Three shapes, chosen by what the plugin has and what the caller gives: records (from the
+source, or ``records`` given) through the function into the sink; calls of the function
+alone (``calls``); records into the sink alone. Per-record failures (a function error, a
+sink's error ack, a frame that is not JSON) are counted and reported, and the run goes on,
+as a rule does; a failure of the plugin itself ends the run with one :class:`HostError`.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import random
+import re
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import (
-    IO,
-    Any,
-)
+from typing import IO, Any, cast
 
-from ..errors import HostError, PackagingError
+import pynng
+
+from ..errors import FunctionError, HostError, InvalidFrameError, PackagingError, SinkAckError
 from ..tools.manifest import Manifest, find_manifest, load_manifest
 from .gojson import go_json_dumps
+from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .host import PluginHost
+from .plugin_log import LevelFilter, line_level
+from .run_inputs import Expr, Field, evaluate, parse_arguments, render
+
+
+@dataclass
+class RunSummary:
+    """What a run did: records in and out, per-record errors, seconds."""
+
+    records_in: int = 0
+    records_out: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    calls: bool = False
+
+    def __str__(self) -> str:
+        unit = "calls" if self.calls else "records in"
+        out = "results" if self.calls else "out"
+        return (f"summary: {self.records_in} {unit}, {self.records_out} {out}, "
+                f"{self.errors} error(s), {self.seconds:.2f}s")
 
 
 def _read_manifest(plugin_dir: Path) -> Manifest:
@@ -41,95 +70,261 @@ def _pick(manifest: Manifest, kind: str, wanted: str | None) -> str | None:
     return wanted
 
 
-def _argument_field(message: dict[str, Any]) -> str | None:
-    for key, value in message.items():
+def _default_arguments(record: dict[str, Any]) -> list[Expr]:
+    # Without --args: the record's first string field (or first field), one argument.
+    for key, value in record.items():
         if isinstance(value, str):
-            return key
-    return next(iter(message), None)
+            return [Field((key,))]
+    return [Field((key,)) for key in list(record)[:1]]
 
 
-def _telling_line(text: str) -> str:
-    """The line of an error text that says most: a traceback's last line, else the first."""
+def _first_line(text: str) -> str:
+    """The line of a host error that says most, without the output tail it carries."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return ""
-    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return re.sub(r"[;,]?\s*(plugin|last) output:$", "", line)
+
+
+def explaining_lines(output: Sequence[str], limit: int = 10) -> list[str]:
+    """The plugin output lines that explain a failure: its warnings, errors and tracebacks,
+    else its last lines.
+
+    >>> explaining_lines(["2026-01-01 10:00:00,0 INFO x: up", "Traceback (most recent...",
+    ...                   "  File 'm.py'", "ValueError: boom"])
+    ['Traceback (most recent...', "  File 'm.py'", 'ValueError: boom']
+    """
+    previous, marked = 30, []
+    for line in output:
+        previous = line_level(line, previous)
+        if previous >= 30:
+            marked.append(line)
+    return (marked or [line for line in output if line.strip()][-5:])[-limit:]
+
+
+class _Run:
+    """The state of one run: handles, counters and where lines go."""
+
+    def __init__(self, host: PluginHost, out: IO[str], log: IO[str] | None,
+                 rule: str, summary: RunSummary) -> None:
+        self.host, self.out, self.log, self.rule, self.summary = host, out, log, rule, summary
+
+    def say(self, line: str) -> None:
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def error(self, line: str) -> None:
+        self.summary.errors += 1
+        if self.log is not None:
+            self.log.write(f"error: {line}\n")
+            self.log.flush()
+
+    def apply(self, fn: FunctionHandle, name: str, exprs: list[Expr] | None,
+              record: dict[str, Any], where: str) -> bool:
+        """Call the function over ``record`` and store its result under its name."""
+        chosen = exprs if exprs is not None else _default_arguments(record)
+        text = f"{name}({render(chosen)})"
+        try:
+            result = fn.call(*[evaluate(e, record) for e in chosen], rule_id=self.rule,
+                             op_id="project")
+        except FunctionError as exc:
+            hint = " (give its arguments with --args, e.g. --args \"x, 0, 100\")" \
+                if exprs is None else ""
+            self.error(f"{where}: {text}: {_first_line(str(exc))}{hint}")
+            return False
+        self.say(f"{text} -> {json.dumps(result, ensure_ascii=False, default=repr)}")
+        record[name] = result
+        return True
+
+    def deliver(self, sink: SinkHandle, name: str, record: Any, where: str) -> None:
+        try:
+            sink.send(record)
+        except SinkAckError as exc:
+            self.error(f"{where}: sink {name} acked an error: {exc}")
+            return
+        self.summary.records_out += 1
+        self.say(f"sink {name} <- {go_json_dumps(record).decode('utf-8')}")
 
 
 def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = None,
                  function: str | None = None, sink: str | None = None, count: int = 5,
                  rule_id: str | None = None, datasource: str = "",
+                 conf_key: str | None = None,
                  source_config: dict[str, Any] | None = None,
                  sink_config: dict[str, Any] | None = None,
+                 use_function: bool = True, args: str | None = None,
+                 calls: Iterable[Sequence[Any]] | None = None,
+                 records: Iterable[Any] | None = None,
                  env: dict[str, str] | None = None, out: IO[str] | None = None,
-                 timeout: float = 30.0, python: str | None = None) -> list[dict[str, Any]]:
+                 log: IO[str] | None = None, verbose: bool = False,
+                 summary: RunSummary | None = None, timeout: float = 30.0,
+                 python: str | None = None) -> list[dict[str, Any]]:
     """Run a plugin folder's source through its function into its sink, like a small rule.
 
     Reads the folder's ``<name>.json`` manifest as ``ekuiper-plugin validate`` does, starts
-    its executable under :class:`PluginHost`, picks the first source, function and sink
-    the manifest lists unless named, starts sink, function and source for one unique rule
-    id, then for each of ``count`` tuples calls the function on the message's first
-    string field (or its first field), stores the result under the function's name, and
-    sends the record to the sink as one JSON object (``sendSingle``). One line per step
-    goes to ``out`` (default ``sys.stdout``). A source is required; function and sink are
-    skipped when the manifest has none. ``python`` is the interpreter that runs the plugin
-    (default: this one). Returns the records. Any failure raises :class:`HostError` with a
-    one-line message.
+    its executable under :class:`PluginHost` and picks the first source, function and sink
+    the manifest lists unless named (``use_function=False`` skips the function). The
+    source starts with ``datasource`` and the ``sources/<name>.yaml`` section ``conf_key``
+    over its ``default``, with ``source_config`` over both, as eKuiper builds it; the sink
+    with ``sink_config`` and ``sendSingle``.
+
+    - With a source (and no ``records``): ``count`` records go through the function into
+      the sink. ``args`` is the function's arguments as SQL-like expressions over each
+      record (``"x, 0, 'a'"``); by default its first string field.
+    - ``records`` (dicts, e.g. lines of a JSON-lines file) replace the source.
+    - ``calls`` (argument lists) call the function alone, once each.
+
+    One line per step goes to ``out`` (default ``sys.stdout``). ``log``, when given, gets
+    the plugin's warning and error lines as they come (every line with ``verbose``), each
+    per-record error, and the summary line last. Returns the records (for calls, each as
+    ``{"args": [...], "result": ...}``). A failure of the plugin raises :class:`HostError`:
+    one line, followed by the output lines that explain it when ``log`` is not given.
 
     Example::
 
         records = run_pipeline("plugins/pysam", count=2)
         # source pyjson -> {"name": "pyjson", "value": 2021}
-        # revert(name) -> 'nosjyp'
-        # sink print <- {"name": "pyjson", "revert": "nosjyp", "value": 2021}
+        # revert(name) -> "nosjyp"
+        # sink print <- {"name":"pyjson","revert":"nosjyp","value":2021}
     """
     stream = sys.stdout if out is None else out
     folder = Path(plugin_dir)
     manifest = _read_manifest(folder)
     name, language = manifest.name, manifest.language
-    src_name = _pick(manifest, "sources", source)
-    func_name = _pick(manifest, "functions", function)
-    sink_name = _pick(manifest, "sinks", sink)
-    if src_name is None:
-        raise HostError(f"plugin {name} declares no source; run_pipeline needs one for data")
+    calls = list(calls) if calls is not None else None
+    src_name = _pick(manifest, "sources", source) if records is None and calls is None \
+        else None
+    func_name = _pick(manifest, "functions", function) if use_function else None
+    sink_name = _pick(manifest, "sinks", sink) if calls is None else None
+    exprs = parse_arguments(args) if args is not None else None
+    if calls is not None and func_name is None:
+        raise HostError(f"plugin {name} has no function to call"
+                        if use_function else "--call/--calls need the function")
+    if calls is None and src_name is None and records is None:
+        if sink_name is not None:
+            raise HostError(f"plugin {name} has no source: give the sink records with "
+                            f"--records FILE (JSON lines) or --records - (stdin)")
+        if func_name is not None:
+            raise HostError(f"plugin {name} has no source: give the function arguments with "
+                            f"--call '1, 2' (repeatable) or --calls FILE (JSON arrays)")
+        raise HostError(f"plugin {name} declares no source, function or sink")
     rule = rule_id or f"run{os.getpid()}_{random.getrandbits(32):08x}"
     deadline = time.monotonic() + timeout
-    records: list[dict[str, Any]] = []
+    shown = LevelFilter(log, 10 if verbose else 30) if log is not None else None
     host = PluginHost(name, folder / manifest.executable, env=env, python=python,
                       init_timeout=min(timeout, 30.0), control_timeout=min(timeout, 30.0),
-                      language=language if language in ("python", "go") else "python")
+                      language=language if language in ("python", "go") else "python",
+                      echo=cast(IO[str], shown) if shown is not None else False)
+    print_summary = summary is None
+    summary = summary if summary is not None else RunSummary()
+    summary.calls = calls is not None
+    run = _Run(host, stream, log, rule, summary)
+    results: list[dict[str, Any]] = []
+    began = time.monotonic()
     try:
         host.start()
-        sink_handle = None
-        if sink_name is not None:
-            sink_handle = host.start_sink(sink_name, rule, op_id="sink",
-                                          config={"sendSingle": True, **(sink_config or {})})
-        func_handle = host.function(func_name) if func_name is not None else None
-        src_handle = host.start_source(src_name, rule, op_id="source", datasource=datasource,
-                                       config=source_config)
-        for _ in range(count):
-            item = src_handle.recv(max(0.0, deadline - time.monotonic()))
-            record = dict(item.message or {})
-            stream.write(f"source {src_name} -> {json.dumps(record, ensure_ascii=False)}\n")
-            if func_handle is not None:
-                field = _argument_field(record)
-                args = [record[field]] if field is not None else []
-                result = func_handle.call(*args, rule_id=rule, op_id="project")
-                stream.write(f"{func_name}({field or ''}) -> {result!r}\n")
-                record[func_name or ""] = result
-            if sink_handle is not None:
-                sink_handle.send(record)
-                stream.write(f"sink {sink_name} <- "
-                             f"{go_json_dumps(record).decode('utf-8')}\n")
-            stream.flush()
-            records.append(record)
-        src_handle.stop()
-        if sink_handle is not None:
-            sink_handle.stop()
+        if calls is not None:
+            assert func_name is not None
+            fn = host.function(func_name)
+            for arguments in calls:
+                summary.records_in += 1
+                if isinstance(arguments, Exception):
+                    run.error(f"call {summary.records_in}: {arguments}")
+                    continue
+                text = f"{func_name}({', '.join(json.dumps(a) for a in arguments)})"
+                try:
+                    result = fn.call(*arguments, rule_id=rule, op_id="project")
+                except FunctionError as exc:
+                    run.error(f"{text}: {_first_line(str(exc))}")
+                    continue
+                summary.records_out += 1
+                run.say(f"{text} -> {json.dumps(result, ensure_ascii=False, default=repr)}")
+                results.append({"args": list(arguments), "result": result})
+        else:
+            _flow(run, src_name, func_name, sink_name, exprs, records, count,
+                  deadline, datasource, conf_key, source_config, sink_config, results)
     except HostError as exc:
-        raise HostError(f"plugin {name}: {_telling_line(str(exc)) or type(exc).__name__}") from None
-    except (OSError, ValueError, TypeError) as exc:
+        raise HostError(_failure(name, exc, host, shown)) from None
+    except pynng.AddressInUse:
+        # eKuiper keeps a function's socket after the plugin is deleted (seen on v2.4).
+        raise HostError(f"plugin {name}: an IPC socket it needs (/tmp/plugin_{name}.ipc, "
+                        f"/tmp/func_<function>.ipc) is in use: an eKuiper that ran this plugin "
+                        f"or another run holds it; stop that one first") from None
+    except (OSError, ValueError, TypeError, pynng.NNGException) as exc:
         raise HostError(f"plugin {name}: {type(exc).__name__}: {exc}") from None
     finally:
         host.close()
-    return records
+        summary.seconds = time.monotonic() - began
+    if print_summary and log is not None:
+        log.write(f"{summary}\n")
+        log.flush()
+    return results
+
+
+def _flow(run: _Run, src_name: str | None, func_name: str | None,
+          sink_name: str | None, exprs: list[Expr] | None, records: Iterable[Any] | None,
+          count: int, deadline: float, datasource: str, conf_key: str | None,
+          source_config: dict[str, Any] | None, sink_config: dict[str, Any] | None,
+          results: list[dict[str, Any]]) -> None:
+    """Records from the source (or ``records``) through the function into the sink."""
+    host, rule, summary = run.host, run.rule, run.summary
+    sink_handle = None
+    if sink_name is not None:
+        sink_handle = host.start_sink(sink_name, rule, op_id="sink",
+                                      config={"sendSingle": True, **(sink_config or {})})
+    func_handle = host.function(func_name) if func_name is not None else None
+    src = None
+    if src_name is not None:
+        src = host.start_source(src_name, rule, op_id="source", datasource=datasource,
+                                conf_key=conf_key, config=source_config)
+        feed: Iterable[Any] = _source_items(src, count, deadline)
+    else:
+        feed = records or ()
+    label = f"source {src_name}" if src_name is not None else "record"
+    for item in feed:
+        summary.records_in += 1
+        where = f"record {summary.records_in}"
+        if isinstance(item, Exception):
+            run.error(f"{where}: {_first_line(str(item))}")
+            continue
+        if not isinstance(item, dict):
+            run.error(f"{where}: {json.dumps(item)[:60]} is not a JSON object")
+            continue
+        record = dict(item)
+        run.say(f"{label} -> {json.dumps(record, ensure_ascii=False, default=repr)}")
+        if func_handle is not None and func_name is not None \
+                and not run.apply(func_handle, func_name, exprs, record, where):
+            continue
+        if sink_handle is not None and sink_name is not None:
+            run.deliver(sink_handle, sink_name, record, where)
+        else:
+            summary.records_out += 1
+        results.append(record)
+    # Stopped here, not only by the host's close: a sink collects what it was sent before
+    # it answers the stop, and a close would give it less time.
+    if src is not None:
+        src.stop()
+    if sink_handle is not None:
+        sink_handle.stop()
+
+
+def _source_items(src: SourceHandle, count: int, deadline: float) -> Iterator[Any]:
+    """``count`` tuples' messages; a frame eKuiper could not decode comes as its error."""
+    for _ in range(count):
+        try:
+            yield src.recv(max(0.0, deadline - time.monotonic())).message
+        except InvalidFrameError as exc:
+            yield exc
+
+
+def _failure(name: str, exc: HostError, host: PluginHost, shown: LevelFilter | None) -> str:
+    """One line for a failure of the plugin, and what explains it."""
+    line = f"plugin {name}: {_first_line(str(exc)) or type(exc).__name__}"
+    if shown is None:
+        lines = explaining_lines(host.output)
+        return line + "".join(f"\n  | {text}" for text in lines)
+    if shown.problems:
+        return line + " (the plugin's lines above say why)"
+    more = f"; -v shows the {shown.hidden} line(s) it wrote" if shown.hidden else ""
+    return line + f" (the plugin logged no warning or error{more})"

@@ -57,8 +57,8 @@ def _cmd_validate(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if args.json:
         out.write(json.dumps({
             "ok": result.ok, "name": result.manifest.name if result.manifest else None,
-            "errors": [str(p) for p in result.errors],
-            "warnings": [str(p) for p in result.warnings], "defined": result.defined}) + "\n")
+            "errors": [p.text() for p in result.errors],
+            "warnings": [p.text() for p in result.warnings], "defined": result.defined}) + "\n")
         return EXIT_OK if result.ok else EXIT_FAIL
     _print_problems(result.problems, err)
     if not result.ok or result.manifest is None:
@@ -92,7 +92,7 @@ def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
             "layout": str(result.layout_dir) if result.layout_dir else None,
             "sha256": result.sha256, "size": result.size,
             "files": [e.name for e in result.entries],
-            "warnings": [str(p) for p in result.warnings]}) + "\n")
+            "warnings": [p.text() for p in result.warnings]}) + "\n")
         return EXIT_OK
     if result.zip_path is not None:
         out.write(f"wrote {result.zip_path}: {len(result.entries)} files, {result.size} bytes, "
@@ -103,24 +103,60 @@ def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return EXIT_OK
 
 
+def _run_inputs(args: argparse.Namespace) -> dict[str, Any]:
+    """The run's configs, calls and records from the command line (one-line ValueErrors)."""
+    from ..testing.run_inputs import evaluate, parse_arguments, parse_property, read_json_lines
+
+    def props(base: dict[str, Any] | None, pairs: list[str]) -> dict[str, Any] | None:
+        if not pairs:
+            return base
+        merged = dict(base or {})
+        merged.update(parse_property(pair) for pair in pairs)
+        return merged
+
+    calls: list[Any] | None = None
+    if args.call or args.calls:
+        calls = [[evaluate(e, None) for e in parse_arguments(text)] for text in args.call]
+        if args.calls:
+            calls.extend(value if isinstance(value, (list, Exception)) else ValueError(
+                f"{args.calls}: {json.dumps(value)[:40]} is not a JSON array of arguments")
+                for value in read_json_lines(args.calls, "--calls"))
+    if args.args is not None:
+        parse_arguments(args.args)  # a typo is a usage error before the plugin starts
+    return {
+        "source_config": props(args.source_config, args.source_prop),
+        "sink_config": props(args.sink_config, args.sink_prop),
+        "calls": calls,
+        "records": read_json_lines(args.records, "--records") if args.records else None,
+    }
+
+
 def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     # Imported here: only `run` needs the built-in host, and it loads the socket library.
-    from ..testing.pipeline import run_pipeline
+    from ..testing.pipeline import RunSummary, run_pipeline
 
+    try:
+        inputs = _run_inputs(args)
+    except (ValueError, OSError) as exc:
+        err.write(f"error: {exc}\n")
+        return EXIT_USAGE
     result = validate(args.dir, python=args.python or sys.executable,
                       check_code=not args.no_code)
     _print_problems(result.problems, err)
     if not result.ok:
         return EXIT_FAIL
+    summary = RunSummary()
     try:
         run_pipeline(Path(args.dir), source=args.source, function=args.function, sink=args.sink,
-                     count=args.count, out=out, timeout=args.timeout,
-                     datasource=args.datasource, source_config=args.source_config,
-                     sink_config=args.sink_config, python=args.python)
+                     count=args.count, out=out, log=err, verbose=args.verbose,
+                     summary=summary, timeout=args.timeout, datasource=args.datasource,
+                     conf_key=args.conf_key, use_function=not args.no_function,
+                     args=args.args, python=args.python, **inputs)
     except (HostError, LookupError, ValueError, RuntimeError, OSError, TimeoutError) as exc:
-        err.write(f"error: {args.dir}: the run failed: {exc}\n")
+        err.write(f"error: {args.dir}: {exc}\n{summary}\n")
         return EXIT_FAIL
-    return EXIT_OK
+    err.write(f"{summary}\n")
+    return EXIT_FAIL if summary.errors else EXIT_OK
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -242,18 +278,45 @@ def build_parser() -> argparse.ArgumentParser:
                    "from the installed package")
     p.set_defaults(func=_cmd_pack)
 
-    p = sub.add_parser("run", help="run the plugin under the built-in host and show what flows")
+    p = sub.add_parser("run", help="run the plugin under the built-in host and show what flows",
+                       description="Run the plugin like a small rule: records from its source "
+                       "(or --records) through its function into its sink; or only calls of "
+                       "its function (--call, --calls). Steps go to stdout; the plugin's "
+                       "warnings and errors (everything with -v), per-record errors and a "
+                       "summary go to stderr. Exit 1 when anything failed.")
     p.add_argument("dir", help="plugin folder")
     p.add_argument("--source", help="source to read (default: the first)")
     p.add_argument("--function", help="function to apply (default: the first)")
+    p.add_argument("--no-function", action="store_true", help="do not apply a function")
+    p.add_argument("--args", metavar="EXPRS", help="the function's arguments as SQL-like "
+                   "expressions over each record: field names, numbers, 'strings', true, "
+                   "false, null, [lists], e.g. \"x, 0, 100\" (default: the first string "
+                   "field)")
     p.add_argument("--sink", help="sink to write to (default: the first)")
-    p.add_argument("--count", type=int, default=5, help="tuples to show (default: 5)")
+    p.add_argument("--count", type=int, default=5, help="records to read from the source "
+                   "(default: 5)")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default: 30)")
     p.add_argument("--datasource", default="", help="the stream's DATASOURCE")
+    p.add_argument("--conf-key", help="the stream's CONF_KEY: the section of "
+                   "sources/<name>.yaml written over its default section")
     p.add_argument("--source-config", type=_json_object, default=None, metavar="JSON",
-                   help="written over the source's sources/<name>.yaml defaults")
+                   help="the stream's properties, written over the yaml's sections")
+    p.add_argument("--source-prop", action="append", default=[], metavar="KEY=VALUE",
+                   help="one source property (repeatable; the value is JSON when it parses "
+                   "as JSON, else a string); over --source-config")
     p.add_argument("--sink-config", type=_json_object, default=None, metavar="JSON",
                    help="the sink action's properties")
+    p.add_argument("--sink-prop", action="append", default=[], metavar="KEY=VALUE",
+                   help="one sink property (repeatable, as --source-prop)")
+    p.add_argument("--call", action="append", default=[], metavar="ARGS",
+                   help="call the function alone with these literal arguments, e.g. "
+                   "'1, 2, 3' (repeatable)")
+    p.add_argument("--calls", metavar="FILE", help="call the function alone once per line "
+                   "of FILE, each a JSON array of arguments ('-': stdin)")
+    p.add_argument("--records", metavar="FILE", help="records for the function and sink "
+                   "instead of the source: one JSON object a line ('-': stdin)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show every line the plugin writes, not only warnings and errors")
     p.add_argument("--python", help="interpreter that runs the plugin (default: this one)")
     p.add_argument("--no-code", action="store_true",
                    help="do not ask the code for its symbols before the run (a plugin on the "

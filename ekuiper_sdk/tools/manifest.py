@@ -244,6 +244,32 @@ def _looks_like_manifest(path: Path) -> bool:
     return isinstance(data, dict) and ("executable" in data or "language" in data)
 
 
+def json_problem(path: PathLike, exc: ValueError) -> Problem:
+    """A JSON syntax error as ``file:line:column`` and the parser's message.
+
+    >>> try: json.loads('{"a": 1,}')
+    ... except ValueError as e: print(json_problem("p.json", e))
+    p.json:1:9: is not valid JSON: Expecting property name enclosed in double quotes; fix the syntax
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        return Problem(f"{path}:{exc.lineno}:{exc.colno}", f"is not valid JSON: {exc.msg}",
+                       "fix the syntax")
+    return Problem(str(path), f"is not valid JSON ({exc})", "fix the syntax")
+
+
+def _broken_json(root: Path) -> list[Problem]:
+    """The root JSON files that do not parse: one of them is likely the manifest."""
+    problems = []
+    for path in sorted(root.glob("*.json")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+        except ValueError as exc:
+            problems.append(json_problem(path, exc))
+    return problems
+
+
 def find_manifest(plugin_dir: PathLike, name: str | None = None) -> Path:
     """The manifest file of a plugin folder: ``<name>.json``, or the only root JSON file that
     looks like one. Raises ``PackagingError`` with the fix when there is none or several.
@@ -267,6 +293,9 @@ def find_manifest(plugin_dir: PathLike, name: str | None = None) -> Path:
     if len(candidates) > 1:
         raise PackagingError([Problem(str(root), "several manifests: " + ", ".join(
             p.name for p in candidates), "pass --name to pick one")])
+    broken = _broken_json(root)
+    if broken:
+        raise PackagingError(broken)
     nested = sorted(p for p in root.glob("*/*.json")
                     if p.stem == p.parent.name and _looks_like_manifest(p))
     fix = (f"did you mean {nested[0].parent}? (the zip root must hold the manifest)" if nested
@@ -287,7 +316,7 @@ def load_manifest(path: PathLike) -> tuple[Manifest | None, list[Problem]]:
     except OSError as exc:
         return None, [Problem(str(path), f"cannot be read ({exc.strerror})", "check the path")]
     except (ValueError, UnicodeDecodeError) as exc:
-        return None, [Problem(str(path), f"is not valid JSON ({exc})", "fix the syntax")]
+        return None, [json_problem(path, exc)]
     problems = check_manifest(data, name, str(path))
     if not problems:
         # The schema is the editors' view of the same rules; report anything only it sees.
@@ -312,17 +341,26 @@ def read_zip_manifest(zip_path: PathLike, name: str | None = None) -> Manifest:
                                       "pass the zip written by `ekuiper-plugin pack`")]) from None
     with zf:
         root_json = [n for n in zf.namelist() if "/" not in n and n.endswith(".json")]
+        manifests = []
+        for n in root_json:
+            try:
+                data = json.loads(zf.read(n))
+            except ValueError:
+                continue
+            if isinstance(data, dict) and ("executable" in data or "language" in data):
+                manifests.append(n)
         if name is not None:
             candidates = [f"{name}.json"] if f"{name}.json" in root_json else []
+            if not candidates and manifests:
+                others = ", ".join(manifests)
+                raise PackagingError([Problem(
+                    str(path), f"--name {name}: the zip's manifest is {others}, so it holds "
+                    f"plugin {manifests[0][:-5]!r}, not {name!r}",
+                    f"install it without --name (as {manifests[0][:-5]!r}), or rename the "
+                    f"plugin to {name!r} in its manifest file name and in its code "
+                    f"(PluginConfig/Plugin name) and pack it again")])
         else:
-            candidates = []
-            for n in root_json:
-                try:
-                    data = json.loads(zf.read(n))
-                except ValueError:
-                    continue
-                if isinstance(data, dict) and ("executable" in data or "language" in data):
-                    candidates.append(n)
+            candidates = manifests
         if len(candidates) != 1:
             nested = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".json")]
             why = ("several manifests at its root: " + ", ".join(candidates) if candidates else
@@ -336,8 +374,7 @@ def read_zip_manifest(zip_path: PathLike, name: str | None = None) -> Manifest:
         try:
             data = json.loads(zf.read(entry))
         except ValueError as exc:
-            raise PackagingError([Problem(f"{path}:{entry}", f"is not valid JSON ({exc})",
-                                          "fix the manifest and pack again")]) from None
+            raise PackagingError([json_problem(f"{path}:{entry}", exc)]) from None
         problems = check_manifest(data, plugin_name, f"{path}:{entry}")
         if problems:
             raise PackagingError(problems)

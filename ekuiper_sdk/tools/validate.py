@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -93,8 +94,46 @@ def _check_files(root: Path, manifest: Manifest, files: Sequence[tuple[str, Path
     return out
 
 
+@dataclass(frozen=True)
+class Style:
+    """How the plugin's code is written, so that hints use its own words.
+
+    ``app`` is the name of the decorator style's ``Plugin`` object; ``None`` for the class
+    style (``PluginConfig`` and ``plugin.start``).
+
+    >>> Style.of("app = Plugin('x')\\n@app.function()\\ndef f(a): ...").naming("x")
+    "Plugin('x')"
+    """
+
+    app: str | None = None
+
+    @classmethod
+    def of(cls, source: str) -> Style:
+        """The style of a plugin's source text."""
+        bound = re.search(r"^\s*(\w+)\s*=\s*(?:\w+\.)?Plugin\(", source, re.MULTILINE)
+        if bound:
+            return cls(bound.group(1))
+        used = re.search(r"^\s*@(\w+)\.(?:source|sink|function)\b", source, re.MULTILINE)
+        return cls(used.group(1)) if used else cls()
+
+    def naming(self, name: str) -> str:
+        """The call that names the plugin."""
+        return f"Plugin({name!r})" if self.app else f"PluginConfig({name!r}, ...)"
+
+    def start(self) -> str:
+        """The call that serves the plugin, at the end of the script."""
+        return f"{self.app}.run()" if self.app else "plugin.start(PluginConfig(...))"
+
+    def define(self, kind: str, symbol: str) -> str:
+        """How to define one symbol."""
+        if self.app:
+            return f"decorate a {SINGULAR[kind]} with @{self.app}.{SINGULAR[kind]}({symbol!r})"
+        return f"add {symbol!r} to the {kind} of PluginConfig"
+
+
 def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = None,
-             timeout: float = 30.0) -> tuple[dict[str, Any] | None, list[Problem]]:
+             timeout: float = 30.0,
+             style: Style | None = None) -> tuple[dict[str, Any] | None, list[Problem]]:
     """Run the executable when asked to list its symbols and return the symbols it defines.
 
     The plugin prints ``{"name", "sources", "sinks", "functions"}`` and exits without
@@ -108,6 +147,7 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
     root = Path(plugin_dir).resolve()
     exe = root / manifest.executable
     shown = str(Path(plugin_dir) / manifest.executable)
+    style = style or Style()
     env = dict(os.environ)
     env[LIST_SYMBOLS_ENV] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -117,7 +157,7 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
                               capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return None, [Problem(shown, f"listed no symbols within {timeout:g} s",
-                              "make sure it calls ekuiper_sdk's plugin.start(...) and does no "
+                              f"make sure it calls {style.start()} and does no "
                               "blocking work at import (the official 'ekuiper' package has no "
                               "symbol listing)")]
     except OSError as exc:
@@ -139,20 +179,20 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
         if isinstance(data, dict) and all(isinstance(data.get(k), list) for k in KINDS):
             return data, []
     return None, [Problem(shown, "exited without listing its symbols",
-                          "call `plugin.start(PluginConfig(...))` from ekuiper_sdk at the end of "
-                          "the script")]
+                          f"call `{style.start()}` from ekuiper_sdk at the end of the script")]
 
 
 def _check_symbols(manifest: Manifest, defined: Mapping[str, Any], where: str,
-                   exe: str) -> list[Problem]:
+                   exe: str, style: Style) -> list[Problem]:
     out: list[Problem] = []
     code_name = defined.get("name")
     if code_name != manifest.name:
         # The plugin dials ipc:///tmp/plugin_<its own name>.ipc; eKuiper listens at the
         # manifest's name, so a mismatch is a plugin that never completes its handshake.
-        out.append(Problem(exe, f"PluginConfig names the plugin {code_name!r} but the manifest "
-                           f"is {manifest.name}.json; eKuiper would wait for a handshake that "
-                           "never comes", f"use PluginConfig({manifest.name!r}, ...)"))
+        out.append(Problem(exe, f"{'Plugin' if style.app else 'PluginConfig'} names the plugin "
+                           f"{code_name!r} but the manifest is {manifest.name}.json; eKuiper "
+                           "would wait for a handshake that never comes",
+                           f"use {style.naming(manifest.name)}"))
     for kind in KINDS:
         have = set(defined.get(kind) or ())
         declared = manifest.symbols()[kind]
@@ -161,8 +201,8 @@ def _check_symbols(manifest: Manifest, defined: Mapping[str, Any], where: str,
             if sym not in have:
                 out.append(Problem(where, f"{SINGULAR[kind]} {sym!r} is declared but {exe} does "
                                    f"not define it (it defines: {listing})",
-                                   f"add {sym!r} to the {kind} of PluginConfig or remove it "
-                                   "from the manifest"))
+                                   f"{style.define(kind, sym)} or remove it from the "
+                                   "manifest"))
         for sym in sorted(have - set(declared)):
             out.append(Problem(exe, f"{SINGULAR[kind]} {sym!r} is defined but not declared, so "
                                "eKuiper never offers it", f"add it to \"{kind}\" in {where}",
@@ -194,10 +234,14 @@ def validate(plugin_dir: PathLike, *, name: str | None = None, python: str | Non
     files = plugin_files(root, excludes)
     result.problems.extend(_check_files(root, manifest, files, str(path)))
     if check_code and manifest.language == "python" and (root / manifest.executable).is_file():
-        defined, problems = list_symbols(root, manifest, python, timeout)
+        try:
+            style = Style.of((root / manifest.executable).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            style = Style()
+        defined, problems = list_symbols(root, manifest, python, timeout, style)
         result.problems.extend(problems)
         if defined is not None:
             result.defined = {k: list(defined.get(k) or []) for k in KINDS}
             result.problems.extend(_check_symbols(manifest, defined, str(path),
-                                                  str(root / manifest.executable)))
+                                                  str(root / manifest.executable), style))
     return result

@@ -211,8 +211,10 @@ def test_run_passes_its_choices_to_run_pipeline(tmp_path: Path,
         calls.append((plugin_dir, kw))
         kw["out"].write("src -> fn -> sink\n")
 
+    from ekuiper_sdk.testing.pipeline import RunSummary
     fake = types.ModuleType("ekuiper_sdk.testing.pipeline")
     fake.run_pipeline = run_pipeline  # type: ignore[attr-defined]
+    fake.RunSummary = RunSummary  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "ekuiper_sdk.testing.pipeline", fake)
     plugin = init(tmp_path)
     code, out, err = run("run", str(plugin), "--function", "f", "--count", "3")
@@ -220,7 +222,7 @@ def test_run_passes_its_choices_to_run_pipeline(tmp_path: Path,
     [(where, kw)] = calls
     assert where == plugin
     assert kw["source"] is None and kw["function"] == "f" and kw["sink"] is None
-    assert kw["count"] == 3 and kw["timeout"] == 30.0
+    assert kw["count"] == 3 and kw["timeout"] == 30.0 and kw["conf_key"] is None
     assert out == "src -> fn -> sink\n"
     (plugin / "main.py").write_text("raise SystemExit(1)\n")
     code, _, err = run("run", str(plugin))

@@ -1,0 +1,309 @@
+"""``ekuiper-plugin run`` on plugins written as users write them: configs from yaml and the
+command line, function arguments, function-only and sink-only plugins, the plugin's log by
+level, one-line failures and the summary. Real plugin processes over real IPC sockets."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from helpers.pack_helpers import unique_name
+
+from ekuiper_sdk.testing.plugin_log import LevelFilter, line_level
+from ekuiper_sdk.testing.run_inputs import (
+    evaluate,
+    parse_arguments,
+    parse_property,
+    read_json_lines,
+)
+from ekuiper_sdk.tools.cli import main
+
+# A class-style plugin like the one the issue describes: a source that uses its DATASOURCE
+# and yaml config, a three-argument clamp, a sink whose configure needs "path" and whose
+# open fails for a path it cannot write.
+PLUGIN = '''
+import logging, os, threading
+from ekuiper_sdk import Function, PluginConfig, Sink, Source, plugin
+
+class Rows(Source):
+    def configure(self, datasource, conf):
+        self.datasource, self.conf = datasource, conf
+        self.stopped = threading.Event()
+    def open(self, ctx):
+        for n in range(int(self.conf.get("rows", 3))):
+            ctx.emit({"x": n * 50, "file": self.datasource, "unit": self.conf.get("unit")}, None)
+        if self.conf.get("warn"):
+            ctx.get_logger().warning("only %d rows in %s", self.conf.get("rows", 3),
+                                     self.datasource)
+        self.stopped.wait()
+    def close(self, ctx):
+        self.stopped.set()
+
+class Clamp(Function):
+    def validate(self, args):
+        return ""
+    def exec(self, args, ctx):
+        x, lo, hi = args
+        return max(lo, min(hi, x))
+    def is_aggregate(self):
+        return False
+
+class Store(Sink):
+    def configure(self, conf):
+        self.path = conf["path"]
+    def open(self, ctx):
+        self.f = open(self.path, "a")
+    def collect(self, ctx, data):
+        ctx.get_logger().info("stored %s", data)
+        self.f.write(data.decode() + "\\n"); self.f.flush()
+    def close(self, ctx):
+        if hasattr(self, "f"):
+            self.f.close()
+
+if __name__ == "__main__":
+    plugin.start(PluginConfig(NAME, {"rows": Rows}, {"store": Store}, {"clamp": Clamp}))
+'''
+
+
+def make_plugin(tmp_path: Path, *, sources: bool = True, sinks: bool = True,
+                functions: bool = True) -> tuple[Path, str]:
+    name = unique_name("run")
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "main.py").write_text(f"NAME = {name!r}\n" + PLUGIN)
+    manifest = {"version": "1.0.0", "language": "python", "executable": "main.py",
+                "sources": ["rows"] if sources else [], "sinks": ["store"] if sinks else [],
+                "functions": ["clamp"] if functions else []}
+    (folder / f"{name}.json").write_text(json.dumps(manifest))
+    (folder / "sources").mkdir()
+    (folder / "sources" / "rows.yaml").write_text(
+        "default:\n  rows: 2\n  unit: m\nthree:\n  rows: 3\n")
+    return folder, name
+
+
+def run(*argv: str, stdin: str | None = None,
+        monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    if stdin is not None:
+        assert monkeypatch is not None
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    # --no-code: the symbol listing before the run is validate's, tested with it; without it
+    # each run starts one process less.
+    argv = (*argv[:2], "--no-code", *argv[2:]) if argv[:1] == ("run",) else argv
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_the_whole_flow_with_yaml_conf_key_props_and_arguments(tmp_path: Path) -> None:
+    folder, _ = make_plugin(tmp_path)
+    db = tmp_path / "out.txt"
+    code, out, err = run("run", str(folder), "--count", "3", "--datasource", "a.csv",
+                         "--conf-key", "three", "--source-prop", "unit=\"km\"",
+                         "--sink-prop", f"path={db}", "--sink-prop", "requireAck=true",
+                         "--args", "x, 10, 60")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == 'source rows -> {"x": 0, "file": "a.csv", "unit": "km"}'
+    assert lines[1] == "clamp(x, 10, 60) -> 10"
+    assert lines[4] == "clamp(x, 10, 60) -> 50"
+    assert lines[7] == "clamp(x, 10, 60) -> 60"     # the "three" section gave a third row
+    assert [json.loads(line)["clamp"] for line in db.read_text().splitlines()] == [10, 50, 60]
+    assert re.fullmatch(r"summary: 3 records in, 3 out, 0 error\(s\), [\d.]+s\n", err)
+
+
+def test_warnings_by_default_everything_with_v(tmp_path: Path) -> None:
+    folder, _ = make_plugin(tmp_path)
+    base = ("run", str(folder), "--count", "2", "--datasource", "b.csv", "--source-prop",
+            "warn=true", "--no-function", "--sink-prop", f"path={tmp_path / 'o.txt'}")
+    code, _, err = run(*base)
+    assert code == 0, err
+    assert re.search(r"WARNING .*only 2 rows in b.csv", err)
+    assert "stored" not in err and " INFO " not in err
+    code, _, err = run(*base, "-v")
+    assert code == 0, err
+    assert " INFO " in err and "stored" in err
+
+
+def test_a_sink_config_key_missing_is_one_line_with_its_cause(tmp_path: Path) -> None:
+    folder, name = make_plugin(tmp_path)
+    code, out, err = run("run", str(folder), "--count", "1", "--timeout", "10")
+    assert code == 1
+    assert "Traceback" not in err.split("error:")[-1]
+    [line] = [e for e in err.splitlines() if e.startswith("error:")]
+    assert f"plugin {name}:" in line and "path" in line
+    assert err.splitlines()[-1].startswith("summary: 0 records in")
+
+
+def test_a_function_error_is_counted_and_the_run_goes_on(tmp_path: Path) -> None:
+    folder, _ = make_plugin(tmp_path)
+    code, out, err = run("run", str(folder), "--count", "2", "--sink-prop",
+                         f"path={tmp_path / 'o.txt'}")
+    # Without --args clamp gets one argument and fails on each record.
+    assert code == 1
+    errors = [e for e in err.splitlines() if e.startswith("error: record")]
+    assert len(errors) == 2 and "--args" in errors[0]
+    assert "summary: 2 records in, 0 out, 2 error(s)" in err
+    assert "sink store <-" not in out
+
+
+def test_a_source_that_never_delivers_says_so_in_one_line(tmp_path: Path) -> None:
+    folder, name = make_plugin(tmp_path)
+    code, _, err = run("run", str(folder), "--source-prop", "rows=0", "--no-function",
+                       "--sink-prop", f"path={tmp_path / 'o.txt'}", "--timeout", "2")
+    assert code == 1
+    [line] = [e for e in err.splitlines() if e.startswith("error:")]
+    assert line.endswith("(the plugin logged no warning or error; -v shows the "
+                         + line.split("-v shows the ")[1].split()[0] + " line(s) it wrote)")
+    assert "plugin output" not in err and "no tuple from source" in line
+
+
+def test_function_only_plugin_with_calls(tmp_path: Path) -> None:
+    folder, _ = make_plugin(tmp_path, sources=False, sinks=False)
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("[5, 0, 3]\n\nnot json\n[-1, 0, 3]\n")
+    code, out, err = run("run", str(folder), "--call", "7, 0, 10", "--call", "1.5, 2, 3",
+                         "--calls", str(calls))
+    assert out.splitlines() == ["clamp(7, 0, 10) -> 7", "clamp(1.5, 2, 3) -> 2",
+                                "clamp(5, 0, 3) -> 3", "clamp(-1, 0, 3) -> 0"]
+    assert code == 1 and f"{calls}:3: not JSON" in err
+    assert "summary: 5 calls, 4 results, 1 error(s)" in err
+    code, _, err = run("run", str(folder))
+    assert code == 1 and "--call '1, 2'" in err
+    code, _, err = run("run", str(folder), "--call", "x, 1, 2")
+    assert code == 2 and "x is a field name" in err
+
+
+def test_sink_only_plugin_with_records_from_stdin(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    folder, _ = make_plugin(tmp_path, sources=False, functions=False)
+    target = tmp_path / "s.txt"
+    # requireAck: the run waits for each record's ack, so every record is collected before
+    # the stop (without it, a stop may close the socket on frames still queued, as eKuiper's).
+    code, out, err = run("run", str(folder), "--records", "-", "--sink-prop", f"path={target}",
+                         "--sink-prop", "requireAck=true",
+                         stdin='{"a": 1}\n[1]\n{"a": 2}\n', monkeypatch=monkeypatch)
+    assert [json.loads(line) for line in target.read_text().splitlines()] == [{"a": 1},
+                                                                              {"a": 2}]
+    assert code == 1 and "record 2: [1] is not a JSON object" in err
+    assert "summary: 3 records in, 2 out, 1 error(s)" in err
+    code, _, err = run("run", str(folder))
+    assert code == 1 and "--records FILE" in err
+
+
+def test_a_sink_that_cannot_open_acks_the_cause(tmp_path: Path) -> None:
+    folder, _ = make_plugin(tmp_path, sources=False, functions=False)
+    records = tmp_path / "r.jsonl"
+    records.write_text('{"a": 1}\n')
+    code, _, err = run("run", str(folder), "--records", str(records), "--sink-config",
+                       json.dumps({"path": str(tmp_path / "no" / "such" / "dir"),
+                                   "requireAck": True}))
+    assert code == 1
+    [line] = [e for e in err.splitlines() if e.startswith("error: record 1")]
+    assert "sink failed to open: FileNotFoundError:" in line and "see the plugin log" not in line
+
+
+def test_inputs() -> None:
+    assert [evaluate(e, {"x": 1, "a": {"b": "c"}}) for e in parse_arguments(
+        "x, a.b, `x`, -2.5, 'it''s', \"q\", TRUE, null, [1, missing]")] == \
+        [1, "c", 1, -2.5, "it's", "q", True, None, [1, None]]
+    assert parse_arguments("  ") == []
+    for bad in ("x,", "x y", "[1, 2", "1 @"):
+        with pytest.raises(ValueError):
+            parse_arguments(bad)
+    assert parse_property("k=[1, 2]") == ("k", [1, 2])
+    assert parse_property("k=a=b") == ("k", "a=b")
+    with pytest.raises(ValueError):
+        parse_property("novalue")
+
+
+def test_read_json_lines_keeps_going_after_a_bad_line(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text('1\n{\n"a"\n')
+    values = list(read_json_lines(str(path), "--records"))
+    assert values[0] == 1 and isinstance(values[1], ValueError) and values[2] == "a"
+
+
+def test_log_levels() -> None:
+    out = io.StringIO()
+    shown = LevelFilter(out, level=30)
+    for line in ["2026-01-01 10:00:00,000 INFO p: up", "hello from print",
+                 "2026-01-01 10:00:00,001 ERROR p: collect failed",
+                 "Traceback (most recent call last):", '  File "m.py", line 1',
+                 "ValueError: boom", "2026-01-01 10:00:00,002 DEBUG p: x"]:
+        shown.write(f"[p] {line}\n")
+    assert out.getvalue().splitlines() == [
+        "[p] hello from print", "[p] 2026-01-01 10:00:00,001 ERROR p: collect failed",
+        "[p] Traceback (most recent call last):", '[p]   File "m.py", line 1',
+        "[p] ValueError: boom"]
+    assert (shown.hidden, shown.problems) == (2, 5)
+    assert line_level("Traceback (most recent call last):", 20) == 40
+
+
+def test_a_plugin_already_running_elsewhere_is_one_line(tmp_path: Path) -> None:
+    import pynng
+    folder, name = make_plugin(tmp_path, sources=False, sinks=False)
+    with pynng.Rep0(listen=f"ipc:///tmp/plugin_{name}.ipc"):
+        code, _, err = run("run", str(folder), "--call", "1, 2, 3")
+    assert code == 1 and "Traceback" not in err
+    assert f"an IPC socket it needs (/tmp/plugin_{name}.ipc, " in err and "is in use" in err
+
+
+DECORATED = '''
+import sqlite3
+from ekuiper_sdk import Plugin
+
+app = Plugin(NAME)
+
+@app.source("lines")
+def lines(ctx, datasource, conf):
+    with open(datasource) as f:
+        for n, line in enumerate(f):
+            yield {"n": n, "text": line.strip(), "scale": conf.get("scale")}
+
+@app.function("clampd")
+def clamp(x: float, lo: float, hi: float) -> float:
+    return max(lo, min(hi, x))
+
+@app.sink("rows")
+def rows(ctx, record):
+    db = sqlite3.connect(ctx.config["db"])
+    with db:
+        db.execute("create table if not exists t (n, c)")
+        db.execute("insert into t values (?, ?)", (record["n"], record["clampd"]))
+    db.close()
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
+def test_a_decorator_plugin_with_its_real_configuration(tmp_path: Path) -> None:
+    import sqlite3
+    name = unique_name("dec")
+    clamp = f"clampd{name}"
+    folder = tmp_path / name
+    (folder / "sources").mkdir(parents=True)
+    (folder / "main.py").write_text(f"NAME = {name!r}\n"
+                                    + DECORATED.replace("clampd", clamp))
+    (folder / f"{name}.json").write_text(json.dumps({
+        "version": "1.0.0", "language": "python", "executable": "main.py",
+        "sources": ["lines"], "sinks": ["rows"], "functions": [clamp]}))
+    (folder / "sources" / "lines.yaml").write_text("default:\n  scale: 1\nbig:\n  scale: 10\n")
+    data = tmp_path / "in.txt"
+    data.write_text("a\nb\nc\n")
+    db = tmp_path / "out.db"
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["run", str(folder), "--count", "3", "--datasource", str(data), "--conf-key",
+                 "big", "--args", "n, 1, 1.5", "--sink-prop", f"db={db}", "--sink-prop",
+                 "requireAck=true"], out=out, err=err)
+    assert code == 0, err.getvalue()
+    assert out.getvalue().splitlines()[0] == 'source lines -> {"n": 0, "text": "a", "scale": 10}'
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select n, c from t order by n").fetchall() == [(0, 1), (1, 1),
+                                                                            (2, 1.5)]
+    # the function alone, from the command line
+    code, text, _ = run("run", str(folder), "--call", "5, 0, 3")
+    assert code == 0 and text == f"{clamp}(5, 0, 3) -> 3\n"

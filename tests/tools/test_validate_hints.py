@@ -1,0 +1,126 @@
+"""``validate`` speaks the plugin's own style, locates a manifest's JSON syntax error, keeps
+the ``warning: `` mark out of ``--json``; ``install --name`` of a zip of another plugin."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from helpers.pack_helpers import manifest_of, new_plugin, unique_name, write_manifest
+
+from ekuiper_sdk.errors import PackagingError
+from ekuiper_sdk.tools import manifest
+from ekuiper_sdk.tools import validate as validate_mod
+from ekuiper_sdk.tools.cli import main
+
+DECORATED = '''
+from ekuiper_sdk import Plugin
+
+app = Plugin(NAME)
+
+@app.function("clamp_FN")
+def clamp(x: float, lo: float, hi: float) -> float:
+    return max(lo, min(hi, x))
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
+def decorator_plugin(tmp_path: Path, code_name: str | None = None) -> Path:
+    name = unique_name("dec")
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "main.py").write_text(f"NAME = {code_name or name!r}\n"
+                                    + DECORATED.replace("FN", name))
+    (folder / f"{name}.json").write_text(json.dumps({
+        "version": "1.0.0", "language": "python", "executable": "main.py",
+        "functions": [f"clamp_{name}"]}))
+    return folder
+
+
+def problems(folder: Path) -> list[str]:
+    return [str(p) for p in validate_mod.validate(folder).problems]
+
+
+def test_decorator_plugins_get_decorator_hints(tmp_path: Path) -> None:
+    folder = decorator_plugin(tmp_path)
+    assert problems(folder) == []
+    data = manifest_of(folder)
+    write_manifest(folder, dict(data, functions=[*data["functions"], "ghost"]))
+    [line] = problems(folder)
+    assert "decorate a function with @app.function('ghost')" in line
+    assert "PluginConfig" not in line
+
+    renamed = decorator_plugin(tmp_path, code_name="other")
+    [line] = problems(renamed)
+    assert "Plugin names the plugin 'other'" in line
+    assert f"use Plugin({renamed.name!r})" in line and "PluginConfig" not in line
+
+    (renamed / "main.py").write_text("from ekuiper_sdk import Plugin\napp = Plugin('x')\n")
+    [line] = problems(renamed)
+    assert "call `app.run()`" in line and "PluginConfig" not in line
+
+
+def test_class_plugins_keep_class_hints(tmp_path: Path) -> None:
+    plugin = new_plugin(tmp_path)
+    data = manifest_of(plugin)
+    write_manifest(plugin, dict(data, functions=[*data["functions"], "ghost"]))
+    [line] = problems(plugin)
+    assert "add 'ghost' to the functions of PluginConfig" in line
+
+
+def test_style_of_source_text() -> None:
+    assert validate_mod.Style.of("svc = ekuiper_sdk.Plugin('a')").app == "svc"
+    assert validate_mod.Style.of("@p.sink('s')\ndef s(ctx, data): ...").app == "p"
+    assert validate_mod.Style.of("plugin.start(PluginConfig('a', {}, {}, {}))").app is None
+
+
+def test_a_manifest_with_a_syntax_error_is_located(tmp_path: Path) -> None:
+    plugin = new_plugin(tmp_path)
+    path = plugin / f"{plugin.name}.json"
+    path.write_text('{\n  "version": "1.0.0",\n  "language": "python"\n  "executable": "m.py"\n}')
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["validate", str(plugin)], out=out, err=err) == 1
+    first = err.getvalue().splitlines()[0]
+    assert first == (f"error: {path}:4:3: is not valid JSON: Expecting ',' delimiter; "
+                     f"fix the syntax")
+    # named explicitly, it is read by load_manifest: the same report
+    [line] = problems_named(plugin)
+    assert line == f"{path}:4:3: is not valid JSON: Expecting ',' delimiter; fix the syntax"
+
+
+def problems_named(plugin: Path) -> list[str]:
+    return [str(p) for p in validate_mod.validate(plugin, name=plugin.name).problems]
+
+
+def test_json_warnings_have_no_warning_prefix(tmp_path: Path) -> None:
+    plugin = new_plugin(tmp_path)
+    write_manifest(plugin, dict(manifest_of(plugin), sinks=[]))
+    out = io.StringIO()
+    assert main(["validate", str(plugin), "--json"], out=out, err=io.StringIO()) == 0
+    warnings = json.loads(out.getvalue())["warnings"]
+    assert warnings and all(not w.startswith("warning") for w in warnings)
+    assert any("is defined but not declared" in w for w in warnings)
+
+
+def test_install_name_of_another_plugins_zip(tmp_path: Path) -> None:
+    plugin = new_plugin(tmp_path)
+    zip_path = tmp_path / "p.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for path in plugin.rglob("*"):
+            if path.is_file():
+                zf.write(path, path.relative_to(plugin).as_posix())
+    with pytest.raises(PackagingError) as info:
+        manifest.read_zip_manifest(zip_path, "other")
+    text = str(info.value.problems[0])
+    assert f"--name other: the zip's manifest is {plugin.name}.json" in text
+    assert f"install it without --name (as {plugin.name!r})" in text
+    assert "top folder" not in text
+    err = io.StringIO()
+    code = main(["install", str(zip_path), "--name", "other", "--server",
+                 "http://127.0.0.1:9"], out=io.StringIO(), err=err)
+    assert code == 1 and "the zip's manifest is" in err.getvalue()
