@@ -32,6 +32,7 @@ import os
 import shutil
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable, TypeVar, Union
@@ -49,7 +50,9 @@ __all__ = ["RealEkuiper", "Capture", "RealEkuiperError", "URL_ENV", "CAPTURE_PLU
 
 #: The environment variable naming the eKuiper server for real-eKuiper tests.
 URL_ENV = "EKUIPER_URL"
-#: The name of the capture plugin and of its sink.
+#: The capture plugin's name and its sink's, followed by the server's port: a plugin's
+#: control socket is named after it in the machine's /tmp, so two eKuiper servers on one
+#: machine need two names.
 CAPTURE_PLUGIN = "sdkcapture"
 
 _CAPTURE_SCRIPT = '''"""Forwards every frame a rule gives this sink to the address in its config."""
@@ -58,10 +61,10 @@ import pynng
 
 from ekuiper_sdk import Plugin
 
-app = Plugin("sdkcapture")
+app = Plugin("@NAME@")
 
 
-@app.sink("sdkcapture", records="bytes")
+@app.sink("@NAME@", records="bytes")
 class Forward:
     def configure(self, conf):
         self.address = str(conf["address"])
@@ -95,7 +98,9 @@ class Capture:
     host's address as the container sees it).
     """
 
-    def __init__(self, listen: str = "127.0.0.1", advertise: str | None = None) -> None:
+    def __init__(self, listen: str = "127.0.0.1", advertise: str | None = None,
+                 sink: str = CAPTURE_PLUGIN) -> None:
+        self.sink = sink
         self._sock = pynng.Pull0(recv_timeout=100, recv_max_size=0)
         listener = self._sock.listen(f"tcp://{listen}:0")
         port = str(listener.local_address).rsplit(":", 1)[1]
@@ -105,7 +110,7 @@ class Capture:
     def action(self, **props: Any) -> dict[str, Any]:
         """The rule action that sends the rule's output here; ``props`` are the sink's
         properties (``sendSingle``, ``batchSize``, ``requireAck``...)."""
-        return {CAPTURE_PLUGIN: {"address": self.address, **props}}
+        return {self.sink: {"address": self.address, **props}}
 
     def frames(self, count: int, timeout: float = 10.0) -> list[bytes]:
         """The first ``count`` frames the rule sent, waiting up to ``timeout`` seconds."""
@@ -167,6 +172,8 @@ class RealEkuiper:
         self._created: list[tuple[str, str]] = []   # (kind, name), in creation order
         self._captures: list[Capture] = []
         self._workdir = Path(tempfile.mkdtemp(prefix="ekuiper-real-"))
+        port = urllib.parse.urlsplit(self.client.server).port or 80
+        self.capture_plugin = f"{CAPTURE_PLUGIN}{port}"
 
     def __enter__(self) -> RealEkuiper:
         return self
@@ -264,15 +271,16 @@ class RealEkuiper:
     def capture(self) -> Capture:
         """A new :class:`Capture`; installs the capture plugin the first time."""
         installed = {p.get("name") for p in self._step("list plugins", self.client.list_plugins)}
-        if CAPTURE_PLUGIN not in installed:
-            folder = self._workdir / CAPTURE_PLUGIN
+        name = self.capture_plugin
+        if name not in installed:
+            folder = self._workdir / name
             folder.mkdir(exist_ok=True)
-            (folder / f"{CAPTURE_PLUGIN}.py").write_text(_CAPTURE_SCRIPT)
-            (folder / f"{CAPTURE_PLUGIN}.json").write_text(json.dumps({
+            (folder / f"{name}.py").write_text(_CAPTURE_SCRIPT.replace("@NAME@", name))
+            (folder / f"{name}.json").write_text(json.dumps({
                 "version": "v1.0.0", "language": "python",
-                "executable": f"{CAPTURE_PLUGIN}.py", "sinks": [CAPTURE_PLUGIN]}))
+                "executable": f"{name}.py", "sinks": [name]}))
             self.install(folder)
-        capture = Capture(self.listen, self.advertise)
+        capture = Capture(self.listen, self.advertise, sink=name)
         self._captures.append(capture)
         return capture
 
