@@ -30,6 +30,6 @@ def start(config: PluginConfig, argv: list[str] | None = None) -> None:
         sys.stdout.write(json.dumps(config.symbol_names()) + "\n")
         sys.stdout.flush()
         raise SystemExit(0)
-    from .runtime.control import PluginRuntime
+    from .runtime import supervisor
 
-    PluginRuntime(config, sys.argv if argv is None else argv).serve_forever()
+    supervisor.run(config, sys.argv if argv is None else argv)

@@ -22,14 +22,18 @@ class PluginConfig:
     """A plugin's name and the factories of its symbols, keyed by symbol name.
 
     A factory is called once per running instance (once per function name for functions),
-    so a class works as its own factory: ``{"pyjson": PyJson}``.
+    so a class works as its own factory: ``{"pyjson": PyJson}``. With ``supervise=False``
+    the plugin runs as one process that is not restarted when it dies (docs/reliability.md).
     """
 
     def __init__(self, name: str, sources: Mapping[str, SourceFactory] | None = None,
                  sinks: Mapping[str, SinkFactory] | None = None,
-                 functions: Mapping[str, FunctionFactory] | None = None) -> None:
+                 functions: Mapping[str, FunctionFactory] | None = None, *,
+                 supervise: bool = True) -> None:
         protocol.check_name("plugin name", name)
         self.name = name
+        # Serve the symbols from a worker process restarted when it dies (``supervisor``).
+        self.supervise = supervise
         self.sources: dict[str, SourceFactory] = dict(sources or {})
         self.sinks: dict[str, SinkFactory] = dict(sinks or {})
         self.functions: dict[str, FunctionFactory] = dict(functions or {})

@@ -1,0 +1,119 @@
+"""The function call each function is running, shared between a worker and its supervisor.
+
+A call that kills the worker (native code that segfaults on one input) would kill every
+worker after it: eKuiper sends a pending call again to whoever joins its function socket
+next (seen on a real eKuiper: each new worker got the same call until eKuiper gave up on
+it). So before running a request, the worker writes its length and CRC-32 into its slot
+of a small shared file, and clears the slot afterwards; when the worker dies the
+supervisor reads the slots, and the next worker answers that exact request once with an
+error instead of running it. The cost is a CRC and two 8-byte writes per call.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import struct
+import zlib
+from typing import Any, Callable
+
+from . import protocol
+
+#: Set in a worker's environment: the shared file of call slots.
+CALLS_ENV = "EKUIPER_SDK_WORKER_CALLS"
+#: Set in a worker's environment: JSON {function: [length, crc, why]} of calls not to run.
+POISON_ENV = "EKUIPER_SDK_WORKER_POISON"
+#: One slot per function name: the running request's length and CRC-32, zero when idle.
+SLOT = struct.Struct("<II")
+
+#: The worker's board, when it runs under a supervisor.
+BOARD: CallBoard | None = None
+
+Call = tuple[int, int]
+
+
+def offsets(functions: list[str]) -> dict[str, int]:
+    """Where each function's slot is: function names in sorted order.
+
+    >>> offsets(["b", "a"])
+    {'a': 0, 'b': 8}
+    """
+    return {name: i * SLOT.size for i, name in enumerate(sorted(functions))}
+
+
+def create(path: str, functions: list[str]) -> None:
+    """Create the zeroed file of slots for a new worker (the supervisor)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, bytes(max(1, len(functions)) * SLOT.size))
+    finally:
+        os.close(fd)
+
+
+def pending(path: str, functions: list[str]) -> dict[str, Call]:
+    """The calls a dead worker was running, by function name (the supervisor)."""
+    try:
+        with open(path, "rb") as slots:
+            data = slots.read()
+    except OSError:
+        return {}
+    found = {}
+    for name, offset in offsets(functions).items():
+        if offset + SLOT.size <= len(data):
+            call = SLOT.unpack_from(data, offset)
+            if call != (0, 0):
+                found[name] = call
+    return found
+
+
+class CallBoard:
+    """The worker's side: marks each running call, refuses a call that killed the last one."""
+
+    def __init__(self, path: str, functions: list[str], poison: dict[str, list[Any]]) -> None:
+        fd = os.open(path, os.O_RDWR)
+        try:
+            self._map = mmap.mmap(fd, max(1, len(functions)) * SLOT.size)
+        finally:
+            os.close(fd)
+        self._offsets = offsets(functions)
+        self._poison = poison
+
+    @classmethod
+    def from_env(cls, functions: list[str]) -> CallBoard | None:
+        """The board the supervisor prepared, if any."""
+        path = os.environ.pop(CALLS_ENV, "")
+        if not path:
+            return None
+        try:
+            poison = json.loads(os.environ.pop(POISON_ENV, "") or "{}")
+        except ValueError:
+            poison = {}
+        return cls(path, functions, poison if isinstance(poison, dict) else {})
+
+    def guard(self, name: str, handle: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
+        """``handle`` with its calls marked on the board."""
+        offset = self._offsets.get(name)
+        if offset is None:
+            return handle
+        slots, mark = self._map, SLOT.pack_into
+        entry = self._poison.pop(name, None)
+        poison: Call | None = None
+        why = ""
+        if isinstance(entry, list) and len(entry) == 3:
+            poison, why = (int(entry[0]), int(entry[1])), str(entry[2])
+
+        def guarded(data: bytes) -> bytes:
+            nonlocal poison
+            call = (len(data), zlib.crc32(data))
+            if call == poison:
+                poison = None  # once: the same input may come again, and may then succeed
+                return protocol.func_reply(False, f"this call ended the plugin's worker "
+                                                  f"process ({why}); it was not run again")
+            mark(slots, offset, *call)
+            try:
+                return handle(data)
+            finally:
+                mark(slots, offset, 0, 0)
+
+        return guarded
