@@ -5,8 +5,10 @@ worker after it: eKuiper sends a pending call again to whoever joins its functio
 next (seen on a real eKuiper: each new worker got the same call until eKuiper gave up on
 it). So before running a request, the worker writes its length and CRC-32 into its slot
 of a small shared file, and clears the slot afterwards; when the worker dies the
-supervisor reads the slots, and the next worker answers that exact request once with an
-error instead of running it. The cost is a CRC and two 8-byte writes per call.
+supervisor reads the slots, and every later worker answers that exact request (same
+arguments, same call site) with an error instead of running it: seen on a real eKuiper, a
+source that re-sends the record after a restart brings the same call again. The cost is a
+CRC and two 8-byte writes per call.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from . import protocol
 
 #: Set in a worker's environment: the shared file of call slots.
 CALLS_ENV = "EKUIPER_SDK_WORKER_CALLS"
-#: Set in a worker's environment: JSON {function: [length, crc, why]} of calls not to run.
+#: Set in a worker's environment: JSON {function: [[length, crc, why], ...]}, calls not to run.
 POISON_ENV = "EKUIPER_SDK_WORKER_POISON"
 #: One slot per function name: the running request's length and CRC-32, zero when idle.
 SLOT = struct.Struct("<II")
@@ -97,19 +99,17 @@ class CallBoard:
         if offset is None:
             return handle
         slots, mark = self._map, SLOT.pack_into
-        entry = self._poison.pop(name, None)
-        poison: Call | None = None
-        why = ""
-        if isinstance(entry, list) and len(entry) == 3:
-            poison, why = (int(entry[0]), int(entry[1])), str(entry[2])
+        refused: dict[Call, str] = {}
+        for entry in self._poison.pop(name, None) or []:
+            if isinstance(entry, list) and len(entry) == 3:
+                refused[(int(entry[0]), int(entry[1]))] = str(entry[2])
 
         def guarded(data: bytes) -> bytes:
-            nonlocal poison
             call = (len(data), zlib.crc32(data))
-            if call == poison:
-                poison = None  # once: the same input may come again, and may then succeed
+            if refused and call in refused:
                 return protocol.func_reply(False, f"this call ended the plugin's worker "
-                                                  f"process ({why}); it was not run again")
+                                                  f"process ({refused[call]}); it is not run "
+                                                  "again")
             mark(slots, offset, *call)
             try:
                 return handle(data)

@@ -50,6 +50,8 @@ READY_TIMEOUT_S = 60.0
 #: How long the worker gets to close its symbols when the supervisor stops.
 WORKER_STOP_S = 2.0
 PARENT_POLL_S = 0.2
+#: How many calls that killed a worker are refused, per function (the latest ones).
+POISON_KEPT = 64
 
 
 def enabled(config: PluginConfig) -> bool:
@@ -130,7 +132,7 @@ class Supervisor:
         self._started: dict[str, Started] = {}
         self._strikes: dict[str, int] = {}
         self._dropped: dict[str, str] = {}           # key -> why it is no longer started
-        self._poison: dict[str, list[Any]] = {}   # calls the next worker must not run
+        self._poison: dict[str, list[list[Any]]] = {}  # calls a worker must not run
         self._deaths = 0                             # in a row
         self._last_death = ""
         self._restart_at = 0.0                       # when the next worker starts
@@ -198,8 +200,8 @@ class Supervisor:
                 number = self._numbers
             calls = self._calls_path(number)
             with self._cond:
-                poison, self._poison = self._poison, {}
-            env = {inflight.CALLS_ENV: calls, inflight.POISON_ENV: json.dumps(poison),
+                poison = json.dumps(self._poison)
+            env = {inflight.CALLS_ENV: calls, inflight.POISON_ENV: poison,
                    # Only the first worker joins the host's function sockets by itself
                    # (PluginRuntime._rejoin_functions); later ones get the recorded starts.
                    REJOIN_ENV: "1" if number == 1 else "0"}
@@ -273,9 +275,11 @@ class Supervisor:
         lines = " | ".join(worker.last_lines()) or "(nothing)"
         how = worker.exit_description()
         with self._cond:
-            # The host sends those calls again to the next worker: it answers them once
-            # with an error instead of dying the same way (see inflight).
-            self._poison = {name: [size, crc, how] for name, (size, crc) in running.items()}
+            # The host sends those calls again to the next worker, and a source may send
+            # the record again: later workers answer them with an error (see inflight).
+            for name, (size, crc) in running.items():
+                known = self._poison.setdefault(name, [])
+                known[:] = [*known, [size, crc, how]][-POISON_KEPT:]
         calling = "".join(f"; it was running a call of function {name!r}" for name in running)
         delay = self._died(worker, how, lived)
         loop = (f"; crash loop: {self._deaths} deaths in a row"

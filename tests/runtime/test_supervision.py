@@ -113,10 +113,15 @@ def test_a_function_that_segfaults_answers_again(supervised: Supervised) -> None
     # eKuiper sends a pending call again to the worker that takes over; that worker
     # answers it with an error rather than crash the same way.
     with pytest.raises(FunctionError, match=r"this call ended the plugin's worker process "
-                       r"\(killed by signal SIGSEGV\); it was not run again"):
+                       r"\(killed by signal SIGSEGV\); it is not run again"):
         fragile.call("segv")
-    assert supervised.worker_pid() != old
+    new = supervised.worker_pid()
+    assert new != old
+    # The same input again (a source sending its record again) is refused too, not run.
+    with pytest.raises(FunctionError, match="it is not run again"):
+        fragile.call("segv")
     assert fragile.call("abc") == "ABC"
+    assert supervised.worker_pid() == new
     [line] = supervised.death_lines()
     assert "killed by signal SIGSEGV" in line and "running a call of function" in line
     assert "Fatal Python error: Segmentation fault" in line and "in exec" in line
