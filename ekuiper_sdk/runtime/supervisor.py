@@ -43,6 +43,8 @@ STABLE_S = 10.0
 CRASH_LOOP_DEATHS = 3
 #: An instance during whose start the worker died this many times in a row is dropped.
 STRIKES_TO_DROP = 3
+#: How many workers a function's start is tried on when they die during it.
+FUNCTION_START_ATTEMPTS = 5
 #: How long a command waits for a worker that is being started.
 COMMAND_WAIT_S = 10.0
 #: How long a new worker may take to import the plugin and connect.
@@ -356,21 +358,32 @@ class Supervisor:
         if start and dropped:
             return self._refuse(command.cmd, control, f"{dropped}; stop and start the rule "
                                 "once the plugin is fixed")
-        worker = self._ready_worker()
-        if isinstance(worker, str):
-            if start:
-                return self._refuse(command.cmd, control, worker)
-            return self._forget(control, key)
-        try:
-            answer = worker.exchange(data)
-        except WorkerDied:
-            worker.exited.wait(1.0)
-            if not start:
+        # A function's start runs no plugin code beyond its factory, so a worker that dies
+        # during one was killed by a call in flight; an error answer here would fail the
+        # function for good (seen on a real eKuiper: a replayed start answered with an
+        # error sets the plugin's status to error), so it is tried again on the next one.
+        attempts = FUNCTION_START_ATTEMPTS if start and control.plugin_type == protocol.FUNC else 1
+        for attempt in range(1, attempts + 1):
+            worker = self._ready_worker()
+            if isinstance(worker, str):
+                if start:
+                    return self._refuse(command.cmd, control, worker)
                 return self._forget(control, key)
-            self._strike(key, control)
-            return self._refuse(command.cmd, control, "the plugin's worker process died while "
-                                f"starting it ({worker.exit_description()}); a new one is "
-                                "starting")
+            try:
+                answer = worker.exchange(data)
+                break
+            except WorkerDied:
+                worker.exited.wait(1.0)
+                if not start:
+                    return self._forget(control, key)
+                if attempt == attempts:
+                    self._strike(key, control)
+                    return self._refuse(command.cmd, control, "the plugin's worker process died "
+                                        f"while starting it ({worker.exit_description()}); a "
+                                        "new one is starting")
+                with self._cond:  # wait until the death is counted, then for the next one
+                    while self._worker is worker:
+                        self._cond.wait(0.1)
         if answer == protocol.OK:
             with self._cond:
                 if start:
