@@ -17,12 +17,14 @@ import json
 import mmap
 import os
 import struct
+import tempfile
 import zlib
 from typing import Any, Callable
 
 from . import protocol
 
-#: Set in a worker's environment: the shared file of call slots.
+#: Set in a worker's environment: the descriptor of the shared file of call slots (the file
+#: is unlinked at once, so a supervisor killed by SIGKILL leaves nothing behind).
 CALLS_ENV = "EKUIPER_SDK_WORKER_CALLS"
 #: Set in a worker's environment: JSON {function: [[length, crc, why], ...]}, calls not to run.
 POISON_ENV = "EKUIPER_SDK_WORKER_POISON"
@@ -44,20 +46,23 @@ def offsets(functions: list[str]) -> dict[str, int]:
     return {name: i * SLOT.size for i, name in enumerate(sorted(functions))}
 
 
-def create(path: str, functions: list[str]) -> None:
-    """Create the zeroed file of slots for a new worker (the supervisor)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+def create(functions: list[str]) -> int:
+    """A zeroed, already unlinked file of slots for a new worker; its descriptor."""
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    fd, path = tempfile.mkstemp(prefix="ekuiper_sdk_calls_", dir=folder)
+    os.unlink(path)
     try:
         os.write(fd, bytes(max(1, len(functions)) * SLOT.size))
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd
 
 
-def pending(path: str, functions: list[str]) -> dict[str, Call]:
+def pending(fd: int, functions: list[str]) -> dict[str, Call]:
     """The calls a dead worker was running, by function name (the supervisor)."""
     try:
-        with open(path, "rb") as slots:
-            data = slots.read()
+        data = os.pread(fd, max(1, len(functions)) * SLOT.size, 0)
     except OSError:
         return {}
     found = {}
@@ -72,8 +77,7 @@ def pending(path: str, functions: list[str]) -> dict[str, Call]:
 class CallBoard:
     """The worker's side: marks each running call, refuses a call that killed the last one."""
 
-    def __init__(self, path: str, functions: list[str], poison: dict[str, list[Any]]) -> None:
-        fd = os.open(path, os.O_RDWR)
+    def __init__(self, fd: int, functions: list[str], poison: dict[str, list[Any]]) -> None:
         try:
             self._map = mmap.mmap(fd, max(1, len(functions)) * SLOT.size)
         finally:
@@ -84,14 +88,14 @@ class CallBoard:
     @classmethod
     def from_env(cls, functions: list[str]) -> CallBoard | None:
         """The board the supervisor prepared, if any."""
-        path = os.environ.pop(CALLS_ENV, "")
-        if not path:
+        fd = os.environ.pop(CALLS_ENV, "")
+        if not fd.isdigit():
             return None
         try:
             poison = json.loads(os.environ.pop(POISON_ENV, "") or "{}")
         except ValueError:
             poison = {}
-        return cls(path, functions, poison if isinstance(poison, dict) else {})
+        return cls(int(fd), functions, poison if isinstance(poison, dict) else {})
 
     def guard(self, name: str, handle: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
         """``handle`` with its calls marked on the board."""

@@ -106,9 +106,9 @@ class Started:
     raw: bytes
 
 
-def _unlink(path: str) -> None:
+def _close(fd: int) -> None:
     try:
-        os.unlink(path)
+        os.close(fd)
     except OSError:
         pass
 
@@ -166,7 +166,6 @@ class Supervisor:
         if worker is not None:
             worker.terminate(WORKER_STOP_S)
             worker.close()
-            _unlink(self._calls_path(worker.number))
         log.info("plugin %s stopped: %s", self.config.name, self._shutdown_reason)
         PluginRuntime._exit(0)
 
@@ -200,19 +199,19 @@ class Supervisor:
             with self._cond:
                 self._numbers += 1
                 number = self._numbers
-            calls = self._calls_path(number)
             with self._cond:
                 poison = json.dumps(self._poison)
-            env = {inflight.CALLS_ENV: calls, inflight.POISON_ENV: poison,
-                   # Only the first worker joins the host's function sockets by itself
-                   # (PluginRuntime._rejoin_functions); later ones get the recorded starts.
-                   REJOIN_ENV: "1" if number == 1 else "0"}
+            calls = -1
             try:
-                inflight.create(calls, list(self.config.functions))
+                calls = inflight.create(list(self.config.functions))
+                env = {inflight.CALLS_ENV: str(calls), inflight.POISON_ENV: poison,
+                       # Only the first worker joins the host's function sockets by itself
+                       # (PluginRuntime._rejoin_functions); later ones get the recorded starts.
+                       REJOIN_ENV: "1" if number == 1 else "0"}
                 worker = WorkerProcess(self.config.name, self.command, number, self._on_exit,
-                                       env)
+                                       env, pass_fds=(calls,))
             except OSError as exc:
-                _unlink(calls)
+                _close(calls)
                 self._died(None, f"cannot start a worker: {exc}")
                 if self._shutdown.wait(max(0.0, self._restart_at - time.monotonic())):
                     return
@@ -234,10 +233,6 @@ class Supervisor:
             log.info("worker %d (pid %d) serves plugin %s", number, worker.pid,
                      self.config.name)
             return
-
-    def _calls_path(self, number: int) -> str:
-        folder = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
-        return f"{folder}/ekuiper_sdk_{self.config.name}_{os.getpid()}_w{number}.calls"
 
     def _replay(self, worker: WorkerProcess) -> None:
         """Restart every recorded instance: sinks, sources, then functions.
@@ -268,9 +263,8 @@ class Supervisor:
                 self._worker = None
             serving = [s.control.label() for s in self._started.values()]
         worker.close()
-        calls = self._calls_path(worker.number)
-        running = inflight.pending(calls, list(self.config.functions))
-        _unlink(calls)
+        running = inflight.pending(worker.calls_fd, list(self.config.functions))
+        _close(worker.calls_fd)
         if self._shutdown.is_set():
             return
         lived = time.monotonic() - worker.started_at

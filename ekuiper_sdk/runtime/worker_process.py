@@ -46,7 +46,7 @@ class WorkerProcess:
 
     def __init__(self, plugin: str, command: list[str], number: int,
                  on_exit: Callable[[WorkerProcess], None],
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()) -> None:
         self.number = number
         # Set once the process has been reaped; only the waiter thread calls wait(), since
         # Popen.poll() answers None while another thread waits.
@@ -64,11 +64,14 @@ class WorkerProcess:
             full_env.update(env or {})
             full_env[WORKER_ENV] = self.url
             # stdout stays eKuiper's; stderr (the log) goes through us for its last lines.
-            self.proc = subprocess.Popen(command, env=full_env, stderr=subprocess.PIPE)
+            self.proc = subprocess.Popen(command, env=full_env, stderr=subprocess.PIPE,
+                                         pass_fds=pass_fds)
         except BaseException:
             self._sock.close()
             raise
         self.pid = self.proc.pid
+        # The supervisor's descriptor of the worker's call slots (see inflight), if passed.
+        self.calls_fd = pass_fds[0] if pass_fds else -1
         self.started_at = time.monotonic()
         assert self.proc.stderr is not None
         threading.Thread(target=self._copy_stderr, args=(self.proc.stderr,),
@@ -110,6 +113,9 @@ class WorkerProcess:
                     if frame != protocol.HANDSHAKE:
                         log.warning("worker %d said %.80r before it was ready", self.number,
                                     frame)
+                    # Connected: the path is no longer needed, and a supervisor killed by
+                    # SIGKILL would leave it behind.
+                    self._unlink()
                     return
                 if time.monotonic() > give_up:
                     self.kill()
@@ -195,7 +201,10 @@ class WorkerProcess:
             if not self._closed:
                 self._closed = True
                 self._sock.close()
-                try:
-                    os.unlink(protocol.url_path(self.url))
-                except OSError:
-                    pass
+                self._unlink()
+
+    def _unlink(self) -> None:
+        try:
+            os.unlink(protocol.url_path(self.url))
+        except OSError:
+            pass
