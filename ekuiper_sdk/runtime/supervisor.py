@@ -364,7 +364,7 @@ class Supervisor:
                     return self._refuse(command.cmd, control, worker)
                 return self._forget(control, key)
             try:
-                answer = worker.exchange(data)
+                answer, served = worker.exchange(data), worker
                 break
             except WorkerDied:
                 worker.exited.wait(1.0)
@@ -378,6 +378,8 @@ class Supervisor:
                 with self._cond:  # wait until the death is counted, then for the next one
                     while self._worker is worker:
                         self._cond.wait(0.1)
+        if answer != protocol.OK:
+            served.flush_output()  # the worker's traceback first, as in one process
         if answer == protocol.OK:
             with self._cond:
                 if start:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -57,6 +58,7 @@ class WorkerProcess:
         self._closed = False
         self._tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
         self._tail_done = threading.Event()
+        self._copying = threading.Lock()  # held while a line is being copied
         self._sock = pynng.Pair0(recv_timeout=POLL_MS, send_timeout=1000, recv_max_size=0)
         try:
             channels.listen_private(self._sock, self.url)
@@ -84,24 +86,62 @@ class WorkerProcess:
         self._on_exit(self)
 
     def _copy_stderr(self, stream: IO[bytes]) -> None:
-        out = getattr(sys.stderr, "buffer", None)
+        # Chunks straight from the pipe, not lines through a buffer: flush_output then
+        # knows that an empty pipe means everything has been taken.
+        fd = stream.fileno()
+        partial = b""
         try:
-            for line in iter(stream.readline, b""):
-                text = line.decode("utf-8", "replace").rstrip()
-                if text:
-                    self._tail.append(text)
-                try:
-                    if out is not None:
-                        out.write(line)
-                        out.flush()
-                    else:
-                        sys.stderr.write(line.decode("utf-8", "replace"))
-                        sys.stderr.flush()
-                except (OSError, ValueError):
-                    pass  # our stderr is gone; keep reading so the worker never blocks
+            while True:
+                data = os.read(fd, 65536)
+                if not data:
+                    break
+                with self._copying:
+                    self._write(data)
+                    *lines, partial = (partial + data).split(b"\n")
+                    for line in lines[-KEPT_LINES:]:
+                        text = line.decode("utf-8", "replace").rstrip()
+                        if text:
+                            self._tail.append(text)
+        except OSError:
+            pass
         finally:
+            if partial.strip():
+                self._tail.append(partial.decode("utf-8", "replace").rstrip())
             stream.close()
             self._tail_done.set()
+
+    @staticmethod
+    def _write(data: bytes) -> None:
+        try:
+            out = getattr(sys.stderr, "buffer", None)
+            if out is not None:
+                out.write(data)
+                out.flush()
+            else:
+                sys.stderr.write(data.decode("utf-8", "replace"))
+                sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # our stderr is gone; keep reading so the worker never blocks
+
+    def flush_output(self, timeout: float = 0.2) -> None:
+        """Wait (briefly) until what the worker wrote so far has been copied to our stderr.
+
+        Called before an error answer is relayed, so that the worker's log lines about it
+        (its traceback) come before the answer, as they do in a single process.
+        """
+        stream = self.proc.stderr
+        give_up = time.monotonic() + timeout
+        while stream is not None and not self._tail_done.is_set():
+            try:
+                readable = select.select([stream], [], [], 0)[0]
+            except (OSError, ValueError):
+                return
+            if not readable:
+                with self._copying:  # the line taken last is written
+                    return
+            if time.monotonic() > give_up:
+                return
+            time.sleep(0.002)
 
     def wait_ready(self, timeout: float) -> None:
         """Wait for the worker's first frame; ``WorkerDied`` if it exits or takes too long."""
