@@ -1,8 +1,11 @@
 """The supervisor's handle on one worker process: start it, talk to it, tell how it died.
 
-One Pair0 socket per worker, listened on by the supervisor at a path of its own under
-``/tmp`` (plugin name, supervisor pid, worker number), so two plugins or two workers of one
-plugin never share it. As everywhere in the runtime (``channels``), the socket is used and
+One Pair0 socket per worker, listened on by the supervisor at a name of its own (plugin
+name, supervisor pid, worker number, random part). On Linux it is an abstract socket,
+which leaves no file behind even when eKuiper kills the supervisor with SIGKILL; anyone on
+the machine could dial it, so a connection from any process but the worker is refused
+(its peer pid, which the kernel reports). Elsewhere it is a file under ``/tmp`` only the
+user may open. As everywhere in the runtime (``channels``), the socket is used and
 closed by one thread at a time: the holder of ``_lock``.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -35,6 +39,14 @@ POLL_MS = 50
 TAIL_WAIT_S = 0.5
 
 
+def _peer_pid(pipe: pynng.Pipe) -> int | None:
+    """The pid of the process at the other end of an IPC pipe, when nng can tell."""
+    value = pynng.ffi.new("uint64_t *")
+    if pynng.lib.nng_pipe_get_uint64(pipe.pipe, b"ipc:peer-pid", value):
+        return None
+    return int(value[0])
+
+
 class WorkerDied(Exception):
     """The worker exited before it answered."""
 
@@ -53,7 +65,10 @@ class WorkerProcess:
         # Popen.poll() answers None while another thread waits.
         self.exited = threading.Event()
         self._on_exit = on_exit
-        self.url = f"ipc:///tmp/ekuiper_sdk_{plugin}_{os.getpid()}_w{number}.ipc"
+        name = f"ekuiper_sdk_{plugin}_{os.getpid()}_w{number}_{secrets.token_hex(4)}"
+        self.abstract = sys.platform.startswith("linux")
+        self.url = f"abstract://{name}" if self.abstract else f"ipc:///tmp/{name}.ipc"
+        self._spawned = threading.Event()
         self._lock = threading.Lock()
         self._closed = False
         self._tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
@@ -61,7 +76,11 @@ class WorkerProcess:
         self._copying = threading.Lock()  # held while a line is being copied
         self._sock = pynng.Pair0(recv_timeout=POLL_MS, send_timeout=1000, recv_max_size=0)
         try:
-            channels.listen_private(self._sock, self.url)
+            if self.abstract:
+                self._sock.add_pre_pipe_connect_cb(self._admit)
+                self._sock.listen(self.url)
+            else:
+                channels.listen_private(self._sock, self.url)
             full_env = dict(os.environ)
             full_env.update(env or {})
             full_env[WORKER_ENV] = self.url
@@ -72,6 +91,7 @@ class WorkerProcess:
             self._sock.close()
             raise
         self.pid = self.proc.pid
+        self._spawned.set()
         # The supervisor's descriptor of the worker's call slots (see inflight), if passed.
         self.calls_fd = pass_fds[0] if pass_fds else -1
         self.started_at = time.monotonic()
@@ -84,6 +104,15 @@ class WorkerProcess:
         self.proc.wait()
         self.exited.set()
         self._on_exit(self)
+
+    def _admit(self, pipe: pynng.Pipe) -> None:
+        """Refuse a connection from any process but the worker (an nng thread)."""
+        self._spawned.wait(5.0)
+        pid = _peer_pid(pipe)
+        if pid != getattr(self, "pid", None):
+            log.warning("refused a connection to worker %d's channel from pid %s", self.number,
+                        pid)
+            pipe.close()
 
     def _copy_stderr(self, stream: IO[bytes]) -> None:
         # Chunks straight from the pipe, not lines through a buffer: flush_output then
@@ -244,6 +273,8 @@ class WorkerProcess:
                 self._unlink()
 
     def _unlink(self) -> None:
+        if self.abstract:
+            return
         try:
             os.unlink(protocol.url_path(self.url))
         except OSError:

@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 from typing import Any, Callable
 
+import pynng
 import pytest
 from helpers import PLUGINS
 
@@ -191,3 +192,22 @@ def _zombie(pid: int) -> bool:
             return stat.read().split(") ")[1].startswith("Z")
     except OSError:
         return True
+
+
+def test_no_other_process_gets_onto_the_workers_channel(supervised: Supervised) -> None:
+    # The channel is an abstract socket, which any local process could dial: the kernel
+    # lists its name. The supervisor refuses every peer but its worker.
+    prefix = f"@ekuiper_sdk_{supervised.host.name}_"
+    with open("/proc/net/unix") as table:
+        names = {line.split()[-1] for line in table if prefix in line}
+    assert names
+    intruder = pynng.Pair0(recv_timeout=300)
+    try:
+        intruder.dial("abstract://" + names.pop()[1:], block=False)
+        wait_for(lambda: any("refused a connection to worker" in line
+                             for line in supervised.host.output), 5.0, "the refusal")
+        with pytest.raises(pynng.Timeout):
+            intruder.recv()
+    finally:
+        intruder.close()
+    assert supervised.fragile().call("still") == "STILL"
