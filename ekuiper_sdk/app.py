@@ -60,9 +60,11 @@ class Plugin:
     """
 
     def __init__(self, name: str, *,
-                 state_dir: str | os.PathLike[str] | None = None) -> None:
+                 state_dir: str | os.PathLike[str] | None = None,
+                 supervise: bool = False) -> None:
         protocol.check_name("plugin name", name)
         self.name = name
+        self.supervise = supervise
         self.state_dir = None if state_dir is None else os.fspath(state_dir)
         self._sources: dict[str, SourceFactory] = {}
         self._sinks: dict[str, SinkFactory] = {}
@@ -172,7 +174,8 @@ class Plugin:
 
     def config(self) -> PluginConfig:
         """The ``PluginConfig`` of the symbols registered so far."""
-        return PluginConfig(self.name, self._sources, self._sinks, self._functions)
+        return PluginConfig(self.name, self._sources, self._sinks, self._functions,
+                            supervise=self.supervise)
 
     def symbol_names(self) -> dict[str, object]:
         """The plugin's name and symbol names, as a manifest lists them."""

@@ -35,6 +35,8 @@ class SymbolTable(Protocol):
     """Where the control loop finds a plugin's symbols (a ``PluginConfig``)."""
 
     name: str
+    #: Serve the symbols from a worker process that a supervisor restarts (supervisor.py).
+    supervise: bool
 
     @property
     def functions(self) -> Mapping[str, Callable[[], Function]]: ...
@@ -46,6 +48,7 @@ class SymbolTable(Protocol):
     def function(self, name: str) -> Callable[[], Function]: ...
 
     def get(self, plugin_type: str, symbol_name: str) -> Callable[[], object]: ...
+
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -112,12 +115,42 @@ def configure_logging() -> None:
         root.setLevel(os.environ.get(LOG_LEVEL_ENV, "INFO").upper())
 
 
-class PluginRuntime:
-    """Serves one plugin's symbols to the host for the life of the process."""
+def connect_to_ekuiper(plugin: str) -> channels.InvertedReplier:
+    """Dial eKuiper's control channel for ``plugin``; exits the process when none listens."""
+    url = protocol.control_url(plugin)
+    try:
+        return channels.InvertedReplier(url)
+    except ConnectionError:
+        log.error("no eKuiper is listening at %s: a portable plugin is started by eKuiper "
+                  "(or by ekuiper_sdk.testing), not by hand", url)
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(1)
 
-    def __init__(self, config: SymbolTable, argv: list[str]) -> None:
+
+class CommandChannel(Protocol):
+    """Where commands come from: eKuiper's control channel, or a supervisor's (``worker``)."""
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None: ...
+
+    def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None: ...
+
+
+class PluginRuntime:
+    """Serves one plugin's symbols to the host for the life of the process.
+
+    ``connect`` opens the channel commands come from; by default eKuiper's control channel.
+    A supervised worker passes its supervisor's private channel instead, and ``rejoin=False``
+    when the supervisor replays the function starts itself.
+    """
+
+    def __init__(self, config: SymbolTable, argv: list[str],
+                 connect: Callable[[], CommandChannel] | None = None,
+                 rejoin: bool = True) -> None:
         self.config = config
         self.options = parse_host_args(argv)
+        self._connect = connect
+        self._rejoin = rejoin
         self._runners: dict[str, Runner] = {}
         # Stopped instances still draining or closing: shutdown waits for them too.
         self._stopping: list[Runner] = []
@@ -131,26 +164,32 @@ class PluginRuntime:
     def serve_forever(self) -> None:
         """Connect to the host and serve until shut down; exits the process."""
         configure_logging()
-        log.info("plugin %s starting (pid %d, sendTimeout %d ms)", self.config.name, os.getpid(),
-                 self.options.send_timeout_ms)
+        role = "worker" if self._connect is not None else "plugin"
+        log.info("%s %s starting (pid %d, sendTimeout %d ms)", role, self.config.name,
+                 os.getpid(), self.options.send_timeout_ms)
         self._install_signal_handlers()
-        url = protocol.control_url(self.config.name)
-        try:
-            control = channels.InvertedReplier(url)
-        except ConnectionError:
-            log.error("no eKuiper is listening at %s: a portable plugin is started by eKuiper "
-                      "(or by ekuiper_sdk.testing), not by hand", url)
-            self._exit(1)
-        control.on_disconnect(lambda: self.shutdown("eKuiper closed the control channel"))
+        control: CommandChannel
+        if self._connect is not None:
+            try:
+                control = self._connect()
+            except ConnectionError as exc:
+                log.error("worker %s: its supervisor is gone: %s", self.config.name, exc)
+                self._exit(1)
+            control.on_disconnect(lambda: self.shutdown("the supervisor closed its channel"))
+        else:
+            control = connect_to_ekuiper(self.config.name)
+            control.on_disconnect(lambda: self.shutdown("eKuiper closed the control channel"))
         threading.Thread(target=self._serve_control, args=(control,), name="control",
                          daemon=True).start()
-        threading.Thread(target=self._rejoin_functions, name="rejoin", daemon=True).start()
+        if self._rejoin:
+            threading.Thread(target=self._rejoin_functions, name="rejoin", daemon=True).start()
         parent = os.getppid()
         while not self._shutdown.wait(PARENT_POLL_S):
             if os.getppid() != parent:
                 # The host died (even by SIGKILL): leave rather than linger as an orphan
                 # that a restarted host's sockets could be shared with.
-                self.shutdown(f"eKuiper (pid {parent}) is gone")
+                self.shutdown(f"{'the supervisor' if self._connect else 'eKuiper'} "
+                              f"(pid {parent}) is gone")
         self._close_all()
         log.info("plugin %s stopped: %s", self.config.name, self._shutdown_reason)
         self._exit(0)
@@ -171,7 +210,7 @@ class PluginRuntime:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, on_signal)
 
-    def _serve_control(self, control: channels.InvertedReplier) -> None:
+    def _serve_control(self, control: CommandChannel) -> None:
         try:
             control.serve(self.handle_command, self._shutdown)
         except pynng.NNGException as exc:

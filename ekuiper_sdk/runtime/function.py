@@ -7,9 +7,9 @@ from typing import Any
 
 from ..api import Function
 from ..errors import ProtocolError
-from . import channels, codec, protocol
+from . import channels, codec, inflight, protocol
 from .context import SymbolContext, instance_logger
-from .runner import Runner
+from .runner import Runner, check_out_of_memory
 
 #: Call sites whose parsed context a function keeps (rules x calls in them).
 MAX_CALL_SITES = 4096
@@ -47,7 +47,10 @@ class FunctionRunner(Runner):
 
     def _serve(self) -> None:
         try:
-            self.channel.serve(self.handle, self._stopped)
+            board = inflight.BOARD  # under a supervisor: calls are marked (see inflight)
+            handle = self.handle if board is None else board.guard(self.control.symbol_name,
+                                                                     self.handle)
+            self.channel.serve(handle, self._stopped)
         except Exception:  # noqa: BLE001 - the channel broke; the log says why
             self.logger.exception("function channel failed")
         finally:
@@ -59,6 +62,7 @@ class FunctionRunner(Runner):
         try:
             return self._answer(data)
         except Exception as exc:  # noqa: BLE001 - whatever the cause, the host gets a reply
+            check_out_of_memory(exc, self.control.label())
             self.logger.exception("answering a request failed")
             return protocol.func_reply(False, protocol.exception_line(exc))
 
@@ -122,6 +126,7 @@ class FunctionRunner(Runner):
         try:
             return protocol.func_reply(True, self.function.exec(args, ctx))
         except Exception as exc:  # noqa: BLE001 - the rule gets the error, the log the traceback
+            check_out_of_memory(exc, f"Exec of {self.control.label()}")
             self.logger.exception("Exec failed")
             return protocol.func_reply(False, protocol.exception_line(exc))
 

@@ -30,14 +30,19 @@ class PluginConfig:
     """A plugin's name and the factories of its symbols, keyed by symbol name.
 
     A factory is called once per running instance (once per function name for functions),
-    so a class works as its own factory: ``{"pyjson": PyJson}``.
+    so a class works as its own factory: ``{"pyjson": PyJson}``. With ``supervise=True``
+    (or ``EKUIPER_SDK_SUPERVISE=1``) the symbols run in a worker process that is started
+    again when it dies; by default the plugin is one process (docs/reliability.md).
     """
 
     def __init__(self, name: str, sources: Mapping[str, SourceFactory] | None = None,
                  sinks: Mapping[str, SinkFactory] | None = None,
-                 functions: Mapping[str, FunctionFactory] | None = None) -> None:
+                 functions: Mapping[str, FunctionFactory] | None = None, *,
+                 supervise: bool = False) -> None:
         protocol.check_name("plugin name", name)
         self.name = name
+        # Serve the symbols from a worker process restarted when it dies (``supervisor``).
+        self.supervise = supervise
         self.sources: dict[str, SourceFactory] = dict(sources or {})
         self.sinks: dict[str, SinkFactory] = dict(sinks or {})
         self.functions: dict[str, FunctionFactory] = dict(functions or {})
@@ -101,6 +106,6 @@ def start(config: PluginConfig, argv: list[str] | None = None) -> None:
         sys.stdout.write(json.dumps(config.symbol_names()) + "\n")
         sys.stdout.flush()
         raise SystemExit(0)
-    from .control import PluginRuntime
+    from . import supervisor
 
-    PluginRuntime(config, sys.argv if argv is None else argv).serve_forever()
+    supervisor.run(config, sys.argv if argv is None else argv)

@@ -23,6 +23,28 @@ USER_CALL_TIMEOUT_S = 5.0
 
 log = logging.getLogger("ekuiper_sdk")
 
+# Called with what ran out of memory; only a supervised worker sets one (it exits, and a
+# fresh worker takes over). A single process has nobody to restart it, so it goes on.
+_out_of_memory: Callable[[str], None] | None = None
+
+
+def set_out_of_memory_handler(handler: Callable[[str], None] | None) -> None:
+    """Make a ``MemoryError`` raised by plugin code call ``handler(what)``.
+
+    >>> set_out_of_memory_handler(None)  # the default: logged like any other exception
+    """
+    global _out_of_memory
+    _out_of_memory = handler
+
+
+def check_out_of_memory(exc: BaseException, what: str) -> None:
+    """Hand a ``MemoryError`` from plugin code to the handler, if one is set.
+
+    >>> check_out_of_memory(ValueError("not memory"), "collect")  # returns: not fatal
+    """
+    if _out_of_memory is not None and isinstance(exc, MemoryError):
+        _out_of_memory(what)
+
 
 def call_user(what: str, fn: Callable[..., T], *args: Any,
               timeout: float = USER_CALL_TIMEOUT_S) -> T:
@@ -46,6 +68,7 @@ def call_user(what: str, fn: Callable[..., T], *args: Any,
         raise UserCodeError(f"{what} did not return within {timeout:g} s")
     ok, value = outcome[0]
     if not ok:
+        check_out_of_memory(value, what)
         # Chained, so whoever reports the failure can log the user's traceback.
         raise UserCodeError(f"{what} failed: {protocol.exception_line(value)}") from value
     return value  # type: ignore[no-any-return]
@@ -56,7 +79,8 @@ def run_guarded(logger: logging.Logger, what: str, fn: Callable[..., Any], *args
     try:
         fn(*args)
         return True
-    except Exception:  # noqa: BLE001 - a plugin's bug must not kill the process
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug must not kill the process
+        check_out_of_memory(exc, what)
         logger.exception("%s failed", what)
         return False
 

@@ -8,7 +8,7 @@ from ..api import Sink
 from ..errors import ChannelStopped
 from . import channels, protocol
 from .context import SymbolContext, instance_logger
-from .runner import Runner, run_guarded
+from .runner import Runner, check_out_of_memory, run_guarded
 
 
 class SinkRunner(Runner):
@@ -106,6 +106,7 @@ class SinkRunner(Runner):
             self.sink.collect(self.ctx, frame)
             error = None
         except Exception as exc:  # noqa: BLE001 - reported as an ack error and logged
+            check_out_of_memory(exc, f"collect of {self.control.label()}")
             self.logger.exception("collect failed")
             error = protocol.exception_line(exc)
         # A rule with requireAck waits for exactly one ack per frame: send the one the

@@ -8,7 +8,7 @@ from ..api import Source
 from ..errors import ChannelStopped, SymbolStopped
 from . import channels, protocol
 from .context import SymbolContext, instance_logger
-from .runner import Runner, run_guarded
+from .runner import Runner, check_out_of_memory, run_guarded
 
 
 class SourceRunner(Runner):
@@ -40,7 +40,8 @@ class SourceRunner(Runner):
             self.source.open(self.ctx)
         except ChannelStopped:
             pass  # emit after stop: the expected way for an open loop to end
-        except Exception:  # noqa: BLE001 - logged; the instance stays until the rule stops it
+        except Exception as exc:  # noqa: BLE001 - logged; the instance stays until stopped
+            check_out_of_memory(exc, f"open of {self.control.label()}")
             self.logger.exception("open failed")
 
     def stop(self) -> None:

@@ -1,0 +1,415 @@
+"""Supervision: the process eKuiper starts keeps the control channel, a worker serves.
+
+eKuiper does not restart a plugin process that dies (docs/protocol.md, "Death"), so the
+process it starts hands the symbols to a worker process (a fresh interpreter running the
+same script, never a fork: nng's threads are already running) and restarts the worker when
+it dies, whatever the cause. The worker owns every socket to eKuiper; the supervisor
+forwards each command to it and relays its answer, so a start is answered only once the
+worker serves it. It remembers the starts answered ``ok`` and replays them into a new
+worker, so rules carry on. Deaths in a row back off (0.1 s doubling to 30 s); an instance
+during whose start the worker died three times in a row is no longer started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ProtocolError
+from . import channels, inflight, protocol
+from .control import (
+    PluginRuntime,
+    SymbolTable,
+    configure_logging,
+    connect_to_ekuiper,
+    parse_host_args,
+)
+from .worker import REJOIN_ENV, WORKER_ENV, serve_as_worker
+from .worker_process import WorkerDied, WorkerProcess
+
+log = logging.getLogger("ekuiper_sdk")
+
+#: ``0`` (or ``false``, ``no``, ``off``) runs the plugin as one process, unsupervised.
+SUPERVISE_ENV = "EKUIPER_SDK_SUPERVISE"
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 30.0
+#: A worker that lived this long resets the count of deaths in a row.
+STABLE_S = 10.0
+#: From this many deaths in a row on, the log and the start answers call it a crash loop.
+CRASH_LOOP_DEATHS = 3
+#: An instance during whose start the worker died this many times in a row is dropped.
+STRIKES_TO_DROP = 3
+#: How many workers a function's start is tried on when they die during it.
+FUNCTION_START_ATTEMPTS = 5
+#: How long a command waits for a worker that is being started.
+COMMAND_WAIT_S = 10.0
+#: How long a new worker may take to import the plugin and connect.
+READY_TIMEOUT_S = 60.0
+#: How long the worker gets to close its symbols when the supervisor stops.
+WORKER_STOP_S = 2.0
+PARENT_POLL_S = 0.2
+#: How many calls that killed a worker are refused, per function (the latest ones).
+POISON_KEPT = 64
+
+
+def enabled(config: SymbolTable) -> bool:
+    """Whether ``config`` runs supervised: ``EKUIPER_SDK_SUPERVISE`` (``1``/``0``) when set,
+    else its ``supervise`` (off by default: a supervisor is a second Python process,
+    docs/reliability.md, "What it costs").
+
+    >>> from ekuiper_sdk.runtime.plugin import PluginConfig
+    >>> enabled(PluginConfig("demo", supervise=False))
+    False
+    """
+    env = os.environ.get(SUPERVISE_ENV, "").strip().lower()
+    if env in ("1", "true", "yes", "on"):
+        return True
+    if env in ("0", "false", "no", "off"):
+        return False
+    return config.supervise
+
+
+def worker_command(argv: list[str]) -> list[str] | None:
+    """The command line that runs this plugin's script again, or None when there is none.
+
+    ``sys.orig_argv`` (Python 3.10+) repeats the interpreter's options and ``-m``; before
+    that, the script in ``argv[0]`` is run with ``-u`` as eKuiper runs it.
+    """
+    orig = getattr(sys, "orig_argv", None)
+    if orig and len(orig) > 1 and orig[1] not in ("-c",) and sys.argv[0] not in ("-c", ""):
+        return [sys.executable, *orig[1:]]
+    if argv and argv[0] and argv[0] != "-c" and os.path.exists(argv[0]):
+        return [sys.executable, "-u", *argv]
+    return None
+
+
+def run(config: SymbolTable, argv: list[str]) -> None:
+    """Serve ``config``: as a worker, a supervisor, or one process; exits the process.
+
+    Example (what ``plugin.start`` does)::
+
+        run(PluginConfig("demo", functions={"revert": Revert}), sys.argv)
+    """
+    url = os.environ.pop(WORKER_ENV, None)
+    if url:
+        serve_as_worker(config, argv, url)
+    command = worker_command(argv) if enabled(config) else None
+    if command is None:
+        PluginRuntime(config, argv).serve_forever()
+    else:
+        Supervisor(config, argv, command).serve_forever()
+
+
+@dataclass
+class Started:
+    """A start answered ``ok``, as eKuiper sent it, to replay into a new worker."""
+
+    control: protocol.Control
+    raw: bytes
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+def record_key(control: protocol.Control) -> str:
+    """Functions have one instance per name; sources and sinks one per rule, op, instance."""
+    if control.plugin_type == protocol.FUNC:
+        return "func_" + control.symbol_name
+    return control.key
+
+
+class Supervisor:
+    """Keeps eKuiper's control channel and one worker serving the symbols."""
+
+    def __init__(self, config: SymbolTable, argv: list[str], command: list[str]) -> None:
+        self.config = config
+        self.options = parse_host_args(argv)
+        self.command = command
+        self._cond = threading.Condition()
+        self._worker: WorkerProcess | None = None   # set while a worker is ready
+        self._newest: WorkerProcess | None = None   # the last one started
+        self._numbers = 0
+        self._started: dict[str, Started] = {}
+        self._strikes: dict[str, int] = {}
+        self._dropped: dict[str, str] = {}           # key -> why it is no longer started
+        self._poison: dict[str, list[list[Any]]] = {}  # calls a worker must not run
+        self._deaths = 0                             # in a row
+        self._last_death = ""
+        self._restart_at = 0.0                       # when the next worker starts
+        self._shutdown = threading.Event()
+        self._shutdown_reason = ""
+
+    # -- process lifecycle
+
+    def serve_forever(self) -> None:
+        """Start the worker, serve eKuiper's commands until shut down; exits the process."""
+        configure_logging()
+        log.info("plugin %s starting (supervisor pid %d, sendTimeout %d ms)", self.config.name,
+                 os.getpid(), self.options.send_timeout_ms)
+        self._install_signal_handlers()
+        self._restart_at = time.monotonic()
+        threading.Thread(target=self._start_worker, name="worker start", daemon=True).start()
+        control = connect_to_ekuiper(self.config.name)
+        control.on_disconnect(lambda: self.shutdown("eKuiper closed the control channel"))
+        threading.Thread(target=self._serve_control, args=(control,), name="control",
+                         daemon=True).start()
+        parent = os.getppid()
+        while not self._shutdown.wait(PARENT_POLL_S):
+            if os.getppid() != parent:
+                self.shutdown(f"eKuiper (pid {parent}) is gone")
+        with self._cond:
+            self._worker = None
+            worker = self._newest  # ready or not: no worker outlives the supervisor
+            self._cond.notify_all()
+        if worker is not None:
+            worker.terminate(WORKER_STOP_S)
+            worker.close()
+        log.info("plugin %s stopped: %s", self.config.name, self._shutdown_reason)
+        PluginRuntime._exit(0)
+
+    def shutdown(self, reason: str) -> None:
+        """Stop the worker (its symbols close) and exit."""
+        if not self._shutdown.is_set():
+            self._shutdown_reason = reason
+            self._shutdown.set()
+
+    def _install_signal_handlers(self) -> None:
+        def on_signal(signum: int, _frame: object) -> None:
+            self.shutdown(f"signal {signal.Signals(signum).name}")
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_signal)
+
+    def _serve_control(self, control: channels.InvertedReplier) -> None:
+        try:
+            control.serve(self.handle_command, self._shutdown)
+        except Exception as exc:  # noqa: BLE001 - reported, then the process exits cleanly
+            log.error("control channel failed: %s", exc)
+            self.shutdown("control channel failed")
+        else:
+            self.shutdown("control channel closed")
+
+    # -- the worker
+
+    def _start_worker(self) -> None:
+        """Start a worker and replay every recorded start into it (a thread of its own)."""
+        while not self._shutdown.is_set():
+            with self._cond:
+                self._numbers += 1
+                number = self._numbers
+            with self._cond:
+                poison = json.dumps(self._poison)
+            calls = -1
+            try:
+                calls = inflight.create(list(self.config.functions))
+                env = {inflight.CALLS_ENV: str(calls), inflight.POISON_ENV: poison,
+                       # Only the first worker joins the host's function sockets by itself
+                       # (PluginRuntime._rejoin_functions); later ones get the recorded starts.
+                       REJOIN_ENV: "1" if number == 1 else "0"}
+                worker = WorkerProcess(self.config.name, self.command, number, self._on_exit,
+                                       env, pass_fds=(calls,))
+            except OSError as exc:
+                _close(calls)
+                self._died(None, f"cannot start a worker: {exc}")
+                if self._shutdown.wait(max(0.0, self._restart_at - time.monotonic())):
+                    return
+                continue
+            with self._cond:
+                self._newest = worker
+            if self._shutdown.is_set():
+                return  # serve_forever may have looked before _newest was set: stop it
+            try:
+                worker.wait_ready(READY_TIMEOUT_S)
+                self._replay(worker)
+            except WorkerDied:
+                return  # _on_exit reports it and schedules the next one
+            with self._cond:
+                if self._shutdown.is_set() or worker.exited.is_set():
+                    return
+                self._worker = worker
+                self._cond.notify_all()
+            log.info("worker %d (pid %d) serves plugin %s", number, worker.pid,
+                     self.config.name)
+            return
+
+    def _replay(self, worker: WorkerProcess) -> None:
+        """Restart every recorded instance: sinks, sources, then functions.
+
+        Functions come last: the host sends a function's pending call again to a new
+        worker, and a call that killed the last worker must not be taken for the death of
+        an instance being started.
+        """
+        order = {protocol.SINK: 0, protocol.SOURCE: 1, protocol.FUNC: 2}
+        with self._cond:
+            starts = sorted(self._started.items(), key=lambda kv: order[kv[1].control.plugin_type])
+        for key, start in starts:
+            try:
+                answer = worker.exchange(start.raw)
+            except WorkerDied:
+                self._strike(key, start.control)
+                raise
+            if answer == protocol.OK:
+                log.info("restored %s", start.control.label())
+            else:
+                log.error("could not restore %s: %s", start.control.label(),
+                          answer.decode("utf-8", "replace"))
+
+    def _on_exit(self, worker: WorkerProcess) -> None:
+        """A worker exited (the waiter thread): report it, then start the next one."""
+        with self._cond:
+            if self._worker is worker:
+                self._worker = None
+            serving = [s.control.label() for s in self._started.values()]
+        worker.close()
+        running = inflight.pending(worker.calls_fd, list(self.config.functions))
+        _close(worker.calls_fd)
+        if self._shutdown.is_set():
+            return
+        lived = time.monotonic() - worker.started_at
+        lines = " | ".join(worker.last_lines()) or "(nothing)"
+        how = worker.exit_description()
+        with self._cond:
+            # The host sends those calls again to the next worker, and a source may send
+            # the record again: later workers answer them with an error (see inflight).
+            for name, (size, crc) in running.items():
+                known = self._poison.setdefault(name, [])
+                known[:] = [*known, [size, crc, how]][-POISON_KEPT:]
+        calling = "".join(f"; it was running a call of function {name!r}" for name in running)
+        delay = self._died(worker, how, lived)
+        loop = (f"; crash loop: {self._deaths} deaths in a row"
+                if self._deaths >= CRASH_LOOP_DEATHS else "")
+        log.error("worker %d (pid %d) of plugin %s died after %.1f s: %s; it served %s%s; "
+                  "its last lines: %s; restarting it in %g s%s", worker.number, worker.pid,
+                  self.config.name, lived, how, ", ".join(serving) or "nothing", calling,
+                  lines, delay, loop)
+        if not self._shutdown.wait(delay):
+            self._start_worker()
+
+    def _died(self, worker: WorkerProcess | None, how: str, lived: float = 0.0) -> float:
+        """Count a death in a row; the back-off before the next worker."""
+        with self._cond:
+            if lived >= STABLE_S:
+                self._deaths = 0
+                self._strikes.clear()
+            self._deaths += 1
+            self._last_death = how
+            delay: float = min(BACKOFF_FIRST_S * 2.0 ** (self._deaths - 1), BACKOFF_MAX_S)
+            self._restart_at = time.monotonic() + delay
+            self._cond.notify_all()
+        return delay
+
+    def _strike(self, key: str, control: protocol.Control) -> None:
+        """The worker died while ``key`` was starting: after the third time, drop it.
+
+        Not functions: their start runs no plugin code beyond the factory, and a call in
+        flight is a likelier cause of a death during it.
+        """
+        if control.plugin_type == protocol.FUNC:
+            return
+        with self._cond:
+            self._strikes[key] = strikes = self._strikes.get(key, 0) + 1
+            if strikes < STRIKES_TO_DROP:
+                return
+            self._started.pop(key, None)
+            self._dropped[key] = (f"the plugin's worker process died during each of its last "
+                                  f"{strikes} starts")
+        log.error("no longer starting %s: the worker died during each of its last %d starts; "
+                  "fix the plugin, then stop and start the rule", control.label(), strikes)
+
+    def _ready_worker(self) -> WorkerProcess | str:
+        """The serving worker, waiting for one being started; else why there is none."""
+        give_up = time.monotonic() + COMMAND_WAIT_S
+        with self._cond:
+            while self._worker is None:
+                now = time.monotonic()
+                if self._shutdown.is_set():
+                    return "the plugin is shutting down"
+                if self._restart_at > give_up:
+                    return (f"the plugin's worker process is restarting after {self._deaths} "
+                            f"deaths in a row (last: {self._last_death}); next try in "
+                            f"{self._restart_at - now:.1f} s")
+                if now >= give_up:
+                    return (f"the plugin's worker process did not become ready within "
+                            f"{COMMAND_WAIT_S:g} s")
+                self._cond.wait(min(0.1, give_up - now))
+            return self._worker
+
+    # -- commands
+
+    def handle_command(self, data: bytes) -> bytes:
+        """Forward one of eKuiper's commands to the worker and relay its answer."""
+        try:
+            command = protocol.decode_command(data)
+        except ProtocolError as exc:
+            log.warning("refused a command: %s", exc)
+            return protocol.control_answer(f"invalid command: {exc}")
+        control, start = command.control, command.cmd == protocol.CMD_START
+        key = record_key(control)
+        with self._cond:
+            dropped = self._dropped.get(key) if start else self._dropped.pop(key, None)
+        if start and dropped:
+            return self._refuse(command.cmd, control, f"{dropped}; stop and start the rule "
+                                "once the plugin is fixed")
+        # A function's start runs no plugin code beyond its factory, so a worker that dies
+        # during one was killed by a call in flight; an error answer here would fail the
+        # function for good (seen on a real eKuiper: a replayed start answered with an
+        # error sets the plugin's status to error), so it is tried again on the next one.
+        attempts = FUNCTION_START_ATTEMPTS if start and control.plugin_type == protocol.FUNC else 1
+        for attempt in range(1, attempts + 1):
+            worker = self._ready_worker()
+            if isinstance(worker, str):
+                if start:
+                    return self._refuse(command.cmd, control, worker)
+                return self._forget(control, key)
+            try:
+                answer, served = worker.exchange(data), worker
+                break
+            except WorkerDied:
+                worker.exited.wait(1.0)
+                if not start:
+                    return self._forget(control, key)
+                if attempt == attempts:
+                    self._strike(key, control)
+                    return self._refuse(command.cmd, control, "the plugin's worker process died "
+                                        f"while starting it ({worker.exit_description()}); a "
+                                        "new one is starting")
+                with self._cond:  # wait until the death is counted, then for the next one
+                    while self._worker is worker:
+                        self._cond.wait(0.1)
+        if answer != protocol.OK:
+            served.flush_output()  # the worker's traceback first, as in one process
+        if answer == protocol.OK:
+            with self._cond:
+                if start:
+                    self._started[key] = Started(control, data)
+                elif control.plugin_type != protocol.FUNC:
+                    self._started.pop(key, None)
+        return answer
+
+    def _forget(self, control: protocol.Control, key: str) -> bytes:
+        """A stop with no worker: the instance runs nowhere; forget it, as the worker would."""
+        try:
+            self.config.get(control.plugin_type, control.symbol_name)
+        except LookupError as exc:
+            return self._refuse("stop", control, str(exc))
+        if control.plugin_type != protocol.FUNC:
+            with self._cond:
+                self._started.pop(key, None)
+        log.info("stopped %s (no worker was running it)", control.label())
+        return protocol.OK
+
+    @staticmethod
+    def _refuse(cmd: str, control: protocol.Control, problem: str) -> bytes:
+        log.error("cannot %s %s: %s", cmd, control.label(), problem)
+        return protocol.control_answer(f"cannot {cmd} {control.label()}: {problem}")

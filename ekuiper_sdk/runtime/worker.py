@@ -1,0 +1,103 @@
+"""The worker process: serves the plugin's symbols for a supervisor (see ``supervisor``).
+
+The worker is the plugin's own script run again by a fresh interpreter, with
+``WORKER_ENV`` naming a private channel. Its ``plugin.start`` lands here: the usual
+``PluginRuntime`` serves the symbols and owns every socket to eKuiper, but takes its
+commands from the supervisor over that channel instead of from eKuiper. It leaves when the
+supervisor does: the channel's pipe drops, or its parent process changes (SIGKILL included).
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import threading
+from typing import Callable
+
+import pynng
+
+from . import channels, inflight, protocol, runner
+from .control import SymbolTable
+
+log = logging.getLogger("ekuiper_sdk")
+
+#: Set in a worker's environment to the URL of its supervisor's private channel.
+WORKER_ENV = "EKUIPER_SDK_WORKER"
+#: ``0`` when the worker must not join the host's function sockets by itself.
+REJOIN_ENV = "EKUIPER_SDK_WORKER_REJOIN"
+#: A worker whose plugin code ran out of memory exits with this status (ENOMEM).
+EXIT_OUT_OF_MEMORY = 12
+#: How long a worker's receive waits before it looks whether it should stop.
+RECEIVE_POLL_MS = 200
+
+
+class SupervisorLink:
+    """The worker's end of the private channel: a Pair0 socket that answers commands.
+
+    It has the two methods ``PluginRuntime`` needs of a command channel, ``serve`` and
+    ``on_disconnect``, so the runtime serves the supervisor as it would serve eKuiper. The
+    first frame it sends, ``handshake``, tells the supervisor the worker is ready.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._sock = pynng.Pair0(recv_timeout=RECEIVE_POLL_MS, recv_max_size=0)
+        self._closing = False
+        try:
+            channels.dial(self._sock, url)
+        except BaseException:
+            self._sock.close()
+            raise
+
+    def on_disconnect(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the supervisor's end goes away (it died or closed it)."""
+        def removed(_pipe: object) -> None:
+            if not self._closing:
+                callback()
+
+        self._sock.add_post_pipe_remove_cb(removed)
+
+    def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None:
+        """Answer each command with ``handle`` until ``stopped`` is set or the socket fails."""
+        sock = self._sock
+        try:
+            sock.send(protocol.HANDSHAKE)
+            while not stopped.is_set():
+                try:
+                    request = channels.receive(sock)
+                except pynng.Timeout:
+                    continue
+                sock.send(handle(request))
+        except pynng.Closed:
+            pass
+        finally:
+            self._closing = True
+            sock.close()
+
+
+def serve_as_worker(config: SymbolTable, argv: list[str], url: str) -> None:
+    """Serve ``config``'s symbols for the supervisor at ``url``; exits the process.
+
+    Example (what ``plugin.start`` does when ``WORKER_ENV`` is set)::
+
+        serve_as_worker(config, sys.argv, os.environ.pop(WORKER_ENV))
+    """
+    from .control import PluginRuntime
+
+    # A segfault in native code then leaves the Python stacks in the log, whose last lines
+    # the supervisor quotes when it reports the death.
+    faulthandler.enable()
+    # Out of memory, the process is in no state to go on: exit and let a fresh one start.
+    runner.set_out_of_memory_handler(_exit_out_of_memory)
+    inflight.BOARD = inflight.CallBoard.from_env(list(config.functions))
+    rejoin = os.environ.pop(REJOIN_ENV, "1") != "0"
+    PluginRuntime(config, argv, connect=lambda: SupervisorLink(url),
+                  rejoin=rejoin).serve_forever()
+
+
+def _exit_out_of_memory(what: str) -> None:
+    log.critical("out of memory in %s: this worker exits (status %d) and a fresh one takes "
+                 "over", what, EXIT_OUT_OF_MEMORY)
+    logging.shutdown()
+    os._exit(EXIT_OUT_OF_MEMORY)
