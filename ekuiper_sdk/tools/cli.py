@@ -77,7 +77,8 @@ def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
     chosen = [p.strip() for value in (args.platform or []) for p in value.split(",")]
     platforms = tuple(p for p in chosen if p) or DEFAULT_PLATFORMS
     return VendorOptions(python_version=args.python_version, platforms=platforms,
-                         glibc=args.glibc, sdk_wheel=args.sdk_wheel)
+                         glibc=args.glibc, sdk_wheel=args.sdk_wheel,
+                         shared_python=args.shared_python)
 
 
 def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -240,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="newest glibc of the targets (default: 2.36, Debian bookworm)")
     p.add_argument("--sdk-wheel", help="ship this ekuiper-sdk wheel instead of building one "
                    "from the installed package")
+    p.add_argument("--shared-python", action="store_true",
+                   help="with --vendor: install.sh installs the wheels into eKuiper's Python, "
+                   "shared by every plugin, instead of the plugin's own __pypackages__/")
     p.set_defaults(func=_cmd_pack)
 
     p = sub.add_parser("run", help="run the plugin under the built-in host and show what flows")

@@ -42,9 +42,12 @@ def pack(plugin_dir: PathLike, output: PathLike | None = None, *, name: str | No
     """Validate a plugin folder, then write its zip (and/or its start-up layout).
 
     With ``vendor``, the wheels of the plugin's requirements and of ekuiper-sdk are added
-    with an ``install.sh`` that installs them offline; every wheel is resolved before any
-    output is written. ``output`` defaults to ``<name>.zip`` in the current folder when no
-    ``layout`` is asked for. Raises ``PackagingError`` listing every problem.
+    with an ``install.sh`` that installs them offline into the plugin's own folder, and the
+    manifest's ``executable`` becomes a launcher that puts that folder on the path (see
+    :mod:`.launcher`; ``VendorOptions(shared_python=True)`` installs into the interpreter
+    instead); every wheel is resolved before any output is written. ``output`` defaults to
+    ``<name>.zip`` in the current folder when no ``layout`` is asked for. Raises
+    ``PackagingError`` listing every problem.
 
     >>> pack("pysam", "dist/pysam.zip").sha256                   # doctest: +SKIP
     '5d1c...'
@@ -70,6 +73,10 @@ def pack(plugin_dir: PathLike, output: PathLike | None = None, *, name: str | No
                                           "its own install.sh", "move its steps elsewhere or "
                                           "pack without --vendor")])
         entries += vendor_entries(root, manifest, vendor, log=log)
+        if not vendor.shared_python:
+            from .launcher import isolate
+
+            entries = isolate(entries, manifest)
     elif manifest.language == "python":
         warnings.append(Problem(str(root), "the zip carries no wheels: ekuiper-sdk and the "
                                 "requirements must already be installed where eKuiper runs "

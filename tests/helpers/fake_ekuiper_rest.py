@@ -16,6 +16,7 @@ import html
 import ipaddress
 import json
 import shutil
+import subprocess
 import threading
 import urllib.error
 import urllib.parse
@@ -39,7 +40,8 @@ class FakeEkuiper:
     """Run with ``with FakeEkuiper(tmp_path) as ek: ... ek.url ...``."""
 
     def __init__(self, root: Path, *, allow_external_file_access: bool = True,
-                 enable_private_net: bool = False, shares_file_system: bool = True) -> None:
+                 enable_private_net: bool = False, shares_file_system: bool = True,
+                 install_env: dict[str, str] | None = None) -> None:
         self.root = root
         self.plugins_dir = root / "plugins" / "portable"
         self.uploads = root / "data" / "uploads"
@@ -48,6 +50,9 @@ class FakeEkuiper:
         self.allow_external_file_access = allow_external_file_access
         self.enable_private_net = enable_private_net
         self.shares_file_system = shares_file_system
+        #: When set, a zip's install.sh is run as eKuiper runs it (``/bin/sh install.sh`` in
+        #: the plugin folder) with this environment; else it is only unpacked.
+        self.install_env = install_env
         self.registry: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, bytes]] = []
@@ -191,6 +196,7 @@ class FakeEkuiper:
         zip_path.write_bytes(data)
         try:
             manifest = rules.install(zip_path, name, self.root)
+            self._run_install_sh(self.plugins_dir / name)
         except (rules.InstallFailure, ValueError) as exc:
             shutil.rmtree(self.plugins_dir / name, ignore_errors=True)
             raise Failure(f"{prefix}: fail to install plugin: {exc}") from None
@@ -203,6 +209,16 @@ class FakeEkuiper:
                 "functions": manifest.get("functions") or []}
         self.registry[name] = info
         self.statuses[name] = {"refCount": {}, "status": "running", "errMsg": ""}
+
+    def _run_install_sh(self, folder: Path) -> None:
+        script = folder / "install.sh"
+        if self.install_env is None or not script.is_file():
+            return
+        done = subprocess.run(["/bin/sh", str(script)], cwd=folder, env=self.install_env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            raise rules.InstallFailure(f"err:exit status {done.returncode} stdout:{done.stdout} "
+                                       f"stderr:{done.stderr}")
 
     def _download(self, uri: str) -> bytes:
         parsed = urllib.parse.urlsplit(uri)
