@@ -7,7 +7,7 @@ imports it from ``ekuiper_sdk`` (or ``ekuiper_sdk.plugin``), as in the official 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from ..api import Function, Sink, Source
 from . import protocol
@@ -33,6 +33,9 @@ class PluginConfig:
         self.sources: dict[str, SourceFactory] = dict(sources or {})
         self.sinks: dict[str, SinkFactory] = dict(sinks or {})
         self.functions: dict[str, FunctionFactory] = dict(functions or {})
+        #: Per kind and symbol, what describes it when the factory itself cannot (the
+        #: decorator API fills it with the decorated objects); read for UI metadata only.
+        self.described: dict[str, dict[str, dict[str, Any]]] = {}
         for kind, table in (("source", self.sources), ("sink", self.sinks),
                             ("function", self.functions)):
             for symbol, factory in table.items():

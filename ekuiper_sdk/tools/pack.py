@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING
 from ..errors import PackagingError, Problem
 from .archive import ZipEntry, plugin_entries, write_atomic, write_layout, zip_bytes
 from .manifest import Manifest, PathLike
+from .uimeta import MISSING_MESSAGE, metadata_entries
 from .validate import validate
 
 if TYPE_CHECKING:
@@ -64,7 +65,9 @@ def pack(plugin_dir: PathLike, output: PathLike | None = None, *, name: str | No
     # A zip from an earlier run sitting in the folder is never part of the plugin.
     skip.append(root / f"{manifest.name}.zip")
     entries = plugin_entries(root, manifest, excludes, skip)
-    warnings = list(result.warnings)
+    # UI metadata the author did not write, from what the code says (files written win).
+    entries += metadata_entries(manifest, entries, result.described)
+    warnings = [w for w in result.warnings if w.message != MISSING_MESSAGE]
     if vendor is not None:
         from .vendor import vendor_entries
 
