@@ -124,6 +124,17 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     return EXIT_OK
 
 
+def _cmd_dev(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .dev import dev_loop, watch
+
+    changes = watch(args.dir, args.exclude)
+    out.write(f"watching {args.dir}; every change is validated, packed and sent to "
+              f"{args.server} (Ctrl-C stops)\n")
+    cycles = dev_loop(args.dir, _client(args), changes, out=out, vendor=_vendor_options(args),
+                      python=args.python, excludes=args.exclude, via=args.via)
+    return EXIT_OK if cycles and cycles[-1].ok else EXIT_FAIL
+
+
 def _json_object(text: str) -> dict[str, Any]:
     """An option's JSON object, or argparse's one-line error."""
     try:
@@ -293,6 +304,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="argument passed to the zip's install.sh (repeatable)")
         server_args(p)
         p.set_defaults(func=_cmd_install)
+
+    p = sub.add_parser("dev", help="watch a plugin folder; on every change validate, pack and "
+                       "install or update it on the server, then show its status and rules")
+    p.add_argument("dir", help="plugin folder (holds <name>.json)")
+    p.add_argument("--python", help="interpreter to load the plugin with (default: this one)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave matching files out of the zip and of the watch")
+    p.add_argument("--vendor", action="store_true",
+                   help="ship wheels of the requirements and ekuiper-sdk (as pack --vendor)")
+    p.add_argument("--python-version", default="3.12", help="with --vendor: as for pack")
+    p.add_argument("--platform", action="append", metavar="PLATFORM",
+                   help="with --vendor: as for pack")
+    p.add_argument("--glibc", default="2.36", help="with --vendor: as for pack")
+    p.add_argument("--sdk-wheel", help="with --vendor: as for pack")
+    p.add_argument("--shared-python", action="store_true", help="with --vendor: as for pack")
+    p.add_argument("--via", choices=rest.VIAS, default="auto",
+                   help="how eKuiper gets the zip (as for install)")
+    server_args(p)
+    p.set_defaults(func=_cmd_dev)
 
     p = sub.add_parser("delete", help="delete an installed plugin")
     p.add_argument("name")

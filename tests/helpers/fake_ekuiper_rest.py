@@ -56,6 +56,10 @@ class FakeEkuiper:
         self.registry: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, bytes]] = []
+        #: Streams and rules as eKuiper v2 describes them, for the tests to fill:
+        #: {name: {"Name", "Options": {"type": ...}}}, {id: {"id", "sql", "actions"}}.
+        self.streams: dict[str, dict[str, Any]] = {}
+        self.rules: dict[str, dict[str, Any]] = {}
         self.downloads: list[str] = []
         self.lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -110,6 +114,8 @@ class FakeEkuiper:
             ("plugins", "portables", "*", "status"): ("GET",),
             ("config", "uploads"): ("GET", "POST"),
             ("config", "uploads", "*"): ("DELETE",),
+            ("streams",): ("GET",), ("streams", "*"): ("GET",),
+            ("rules",): ("GET",), ("rules", "*"): ("GET",),
         }
         key: tuple[str, ...] | None = None
         for pattern in routes:
@@ -121,6 +127,16 @@ class FakeEkuiper:
         if method not in routes[key]:
             return 405, "", b""
         name = parts[2] if len(parts) > 2 else ""
+        if key in (("streams",), ("rules",)):
+            return self._json(sorted(self.streams) if key == ("streams",) else
+                              [{"id": r, "name": r, "status": "running"}
+                               for r in sorted(self.rules)])
+        if key in (("streams", "*"), ("rules", "*")):
+            table = self.streams if key[0] == "streams" else self.rules
+            if parts[1] not in table:
+                payload = json.dumps({"error": NOT_FOUND, "message": f"{parts[1]} is not found"})
+                return 404, "text/plain; charset=utf-8", payload.encode()
+            return self._json(table[parts[1]])
         try:
             if key == ("plugins", "portables"):
                 if method == "GET":
