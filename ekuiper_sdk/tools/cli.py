@@ -25,6 +25,7 @@ from ..errors import HostError, PackagingError, Problem, RestError
 from . import rest
 from .manifest import KINDS
 from .pack import pack
+from .uimeta import MISSING_MESSAGE
 from .validate import validate
 
 if TYPE_CHECKING:  # loaded only by `pack --vendor`
@@ -110,7 +111,8 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
     result = validate(args.dir, python=args.python or sys.executable,
                       check_code=not args.no_code)
-    _print_problems(result.problems, err)
+    # The UI metadata files matter to eKuiper's UI, not to a run here.
+    _print_problems([p for p in result.problems if p.message != MISSING_MESSAGE], err)
     if not result.ok:
         return EXIT_FAIL
     try:
