@@ -69,13 +69,20 @@ class Plugin:
         self._sources: dict[str, SourceFactory] = {}
         self._sinks: dict[str, SinkFactory] = {}
         self._functions: dict[str, FunctionFactory] = {}
+        # What the UI metadata is made from: the decorated objects, not their adapters.
+        self._described: dict[str, dict[str, dict[str, Any]]] = {
+            "sources": {}, "sinks": {}, "functions": {}}
 
     # -- decorators
 
-    def source(self, name: str | None = None) -> Callable[[T], T]:
+    def source(self, name: str | None = None, *,
+               config: type | None = None) -> Callable[[T], T]:
         """Register a source: a generator or async generator taking ``(ctx, datasource, conf)``
         whose items are emitted, a function (sync or async) with that signature that emits
         with ``ctx.emit``, or a ``Source`` subclass. ``name`` defaults to the Python name.
+        ``config``, a dataclass or TypedDict, declares the configuration: ``conf`` (or
+        ``configure``'s argument) is then an instance of it, checked and converted (see
+        :mod:`ekuiper_sdk.typed_config`), and ``pack`` describes it in the UI metadata.
 
         Example::
 
@@ -89,18 +96,20 @@ class Plugin:
                     await asyncio.sleep(float(conf.get("interval", 1)))
         """
         _check_decorator_use("source", name)
+        _check_config("source", config)
 
         def register(target: T) -> T:
             symbol = self._claim("source", self._sources, name, target)
-            self._sources[symbol] = self._factory(
+            self._sources[symbol] = _typed(self._factory(
                 "source", symbol, target, Source,
-                lambda fn: adapters.SourceAdapter(symbol, fn))
+                lambda fn: adapters.SourceAdapter(symbol, fn, config)), target, Source, config)
+            self._described["sources"][symbol] = {"target": target, "config": config}
             return target
 
         return register
 
-    def sink(self, name: str | None = None, *,
-             records: RecordMode | None = None) -> Callable[[T], T]:
+    def sink(self, name: str | None = None, *, records: RecordMode | None = None,
+             config: type | None = None) -> Callable[[T], T]:
         """Register a sink: a function (sync or async) taking ``(ctx, record)``, a class with
         a ``collect(ctx, record)`` method and optional ``configure(conf)``, ``open(ctx)`` and
         ``close(ctx)`` (each sync or async), or a ``Sink`` subclass.
@@ -109,7 +118,9 @@ class Plugin:
         the default for functions and plain classes), ``"list"`` (a frame's records in one
         list) or ``"bytes"`` (the frame as sent, the default for ``Sink`` subclasses, as in
         the official API). Returning acks the frame when the rule sets ``requireAck``;
-        raising acks it with the error.
+        raising acks it with the error. ``config`` declares the configuration as for
+        sources: it is checked when the rule starts, and a ``configure`` method receives it
+        converted (a sink function reads the raw properties from ``ctx.config``).
 
         Example::
 
@@ -118,6 +129,7 @@ class Plugin:
                 ctx.logger.info("%s%s", ctx.config.get("prefix", ""), record)
         """
         _check_decorator_use("sink", name)
+        _check_config("sink", config)
         if records is not None:
             _records.check_mode(records)
         mode = records
@@ -132,11 +144,14 @@ class Plugin:
                 if not callable(getattr(target, "collect", None)):
                     raise TypeError(f"sink {symbol!r}: {target.__name__} has no "
                                     "collect(ctx, record) method")
-                factory = adapters.decode_records(target, mode or _records.EACH, symbol)
+                factory = adapters.decode_records(target, mode or _records.EACH, symbol, config)
             else:
-                factory = self._factory("sink", symbol, target, Sink,
-                                        lambda fn: adapters.SinkAdapter(symbol, fn, mode))
+                factory = _typed(self._factory(
+                    "sink", symbol, target, Sink,
+                    lambda fn: adapters.SinkAdapter(symbol, fn, mode, config_type=config)),
+                    target, Sink, config)
             self._sinks[symbol] = factory
+            self._described["sinks"][symbol] = {"target": target, "config": config}
             return target
 
         return register
@@ -166,6 +181,7 @@ class Plugin:
             self._functions[symbol] = self._factory(
                 "function", symbol, target, Function,
                 lambda fn: adapters.FunctionAdapter(symbol, fn, aggregate, check))
+            self._described["functions"][symbol] = {"target": target, "aggregate": aggregate}
             return target
 
         return register
@@ -174,8 +190,10 @@ class Plugin:
 
     def config(self) -> PluginConfig:
         """The ``PluginConfig`` of the symbols registered so far."""
-        return PluginConfig(self.name, self._sources, self._sinks, self._functions,
-                            supervise=self.supervise)
+        config = PluginConfig(self.name, self._sources, self._sinks, self._functions,
+                              supervise=self.supervise)
+        config.described = {kind: dict(table) for kind, table in self._described.items()}
+        return config
 
     def symbol_names(self) -> dict[str, object]:
         """The plugin's name and symbol names, as a manifest lists them."""
@@ -218,6 +236,32 @@ class Plugin:
         return (f"Plugin({self.name!r}, sources={sorted(self._sources)}, "
                 f"sinks={sorted(self._sinks)}, functions={sorted(self._functions)})")
 
+
+
+def _check_config(kind: str, config: object) -> None:
+    if config is None:
+        return
+    from .typed_config import is_config_type
+
+    if not is_config_type(config):
+        raise TypeError(f"@app.{kind}(config=...) takes a dataclass or TypedDict class, "
+                        f"not {config!r}")
+
+
+def _typed(factory: Callable[[], B], target: object, base: type,
+           config: type | None) -> Callable[[], B]:
+    """A subclass of the official class is its own factory; with a declared configuration,
+    its instances carry it as ``config_type`` so that the runtime converts ``configure``'s
+    argument (adapters convert it themselves)."""
+    if config is None or not (isinstance(target, type) and issubclass(target, base)):
+        return factory
+
+    def make() -> B:
+        instance = factory()
+        instance.config_type = config  # type: ignore[attr-defined]
+        return instance
+
+    return make
 
 
 def _check_decorator_use(kind: str, name: object) -> None:

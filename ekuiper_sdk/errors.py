@@ -37,6 +37,11 @@ class SymbolStopped(ChannelStopped):
     """Raised by ``ctx.emit`` once the source's rule stopped; ends an ``open`` loop quietly."""
 
 
+class ConfigError(EkuiperSDKError, ValueError):
+    """A symbol's configuration that does not fit its declared ``config_type``; one line
+    naming the property."""
+
+
 class SendTimeout(EkuiperSDKError):
     """The host did not take a frame within the send timeout."""
 

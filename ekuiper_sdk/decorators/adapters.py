@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from ..api import Context, Function, Sink, Source
 from ..errors import CallTimeout, ChannelStopped, EncodeError, SendTimeout
+from ..typed_config import convert
 from . import aio, records, signatures
 
 #: How long closing a source waits for its generator to end (its ``finally`` to run).
@@ -78,10 +79,12 @@ class SourceAdapter(Source):
     'async generator'
     """
 
-    def __init__(self, symbol: str, fn: Callable[..., Any]) -> None:
+    def __init__(self, symbol: str, fn: Callable[..., Any],
+                 config_type: type | None = None) -> None:
         signatures.check_callable("source", symbol, fn, "ctx, datasource, conf")
         self.symbol = symbol
         self.fn = fn
+        self._config_type = config_type
         self.kind = source_kind(fn)
         self.datasource = ""
         self.conf: dict[str, Any] = {}
@@ -94,7 +97,8 @@ class SourceAdapter(Source):
 
     def configure(self, datasource: str, conf: dict[str, Any]) -> None:
         self.datasource = datasource
-        self.conf = conf
+        # With a declared configuration, the callable gets it checked and converted.
+        self.conf = conf if self._config_type is None else convert(self._config_type, conf)
 
     def open(self, ctx: Context) -> None:
         with self._lock:
@@ -210,8 +214,10 @@ class SinkAdapter(Sink):
                  records_mode: str | None = None,
                  configure: Callable[..., Any] | None = None,
                  open: Callable[..., Any] | None = None,
-                 close: Callable[..., Any] | None = None) -> None:
+                 close: Callable[..., Any] | None = None,
+                 config_type: type | None = None) -> None:
         signatures.check_callable("sink", symbol, collect, "ctx, record")
+        self._config_type = config_type
         self.symbol = symbol
         self.mode = records.check_mode(records_mode or records.EACH)
         self._collect_fn = collect
@@ -230,10 +236,13 @@ class SinkAdapter(Sink):
         return aio.call_maybe_async(self._loop_thread, fn, *args)
 
     def configure(self, conf: dict[str, Any]) -> None:
+        # The decoder reads eKuiper's own keys (sendSingle...) from the raw properties; a
+        # declared configuration is checked here, and a configure method gets it converted.
+        typed = conf if self._config_type is None else convert(self._config_type, conf)
         self._decoder = records.RecordDecoder(conf, self.mode)
         if self._configure_fn is not None:
             try:
-                self._call(self._configure_fn, conf)
+                self._call(self._configure_fn, typed)
             except BaseException:
                 self._stop_loop()  # this instance will never be opened or closed
                 raise
@@ -259,7 +268,8 @@ class SinkAdapter(Sink):
             self._loop = None
 
 
-def sink_from_object(symbol: str, obj: Any, records_mode: str | None = None) -> SinkAdapter:
+def sink_from_object(symbol: str, obj: Any, records_mode: str | None = None,
+                     config_type: type | None = None) -> SinkAdapter:
     """A :class:`SinkAdapter` over an object's ``collect`` and optional ``configure``,
     ``open`` and ``close`` methods (a ``Sink`` subclass, or any class with those names)."""
     collect = getattr(obj, "collect", None)
@@ -268,11 +278,12 @@ def sink_from_object(symbol: str, obj: Any, records_mode: str | None = None) -> 
                         "method")
     return SinkAdapter(symbol, collect, records_mode,
                        configure=getattr(obj, "configure", None),
-                       open=getattr(obj, "open", None), close=getattr(obj, "close", None))
+                       open=getattr(obj, "open", None), close=getattr(obj, "close", None),
+                       config_type=config_type)
 
 
 def decode_records(factory: Callable[[], Any], mode: str = records.EACH,
-                   symbol: str = "") -> Callable[[], Sink]:
+                   symbol: str = "", config_type: type | None = None) -> Callable[[], Sink]:
     """Wrap a sink factory so its ``collect`` receives decoded records instead of bytes.
 
     This is how a class written for the official API opts in to records inside a
@@ -288,7 +299,7 @@ def decode_records(factory: Callable[[], Any], mode: str = records.EACH,
     name = symbol or getattr(factory, "__name__", "sink")
 
     def make() -> Sink:
-        return sink_from_object(name, factory(), mode)
+        return sink_from_object(name, factory(), mode, config_type)
 
     return make
 

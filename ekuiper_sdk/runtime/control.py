@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import pynng
 
 from ..api import Function, Sink, Source
-from ..errors import ProtocolError, UserCodeError
+from ..errors import ConfigError, ProtocolError, UserCodeError
 from . import channels, protocol
 from .function import FunctionRunner
 from .runner import Runner, call_user
@@ -89,6 +89,17 @@ def parse_host_args(argv: list[str]) -> HostOptions:
     if timeout is not None:
         log.warning("ignoring sendTimeout %r: not a positive number of milliseconds", timeout)
     return HostOptions()
+
+
+def typed_config(instance: object, conf: dict[str, Any]) -> Any:
+    """``conf`` converted to the instance's declared ``config_type`` (a dataclass or
+    TypedDict, see :mod:`ekuiper_sdk.typed_config`), or the dict itself when it has none."""
+    config_type = getattr(instance, "config_type", None)
+    if config_type is None:
+        return conf
+    from ..typed_config import convert
+
+    return convert(config_type, conf)
 
 
 def configure_logging() -> None:
@@ -258,7 +269,7 @@ class PluginRuntime:
             else:
                 self._stop(control)
             return protocol.OK
-        except (LookupError, UserCodeError, ProtocolError, ConnectionError) as exc:
+        except (LookupError, UserCodeError, ProtocolError, ConnectionError, ConfigError) as exc:
             problem, trace = str(exc), exc.__cause__
         except Exception as exc:  # noqa: BLE001 - the host gets one line, the log the traceback
             problem, trace = protocol.exception_line(exc), exc
@@ -276,13 +287,14 @@ class PluginRuntime:
             source_factory = self.config.source(name)
             self._replace_running(control.key)
             source = call_user("creating the instance", source_factory)
-            call_user("configure", source.configure, control.data_source, config)
+            call_user("configure", source.configure, control.data_source,
+                      typed_config(source, config))
             runner = SourceRunner(control, source, self.config.name, self.options.send_timeout_ms)
         else:
             sink_factory = self.config.sink(name)
             self._replace_running(control.key)
             sink = call_user("creating the instance", sink_factory)
-            call_user("configure", sink.configure, config)
+            call_user("configure", sink.configure, typed_config(sink, config))
             runner = SinkRunner(control, sink, self.config.name, self.options.send_timeout_ms)
         with self._lock:
             self._runners[control.key] = runner

@@ -15,7 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from ..api import Function, Sink, Source
 from . import protocol
@@ -46,6 +46,9 @@ class PluginConfig:
         self.sources: dict[str, SourceFactory] = dict(sources or {})
         self.sinks: dict[str, SinkFactory] = dict(sinks or {})
         self.functions: dict[str, FunctionFactory] = dict(functions or {})
+        #: Per kind and symbol, what describes it when the factory itself cannot (the
+        #: decorator API fills it with the decorated objects); read for UI metadata only.
+        self.described: dict[str, dict[str, dict[str, Any]]] = {}
         for kind, table in (("source", self.sources), ("sink", self.sinks),
                             ("function", self.functions)):
             for symbol, factory in table.items():
@@ -92,8 +95,10 @@ class PluginConfig:
                 f"sinks={sorted(self.sinks)}, functions={sorted(self.functions)})")
 
 
-#: When this environment variable is set, ``start`` prints the plugin's symbols as one JSON
-#: line on stdout and exits 0 without opening any socket (used by ``ekuiper-plugin validate``).
+#: When this environment variable is set, ``start`` prints the plugin's symbols (and, under
+#: ``metadata``, what its code says about them: see :mod:`ekuiper_sdk.metadata`) as one JSON
+#: line on stdout and exits 0 without opening any socket (used by ``ekuiper-plugin validate``
+#: and ``pack``).
 LIST_SYMBOLS_ENV = "EKUIPER_SDK_LIST_SYMBOLS"
 
 
@@ -103,7 +108,14 @@ def start(config: PluginConfig, argv: list[str] | None = None) -> None:
     ``argv`` defaults to ``sys.argv``; its second element is the host's JSON argument.
     """
     if os.environ.get(LIST_SYMBOLS_ENV):
-        sys.stdout.write(json.dumps(config.symbol_names()) + "\n")
+        listing = dict(config.symbol_names())
+        try:
+            from ..metadata import symbol_metadata
+
+            listing["metadata"] = symbol_metadata(config)
+        except Exception as exc:  # noqa: BLE001 - the symbols are still listed
+            listing["metadata_error"] = f"{type(exc).__name__}: {exc}"
+        sys.stdout.write(json.dumps(listing, default=str) + "\n")
         sys.stdout.flush()
         raise SystemExit(0)
     from . import supervisor

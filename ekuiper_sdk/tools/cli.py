@@ -25,6 +25,7 @@ from ..errors import HostError, PackagingError, Problem, RestError
 from . import rest
 from .manifest import KINDS
 from .pack import pack
+from .uimeta import MISSING_MESSAGE
 from .validate import validate
 
 if TYPE_CHECKING:  # loaded only by `pack --vendor`
@@ -77,7 +78,8 @@ def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
     chosen = [p.strip() for value in (args.platform or []) for p in value.split(",")]
     platforms = tuple(p for p in chosen if p) or DEFAULT_PLATFORMS
     return VendorOptions(python_version=args.python_version, platforms=platforms,
-                         glibc=args.glibc, sdk_wheel=args.sdk_wheel)
+                         glibc=args.glibc, sdk_wheel=args.sdk_wheel,
+                         shared_python=args.shared_python)
 
 
 def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -142,7 +144,8 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         return EXIT_USAGE
     result = validate(args.dir, python=args.python or sys.executable,
                       check_code=not args.no_code)
-    _print_problems(result.problems, err)
+    # The UI metadata files matter to eKuiper's UI, not to a run here.
+    _print_problems([p for p in result.problems if p.message != MISSING_MESSAGE], err)
     if not result.ok:
         return EXIT_FAIL
     summary = RunSummary()
@@ -157,6 +160,17 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         return EXIT_FAIL
     err.write(f"{summary}\n")
     return EXIT_FAIL if summary.errors else EXIT_OK
+
+
+def _cmd_dev(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    from .dev import dev_loop, watch
+
+    changes = watch(args.dir, args.exclude)
+    out.write(f"watching {args.dir}; every change is validated, packed and sent to "
+              f"{args.server} (Ctrl-C stops)\n")
+    cycles = dev_loop(args.dir, _client(args), changes, out=out, vendor=_vendor_options(args),
+                      python=args.python, excludes=args.exclude, via=args.via)
+    return EXIT_OK if cycles and cycles[-1].ok else EXIT_FAIL
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -276,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="newest glibc of the targets (default: 2.36, Debian bookworm)")
     p.add_argument("--sdk-wheel", help="ship this ekuiper-sdk wheel instead of building one "
                    "from the installed package")
+    p.add_argument("--shared-python", action="store_true",
+                   help="with --vendor: install.sh installs the wheels into eKuiper's Python, "
+                   "shared by every plugin, instead of the plugin's own __pypackages__/")
     p.set_defaults(func=_cmd_pack)
 
     p = sub.add_parser("run", help="run the plugin under the built-in host and show what flows",
@@ -352,6 +369,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="argument passed to the zip's install.sh (repeatable)")
         server_args(p)
         p.set_defaults(func=_cmd_install)
+
+    p = sub.add_parser("dev", help="watch a plugin folder; on every change validate, pack and "
+                       "install or update it on the server, then show its status and rules")
+    p.add_argument("dir", help="plugin folder (holds <name>.json)")
+    p.add_argument("--python", help="interpreter to load the plugin with (default: this one)")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave matching files out of the zip and of the watch")
+    p.add_argument("--vendor", action="store_true",
+                   help="ship wheels of the requirements and ekuiper-sdk (as pack --vendor)")
+    p.add_argument("--python-version", default="3.12", help="with --vendor: as for pack")
+    p.add_argument("--platform", action="append", metavar="PLATFORM",
+                   help="with --vendor: as for pack")
+    p.add_argument("--glibc", default="2.36", help="with --vendor: as for pack")
+    p.add_argument("--sdk-wheel", help="with --vendor: as for pack")
+    p.add_argument("--shared-python", action="store_true", help="with --vendor: as for pack")
+    p.add_argument("--via", choices=rest.VIAS, default="auto",
+                   help="how eKuiper gets the zip (as for install)")
+    server_args(p)
+    p.set_defaults(func=_cmd_dev)
 
     p = sub.add_parser("delete", help="delete an installed plugin")
     p.add_argument("name")

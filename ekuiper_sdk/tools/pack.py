@@ -17,6 +17,7 @@ from typing import IO, TYPE_CHECKING
 from ..errors import PackagingError, Problem
 from .archive import ZipEntry, plugin_entries, write_atomic, write_layout, zip_bytes
 from .manifest import Manifest, PathLike
+from .uimeta import MISSING_MESSAGE, metadata_entries
 from .validate import validate
 
 if TYPE_CHECKING:
@@ -42,9 +43,12 @@ def pack(plugin_dir: PathLike, output: PathLike | None = None, *, name: str | No
     """Validate a plugin folder, then write its zip (and/or its start-up layout).
 
     With ``vendor``, the wheels of the plugin's requirements and of ekuiper-sdk are added
-    with an ``install.sh`` that installs them offline; every wheel is resolved before any
-    output is written. ``output`` defaults to ``<name>.zip`` in the current folder when no
-    ``layout`` is asked for. Raises ``PackagingError`` listing every problem.
+    with an ``install.sh`` that installs them offline into the plugin's own folder, and the
+    manifest's ``executable`` becomes a launcher that puts that folder on the path (see
+    :mod:`.launcher`; ``VendorOptions(shared_python=True)`` installs into the interpreter
+    instead); every wheel is resolved before any output is written. ``output`` defaults to
+    ``<name>.zip`` in the current folder when no ``layout`` is asked for. Raises
+    ``PackagingError`` listing every problem.
 
     >>> pack("pysam", "dist/pysam.zip").sha256                   # doctest: +SKIP
     '5d1c...'
@@ -61,7 +65,9 @@ def pack(plugin_dir: PathLike, output: PathLike | None = None, *, name: str | No
     # A zip from an earlier run sitting in the folder is never part of the plugin.
     skip.append(root / f"{manifest.name}.zip")
     entries = plugin_entries(root, manifest, excludes, skip)
-    warnings = list(result.warnings)
+    # UI metadata the author did not write, from what the code says (files written win).
+    entries += metadata_entries(manifest, entries, result.described)
+    warnings = [w for w in result.warnings if w.message != MISSING_MESSAGE]
     if vendor is not None:
         from .vendor import vendor_entries
 
@@ -70,6 +76,10 @@ def pack(plugin_dir: PathLike, output: PathLike | None = None, *, name: str | No
                                           "its own install.sh", "move its steps elsewhere or "
                                           "pack without --vendor")])
         entries += vendor_entries(root, manifest, vendor, log=log)
+        if not vendor.shared_python:
+            from .launcher import isolate
+
+            entries = isolate(entries, manifest)
     elif manifest.language == "python":
         warnings.append(Problem(str(root), "the zip carries no wheels: ekuiper-sdk and the "
                                 "requirements must already be installed where eKuiper runs "

@@ -26,22 +26,32 @@ folder. `ekuiper-plugin run .` runs it under a built-in host and shows what flow
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, List
+from dataclasses import dataclass, field
+from typing import Any, List
 
 from ekuiper_sdk import Context, Function, PluginConfig, Sink, Source, plugin
 
 
+@dataclass
+class CounterConf:
+    interval: int = field(default=1000, metadata={"hint": "Milliseconds between two tuples"})
+
+
 class Counter(Source):
     """Emits {"n": 1, "text": "hello 1"}, {"n": 2, ...} every `interval` milliseconds."""
+
+    # configure receives its configuration as a CounterConf, checked and converted; `pack`
+    # describes it in sources/$source.json for eKuiper's UI.
+    config_type = CounterConf
 
     def __init__(self) -> None:
         self.interval = 1.0
         self.prefix = "hello"
         self.stopped = threading.Event()
 
-    def configure(self, datasource: str, conf: Dict[str, Any]) -> None:
+    def configure(self, datasource: str, conf: CounterConf) -> None:
         # conf is the section of sources/$source.yaml the stream picks (CONF_KEY), or default.
-        self.interval = float(conf.get("interval", 1000)) / 1000.0
+        self.interval = conf.interval / 1000.0
         self.prefix = datasource or "hello"
 
     def open(self, ctx: Context) -> None:
@@ -68,15 +78,22 @@ class Upper(Function):
         return False
 
 
+@dataclass
+class PrinterConf:
+    prefix: str = field(default="", metadata={"hint": "Text written before each frame"})
+
+
 class Printer(Sink):
     """Logs every frame the rule sends (JSON bytes by default)."""
+
+    config_type = PrinterConf
 
     def __init__(self) -> None:
         self.prefix = ""
 
-    def configure(self, conf: Dict[str, Any]) -> None:
-        # conf holds every property of the rule's action, e.g. {"$sink": {"prefix": "> "}}.
-        self.prefix = str(conf.get("prefix", ""))
+    def configure(self, conf: PrinterConf) -> None:
+        # From the rule's action, e.g. {"$sink": {"prefix": "> "}}.
+        self.prefix = conf.prefix
 
     def collect(self, ctx: Context, data: Any) -> None:
         text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
@@ -96,6 +113,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -109,6 +127,7 @@ def load_main() -> ModuleType:
     spec = importlib.util.spec_from_file_location("${ident}_main", PLUGIN_DIR / "main.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being made
     spec.loader.exec_module(module)
     return module
 
@@ -166,11 +185,6 @@ REQUIREMENTS = '''\
 '''
 
 
-def _about(description: str) -> dict[str, object]:
-    return {"trial": False, "author": {"name": "", "email": "", "company": "", "website": ""},
-            "description": {"en_US": description}}
-
-
 def symbol_names(name: str) -> dict[str, str]:
     """The symbol names ``init`` gives a plugin: unique per plugin, since eKuiper keeps one
     namespace of sources, sinks and functions for all plugins.
@@ -189,7 +203,7 @@ def render(name: str) -> dict[str, tuple[str, int]]:
     """Every file of a new project: ``{relative path: (text, mode)}``.
 
     >>> sorted(render("demo"))[:3]
-    ['README.md', 'demo.json', 'functions/demo_upper.json']
+    ['README.md', 'demo.json', 'main.py']
     """
     if not NAME_RE.match(name):
         raise PackagingError([Problem(name, "is not a usable plugin name",
@@ -198,26 +212,6 @@ def render(name: str) -> dict[str, tuple[str, int]]:
     v = symbol_names(name)
     manifest = {"version": "0.1.0", "language": "python", "executable": "main.py",
                 "sources": [v["source"]], "sinks": [v["sink"]], "functions": [v["function"]]}
-    source_meta = {"about": _about(f"Emits a counter every interval milliseconds ({name})."),
-                   "properties": {"default": [{
-                       "name": "interval", "default": 1000, "optional": True, "control": "text",
-                       "type": "int", "hint": {"en_US": "Milliseconds between two tuples"},
-                       "label": {"en_US": "Interval"}}]},
-                   "node": {"category": "source", "label": {"en_US": f"{name} counter"}}}
-    sink_meta = {"about": _about(f"Logs every frame it receives ({name})."),
-                 "properties": [{"name": "prefix", "default": "", "optional": True,
-                                 "control": "text", "type": "string",
-                                 "hint": {"en_US": "Text written before each frame"},
-                                 "label": {"en_US": "Prefix"}}],
-                 "node": {"category": "sink", "label": {"en_US": f"{name} print"}}}
-    func_meta = {"about": _about(f"Upper-cases a string ({name})."),
-                 "functions": [{"name": v["function"], "example": f"{v['function']}(col1)",
-                                "hint": {"en_US": "The argument in upper case"},
-                                "args": [{"name": "text", "optional": False, "control": "field",
-                                          "type": "string", "hint": {"en_US": "A string"},
-                                          "label": {"en_US": "Text"}}],
-                                "return": {"type": "string"}, "node": {"category": "string"}}]}
-
     def dump(data: object) -> str:
         return json.dumps(data, indent=2) + "\n"
 
@@ -225,9 +219,6 @@ def render(name: str) -> dict[str, tuple[str, int]]:
         f"{name}.json": (dump(manifest), 0o644),
         "main.py": (MAIN_PY.substitute(v), 0o755),
         f"sources/{v['source']}.yaml": (SOURCE_YAML.substitute(v), 0o644),
-        f"sources/{v['source']}.json": (dump(source_meta), 0o644),
-        f"sinks/{v['sink']}.json": (dump(sink_meta), 0o644),
-        f"functions/{v['function']}.json": (dump(func_meta), 0o644),
         "requirements.txt": (REQUIREMENTS, 0o644),
         "tests/test_plugin.py": (TEST_PY.substitute(v), 0o644),
         "README.md": (README_MD.substitute(v), 0o644),

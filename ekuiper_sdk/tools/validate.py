@@ -27,6 +27,7 @@ from ..errors import PackagingError, Problem
 from ..plugin import LIST_SYMBOLS_ENV
 from .archive import plugin_files
 from .manifest import KINDS, SINGULAR, Manifest, PathLike, find_manifest, load_manifest
+from .uimeta import MISSING_FIX, MISSING_MESSAGE, missing_files
 
 
 @dataclass
@@ -38,6 +39,8 @@ class Validation:
     problems: list[Problem] = field(default_factory=list)
     #: The symbols the code defines, from symbol listing (None when not checked).
     defined: dict[str, list[str]] | None = None
+    #: What the code says about each symbol, for the UI metadata (see ekuiper_sdk.metadata).
+    described: dict[str, Any] | None = None
 
     @property
     def errors(self) -> list[Problem]:
@@ -233,6 +236,9 @@ def validate(plugin_dir: PathLike, *, name: str | None = None, python: str | Non
     result.manifest = manifest
     files = plugin_files(root, excludes)
     result.problems.extend(_check_files(root, manifest, files, str(path)))
+    for missing in missing_files(manifest, [n for n, _ in files]):
+        result.problems.append(Problem(str(root / missing), MISSING_MESSAGE, MISSING_FIX,
+                                       warning=True))
     if check_code and manifest.language == "python" and (root / manifest.executable).is_file():
         try:
             style = Style.of((root / manifest.executable).read_text(encoding="utf-8"))
@@ -242,6 +248,8 @@ def validate(plugin_dir: PathLike, *, name: str | None = None, python: str | Non
         result.problems.extend(problems)
         if defined is not None:
             result.defined = {k: list(defined.get(k) or []) for k in KINDS}
+            described = defined.get("metadata")
+            result.described = described if isinstance(described, dict) else None
             result.problems.extend(_check_symbols(manifest, defined, str(path),
                                                   str(root / manifest.executable), style))
     return result

@@ -83,6 +83,9 @@ class VendorOptions:
     glibc: str = DEFAULT_GLIBC
     sdk_wheel: str | None = None
     pip: tuple[str, ...] = ()
+    #: Install into the interpreter eKuiper runs (shared by every plugin) instead of the
+    #: plugin's own ``__pypackages__/`` folder.
+    shared_python: bool = False
 
     def targets(self) -> list[Target]:
         """The targets, each with the pip platform tags it accepts."""
@@ -336,15 +339,17 @@ def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest
 
 # A raw string: the shell's own escapes (printf's \n) and line continuations stay as written.
 INSTALL_SH = r"""#!/bin/sh
-# Installs this plugin's Python dependencies from the wheels in wheels/, with no network.
-# eKuiper runs it with /bin/sh in the plugin folder when the plugin is installed; running it
-# again is harmless (pip keeps what is already installed). It installs for the interpreter
+# Installs this plugin's Python dependencies from the wheels in wheels/, with no network,
+# into the plugin's own @PACKAGES@/ folder (or, when packed with --shared-python, into the
+# interpreter itself). eKuiper runs it with /bin/sh in the plugin folder when the plugin is
+# installed or updated; running it again is harmless. It installs with the interpreter
 # eKuiper starts the plugin with: $EKUIPER_PYTHON if set, else eKuiper's portable.pythonBin
 # when it is set through the environment (KUIPER__PORTABLE__PYTHONBIN, which eKuiper passes
 # on to this script), else `python` (portable.pythonBin's default), else `python3`.
 here=$(cd "$(dirname "$0")" && pwd)
 wheels="$here/@WHEELS@"
 conda_env='@CONDA_ENV@'
+own_folder='@OWN_FOLDER@'
 # Each failure is one line on stderr: eKuiper returns it as the reason of the failed install.
 fail() {
     printf 'install.sh: %s\n' "$*" >&2
@@ -366,7 +371,8 @@ run_python() {
 }
 [ -f "$wheels/requirements.txt" ] ||
     fail "$wheels/requirements.txt is missing; pack the plugin again with --vendor"
-run_python -m pip --version >/dev/null 2>&1 ||
+# Importing pip is the check, since starting pip's command line costs half a second.
+run_python -c 'import pip' >/dev/null 2>&1 ||
     fail "pip is not available for ${py:-conda env $conda_env}; install pip for it" \
         "(python -m ensurepip, or apt-get install python3-pip) or set EKUIPER_PYTHON" \
         "to an interpreter that has pip"
@@ -374,20 +380,42 @@ tags=$(run_python -c 'import sys, platform
 print("%s %d.%d on %s %s" % (platform.python_implementation(), sys.version_info[0],
       sys.version_info[1], sys.platform, platform.machine()))' 2>/dev/null)
 # --isolated: no pip configuration or PIP_* variable may add an index or other wheel folders.
-if ! out=$(PIP_ROOT_USER_ACTION=ignore run_python -m pip --isolated install --no-index \
+pip_install() {
+    PIP_ROOT_USER_ACTION=ignore run_python -m pip --isolated install --no-index \
         --disable-pip-version-check --no-warn-script-location \
-        --find-links "$wheels" -r "$wheels/requirements.txt" 2>&1); then
+        --find-links "$wheels" -r "$wheels/requirements.txt" "$@"
+}
+# Bytecode is written by Python on the first start instead, which keeps an update quick.
+missing() {
     printf '%s\n' "$out" >&2
     fail "a wheel for $tags is missing in @WHEELS@/ (see pip's message above);" \
         "pack again with --vendor --python-version and --platform matching this machine"
+}
+if [ -n "$own_folder" ]; then
+    # The plugin's own folder, rebuilt from the wheels each time (eKuiper runs this script
+    # again on every update): the interpreter itself is never changed, and an older build
+    # stays in place until the new one is complete.
+    target="$here/@PACKAGES@"
+    rm -rf "$target.new"
+    if ! out=$(pip_install --no-compile --target "$target.new" 2>&1); then
+        rm -rf "$target.new"
+        missing
+    fi
+    rm -rf "$target" && mv "$target.new" "$target" ||
+        fail "cannot replace $target; check the permissions of the plugin folder"
+    where="into @PACKAGES@/"
+else
+    out=$(pip_install 2>&1) || missing
+    where="into the interpreter"
 fi
 printf '%s\n' "$out"
-echo "install.sh: dependencies installed for $tags"
+echo "install.sh: dependencies installed for $tags $where"
 """
 
 
-def install_script(manifest: Manifest) -> str:
-    """The ``install.sh`` shipped with vendored wheels.
+def install_script(manifest: Manifest, shared_python: bool = False) -> str:
+    """The ``install.sh`` shipped with vendored wheels: it installs them into the plugin's
+    ``__pypackages__/`` folder, or with ``shared_python`` into the interpreter itself.
 
     >>> install_script(Manifest("p", "1", "python", "main.py", functions=("f",))).splitlines()[0]
     '#!/bin/sh'
@@ -396,13 +424,18 @@ def install_script(manifest: Manifest) -> str:
     if "'" in conda_env:
         raise VendorError([Problem(f"{manifest.name}.json", f"env {conda_env!r} holds a quote",
                                    "rename the conda environment")])
-    return INSTALL_SH.replace("@CONDA_ENV@", conda_env).replace("@WHEELS@", WHEELS_DIR)
+    from .launcher import PACKAGES_DIR
+
+    return (INSTALL_SH.replace("@CONDA_ENV@", conda_env).replace("@WHEELS@", WHEELS_DIR)
+            .replace("@OWN_FOLDER@", "" if shared_python else "1")
+            .replace("@PACKAGES@", PACKAGES_DIR))
 
 
 def vendor_entries(plugin_dir: Path, manifest: Manifest, options: VendorOptions,
                    log: IO[str] | None = None) -> list[ZipEntry]:
     """The zip entries ``--vendor`` adds: ``wheels/*.whl``, ``wheels/requirements.txt`` and
-    ``install.sh``. Raises ``VendorError`` naming each requirement with no wheel.
+    ``install.sh`` (``pack`` adds the launcher unless ``options.shared_python``). Raises
+    ``VendorError`` naming each requirement with no wheel.
 
     >>> entries = vendor_entries(Path("pysam"), manifest, VendorOptions())   # doctest: +SKIP
     """
@@ -434,7 +467,8 @@ def vendor_entries(plugin_dir: Path, manifest: Manifest, options: VendorOptions,
     entries.append(ZipEntry(f"{WHEELS_DIR}/{sdk_name}", sdk_data))
     lock = "\n".join(user_reqs + [f"{SDK_DIST}=={sdk_version}"]) + "\n"
     entries.append(ZipEntry(f"{WHEELS_DIR}/requirements.txt", lock.encode("utf-8")))
-    entries.append(ZipEntry("install.sh", install_script(manifest).encode("utf-8"), 0o755))
+    script = install_script(manifest, options.shared_python)
+    entries.append(ZipEntry("install.sh", script.encode("utf-8"), 0o755))
     total = sum(len(e.data) for e in entries)
     log.write(f"vendored {len(wheels) + 1} wheels for {len(targets)} target(s), "
               f"{total / 1e6:.1f} MB\n")

@@ -16,6 +16,7 @@ import html
 import ipaddress
 import json
 import shutil
+import subprocess
 import threading
 import urllib.error
 import urllib.parse
@@ -39,7 +40,8 @@ class FakeEkuiper:
     """Run with ``with FakeEkuiper(tmp_path) as ek: ... ek.url ...``."""
 
     def __init__(self, root: Path, *, allow_external_file_access: bool = True,
-                 enable_private_net: bool = False, shares_file_system: bool = True) -> None:
+                 enable_private_net: bool = False, shares_file_system: bool = True,
+                 install_env: dict[str, str] | None = None) -> None:
         self.root = root
         self.plugins_dir = root / "plugins" / "portable"
         self.uploads = root / "data" / "uploads"
@@ -48,9 +50,16 @@ class FakeEkuiper:
         self.allow_external_file_access = allow_external_file_access
         self.enable_private_net = enable_private_net
         self.shares_file_system = shares_file_system
+        #: When set, a zip's install.sh is run as eKuiper runs it (``/bin/sh install.sh`` in
+        #: the plugin folder) with this environment; else it is only unpacked.
+        self.install_env = install_env
         self.registry: dict[str, dict[str, Any]] = {}
         self.statuses: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str, bytes]] = []
+        #: Streams and rules as eKuiper v2 describes them, for the tests to fill:
+        #: {name: {"Name", "Options": {"type": ...}}}, {id: {"id", "sql", "actions"}}.
+        self.streams: dict[str, dict[str, Any]] = {}
+        self.rules: dict[str, dict[str, Any]] = {}
         self.downloads: list[str] = []
         self.lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -105,6 +114,8 @@ class FakeEkuiper:
             ("plugins", "portables", "*", "status"): ("GET",),
             ("config", "uploads"): ("GET", "POST"),
             ("config", "uploads", "*"): ("DELETE",),
+            ("streams",): ("GET",), ("streams", "*"): ("GET",),
+            ("rules",): ("GET",), ("rules", "*"): ("GET",),
         }
         key: tuple[str, ...] | None = None
         for pattern in routes:
@@ -116,6 +127,16 @@ class FakeEkuiper:
         if method not in routes[key]:
             return 405, "", b""
         name = parts[2] if len(parts) > 2 else ""
+        if key in (("streams",), ("rules",)):
+            return self._json(sorted(self.streams) if key == ("streams",) else
+                              [{"id": r, "name": r, "status": "running"}
+                               for r in sorted(self.rules)])
+        if key in (("streams", "*"), ("rules", "*")):
+            table = self.streams if key[0] == "streams" else self.rules
+            if parts[1] not in table:
+                payload = json.dumps({"error": NOT_FOUND, "message": f"{parts[1]} is not found"})
+                return 404, "text/plain; charset=utf-8", payload.encode()
+            return self._json(table[parts[1]])
         try:
             if key == ("plugins", "portables"):
                 if method == "GET":
@@ -191,6 +212,7 @@ class FakeEkuiper:
         zip_path.write_bytes(data)
         try:
             manifest = rules.install(zip_path, name, self.root)
+            self._run_install_sh(self.plugins_dir / name)
         except (rules.InstallFailure, ValueError) as exc:
             shutil.rmtree(self.plugins_dir / name, ignore_errors=True)
             raise Failure(f"{prefix}: fail to install plugin: {exc}") from None
@@ -203,6 +225,16 @@ class FakeEkuiper:
                 "functions": manifest.get("functions") or []}
         self.registry[name] = info
         self.statuses[name] = {"refCount": {}, "status": "running", "errMsg": ""}
+
+    def _run_install_sh(self, folder: Path) -> None:
+        script = folder / "install.sh"
+        if self.install_env is None or not script.is_file():
+            return
+        done = subprocess.run(["/bin/sh", str(script)], cwd=folder, env=self.install_env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        if done.returncode != 0:
+            raise rules.InstallFailure(f"err:exit status {done.returncode} stdout:{done.stdout} "
+                                       f"stderr:{done.stderr}")
 
     def _download(self, uri: str) -> bytes:
         parsed = urllib.parse.urlsplit(uri)

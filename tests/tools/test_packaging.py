@@ -185,7 +185,7 @@ def test_code_that_never_lists_its_symbols_times_out(tmp_path: Path) -> None:
 def test_stray_and_nested_kind_files(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
     (plugin / "sources" / "other.yaml").write_text("default:\n")
-    (plugin / "sinks" / "deep").mkdir()
+    (plugin / "sinks" / "deep").mkdir(parents=True)
     (plugin / "sinks" / "deep" / "x.json").write_text("{}")
     result = validate_mod.validate(plugin)
     assert any("nested in sinks/" in line for line in errors(result))
@@ -194,7 +194,9 @@ def test_stray_and_nested_kind_files(tmp_path: Path) -> None:
 
 def test_invalid_metadata_json(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
-    [meta] = (plugin / "functions").glob("*.json")
+    [function] = manifest_of(plugin)["functions"]
+    meta = plugin / "functions" / f"{function}.json"
+    meta.parent.mkdir()
     meta.write_text("{oops")
     [line] = errors(validate_mod.validate(plugin))
     assert line.startswith(str(meta)) and "not valid JSON" in line
@@ -350,7 +352,7 @@ def test_deploy_doc_matches_the_layout(tmp_path: Path) -> None:
     layout = tmp_path / "image-root"
     pack_mod.pack(plugin, layout=layout)
     for rel in listed:
-        if rel.endswith("install.sh"):
+        if rel.endswith(("install.sh", "__launch__.py")):
             continue  # written with --vendor only
         assert (layout / rel).is_file(), rel
     dockerfile = doc.split("```dockerfile\n", 1)[1].split("```", 1)[0]

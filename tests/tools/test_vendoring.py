@@ -9,11 +9,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import platform
 import re
 import subprocess
-import sys
 import venv
 import zipfile
 from pathlib import Path
@@ -21,44 +18,13 @@ from pathlib import Path
 import pytest
 from helpers import ekuiper_install_rules as rules
 from helpers.pack_helpers import builtin_host, new_plugin, require_pypi
+from helpers.vendor_helpers import bare_venv_with_borrowed_pip, clean_env, local_options
 
 from ekuiper_sdk.errors import PackagingError, VendorError
 from ekuiper_sdk.tools import manifest
 from ekuiper_sdk.tools import pack as pack_mod
 from ekuiper_sdk.tools import vendor as vendoring
 from ekuiper_sdk.tools.vendor import VendorOptions
-
-PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
-
-
-def local_options(**kw: object) -> VendorOptions:
-    glibc = platform.libc_ver()[1] or "2.17"
-    defaults: dict[str, object] = {"python_version": PY, "platforms": (vendoring.host_platform(),),
-                                       "glibc": glibc}
-    defaults.update(kw)
-    return VendorOptions(**defaults)  # type: ignore[arg-type]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment with every pip setting removed, so nothing but the zip's wheels and
-    the command line can feed pip (this machine points PIP_FIND_LINKS at a wheel folder)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
-    env.update(PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", **extra)
-    return env
-
-
-def bare_venv_with_borrowed_pip(tmp_path: Path) -> tuple[Path, Path]:
-    """A new venv without pip, plus a folder lending it this interpreter's pip through
-    PYTHONPATH: seconds faster than ensurepip, and pip still installs into the new venv."""
-    import pip
-
-    env_dir = tmp_path / "bare-venv"
-    venv.EnvBuilder(with_pip=False).create(env_dir)
-    lend = tmp_path / "lend"
-    lend.mkdir()
-    (lend / "pip").symlink_to(Path(pip.__file__).parent)
-    return env_dir / "bin" / "python", lend
-
 
 # ---------------------------------------------------------------------------
 # No network
@@ -151,7 +117,8 @@ def test_vendor_refuses_a_go_plugin_and_an_own_install_sh(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def vendored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A plugin needing a pure-python requirement, packed with wheels for this machine."""
+    """A plugin needing a pure-python requirement, packed with wheels for this machine that
+    install into the interpreter."""
     require_pypi()
     tmp = tmp_path_factory.mktemp("vendored")
     plugin = new_plugin(tmp)
@@ -165,7 +132,8 @@ def vendored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     assert "import six" in main.read_text()
     out = tmp / f"{plugin.name}.zip"
     log = io.StringIO()
-    pack_mod.pack(plugin, out, vendor=local_options(), log=log)
+    # Into the interpreter (--shared-python): test_isolation covers the plugin's own folder.
+    pack_mod.pack(plugin, out, vendor=local_options(shared_python=True), log=log)
     assert "Saved" in log.getvalue() or "already downloaded" in log.getvalue() or \
         "six" in log.getvalue()
     return plugin, out
