@@ -40,6 +40,34 @@ try:
 except (ImportError, AttributeError):  # pragma: no cover - another pynng layout
     _nng_send = _nng_recv = None
 
+#: nng's worker threads that complete socket operations. nng starts one per core, and
+#: more than one contend for its locks with each other and with the plugin's own threads
+#: (half a sink's per-frame CPU time; docs/performance.md, "Task threads"). A plugin
+#: serves one host over a few sockets, so one is enough.
+NNG_TASK_THREADS = 1
+
+
+def _limit_task_threads(count: int) -> None:
+    # Takes effect only before nng starts (the first socket of the process), so it runs
+    # when this module is imported; pynng builds without the call are left as they are.
+    setter = getattr(pynng.lib, "nng_init_set_parameter", None)
+    if setter is None or count <= 0:
+        return
+    setter(pynng.lib.NNG_INIT_NUM_TASK_THREADS, count)
+    setter(pynng.lib.NNG_INIT_MAX_TASK_THREADS, count)
+
+
+def _task_threads_wanted() -> int:
+    # EKUIPER_SDK_NNG_TASK_THREADS=0 keeps nng's own choice (to measure what this is worth).
+    try:
+        return int(os.environ.get(TASK_THREADS_ENV, NNG_TASK_THREADS))
+    except ValueError:
+        return NNG_TASK_THREADS
+
+
+TASK_THREADS_ENV = "EKUIPER_SDK_NNG_TASK_THREADS"
+_limit_task_threads(_task_threads_wanted())
+
 #: How long a REQ channel waits for the host before it sends a keepalive handshake.
 IDLE_KEEPALIVE_MS = 5000
 #: Without nng's aio calls (another pynng layout): how often a blocked receive or send
