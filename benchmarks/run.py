@@ -414,7 +414,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ours", type=Path, default=ROOT,
                         help="the checkout whose ekuiper_sdk is measured as 'ours' "
                              "(default: this one), to compare a change")
+    parser.add_argument("--ekuiper", metavar="URL",
+                        help="run the same plugins through the real eKuiper server at URL "
+                             "(REST API, on this machine) instead of the Go host")
+    parser.add_argument("--ekuiper-python-version", default="3.11",
+                        help="the Python version of that server's plugins (default 3.11)")
     args = parser.parse_args(argv)
+    if args.ekuiper:
+        from .ekuiper import main as ekuiper_main
+
+        return ekuiper_main(args.ekuiper, args.quick, args.ekuiper_python_version, args.json)
     only = tuple(args.only.split(",")) if args.only else GROUPS
     unknown = set(only) - set(GROUPS)
     if unknown:

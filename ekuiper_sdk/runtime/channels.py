@@ -2,10 +2,11 @@
 
 One rule holds for every socket here, because closing a pynng socket from one thread
 while another is blocked in it can hang (pynng 0.8.1, the version the official SDK
-pins): a socket is used and closed by one thread at a time. Receivers wake up
-between short receive timeouts to look whether they should stop; the source outlet and
-the sink inlet have a lock that whoever uses or closes the socket holds, and the
-outlet sends in short slices so ``close`` never waits long.
+pins): a socket is used and closed by one thread at a time. The source outlet and the
+sink inlet have a lock that whoever uses or closes the socket holds; a thread that
+waits on one of them waits in an nng aio operation with no timer (:mod:`.aio`), which a
+stopper cancels before it takes the lock, so an idle plugin is never woken and ``close``
+never waits long. The control and function channels wake up only every few seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Callable
 import pynng
 
 from ..errors import ChannelStopped, SendTimeout
-from . import protocol
+from . import aio, protocol
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -39,11 +40,39 @@ try:
 except (ImportError, AttributeError):  # pragma: no cover - another pynng layout
     _nng_send = _nng_recv = None
 
+#: nng's worker threads that complete socket operations. nng starts one per core, and
+#: more than one contend for its locks with each other and with the plugin's own threads
+#: (half a sink's per-frame CPU time; docs/performance.md, "Task threads"). A plugin
+#: serves one host over a few sockets, so one is enough.
+NNG_TASK_THREADS = 1
+
+
+def _limit_task_threads(count: int) -> None:
+    # Takes effect only before nng starts (the first socket of the process), so it runs
+    # when this module is imported; pynng builds without the call are left as they are.
+    setter = getattr(pynng.lib, "nng_init_set_parameter", None)
+    if setter is None or count <= 0:
+        return
+    setter(pynng.lib.NNG_INIT_NUM_TASK_THREADS, count)
+    setter(pynng.lib.NNG_INIT_MAX_TASK_THREADS, count)
+
+
+def _task_threads_wanted() -> int:
+    # EKUIPER_SDK_NNG_TASK_THREADS=0 keeps nng's own choice (to measure what this is worth).
+    try:
+        return int(os.environ.get(TASK_THREADS_ENV, NNG_TASK_THREADS))
+    except ValueError:
+        return NNG_TASK_THREADS
+
+
+TASK_THREADS_ENV = "EKUIPER_SDK_NNG_TASK_THREADS"
+_limit_task_threads(_task_threads_wanted())
+
 #: How long a REQ channel waits for the host before it sends a keepalive handshake.
 IDLE_KEEPALIVE_MS = 5000
-#: How often a blocked receive or send wakes up to see whether it was asked to stop.
+#: Without nng's aio calls (another pynng layout): how often a blocked receive or send
+#: wakes up to see whether it was asked to stop.
 POLL_MS = 50
-#: How long one blocked source send waits before it looks whether it should stop.
 SEND_SLICE_MS = 5
 #: How long to keep dialling a URL the host should already be listening on.
 DIAL_DEADLINE_S = 5.0
@@ -154,9 +183,10 @@ class InvertedReplier:
 class Outlet:
     """A PUSH socket shared by user threads (``send``) and the stopper (``close``).
 
-    Sends go in short slices under a lock, so ``close`` never closes the socket while a
-    send is inside it and never waits longer than one slice. Used for a source's tuples
-    and a sink's acks.
+    Sends go under a lock; a send that finds nng's buffers full waits in an aio send
+    that ``close`` cancels before it takes the lock, so ``close`` never closes the
+    socket while a send is inside it and never waits for the host. Used for a source's
+    tuples and a sink's acks.
     """
 
     def __init__(self, url: str, send_timeout_ms: int, what: str, buffer: int = 0) -> None:
@@ -166,6 +196,7 @@ class Outlet:
         self._lock = threading.Lock()
         self._closed = False
         self._closing = False
+        self._timeout_ms = send_timeout_ms
         self._sock = pynng.Push0(send_timeout=min(SEND_SLICE_MS, send_timeout_ms),
                                  send_buffer_size=buffer)
         try:
@@ -174,6 +205,7 @@ class Outlet:
             self._sock.close()
             raise
         self._handle = self._sock.socket  # the nng socket behind it, for the direct send
+        self._waiter = aio.Waiter(self._sock) if aio.AVAILABLE else None
 
     def send(self, frame: bytes) -> None:
         """Send one frame, waiting up to the send timeout while the host does not read."""
@@ -191,6 +223,9 @@ class Outlet:
                         return
                     if err != _EAGAIN:
                         check_err(err)
+                    if self._waiter is not None:
+                        self._wait_and_send(frame)
+                        return
                 else:
                     try:
                         self._sock.send(frame, block=False)
@@ -210,21 +245,40 @@ class Outlet:
                 raise SendTimeout(f"eKuiper did not read the {self.what}'s data for "
                                   f"{self._timeout_s:g} s (sendTimeout)")
 
+    def _wait_and_send(self, frame: bytes) -> None:
+        """Wait for room (the lock is held); the host does not read fast enough."""
+        assert self._waiter is not None
+        try:
+            if self._waiter.send(frame, self._timeout_ms):
+                return
+        except pynng.Timeout:
+            raise SendTimeout(f"eKuiper did not read the {self.what}'s data for "
+                              f"{self._timeout_s:g} s (sendTimeout)") from None
+        raise ChannelStopped(f"the {self.what} was stopped")
+
     def close(self) -> None:
         # Python locks are not fair: a sender looping on blocked slices can take the lock
         # again before this thread wakes up, and stops took up to 90 ms. The flag makes
-        # the sender give the lock up after its current slice.
+        # the sender give the lock up after its current send.
         self._closing = True
-        with self._lock:
+        if self._waiter is not None:
+            aio.cancel_until(self._lock, self._waiter)
+        else:
+            self._lock.acquire()
+        try:
             if not self._closed:
                 self._closed = True
                 self._sock.close()
+        finally:
+            self._lock.release()
 
 
 class SinkInlet:
     """A sink instance's PULL socket: listens before the start is answered.
 
-    One thread at a time uses it: the holder of ``lock``, who also closes it.
+    One thread at a time uses it: the holder of ``lock``, who also closes it. A reader
+    waits for frames with no time-out; another thread takes the socket over with
+    :meth:`seize`, which ends that wait.
     """
 
     def __init__(self, url: str) -> None:
@@ -232,6 +286,7 @@ class SinkInlet:
         self.lock = threading.Lock()
         self.closed = False
         self._sock = pynng.Pull0(recv_timeout=POLL_MS, recv_max_size=0)
+        self._waiter = aio.Waiter(self._sock) if aio.AVAILABLE else None
         if _nng_recv is not None:
             self._data = pynng.ffi.new("char **")
             self._size = pynng.ffi.new("size_t *")
@@ -242,15 +297,25 @@ class SinkInlet:
             raise
 
     def receive(self) -> list[bytes]:
-        """The frames that came within one poll interval, in order (maybe none).
+        """The next frames, in order; waits for at least one unless :meth:`seize` ends it.
 
-        Call with ``lock`` held.
+        Call with ``lock`` held. Returns no frames when the wait was ended.
         """
+        if self._waiter is not None:
+            frame = self._waiter.receive()
+            return [] if frame is None else self._queued([frame])
         try:
             frame = receive(self._sock)
         except pynng.Timeout:
             return []
         return self._queued([frame])
+
+    def seize(self) -> None:
+        """Take ``lock`` from any thread, ending a reader's wait; release it when done."""
+        if self._waiter is not None:
+            aio.cancel_until(self.lock, self._waiter)
+        else:
+            self.lock.acquire()  # the reader lets go within one poll interval
 
     def finish(self) -> list[bytes]:
         """Take the frames still on their way, then close. Call with ``lock`` held."""

@@ -26,6 +26,7 @@ from ..api import Function, Sink, Source
 from ..errors import ConfigError, ProtocolError, UserCodeError
 from . import channels, protocol
 from .function import FunctionRunner
+from .parent import watch_parent
 from .runner import Runner, call_user
 from .sink import SinkRunner
 from .source import SourceRunner
@@ -56,8 +57,9 @@ log = logging.getLogger("ekuiper_sdk")
 REPLACE_WAIT_S = 2.0
 #: How long shutdown waits for every instance's ``close`` before the process exits.
 SHUTDOWN_WAIT_S = 1.5
-#: How often the main thread checks that the host is still its parent.
-PARENT_POLL_S = 0.2
+#: The main thread only waits; a signal or another thread wakes it (a long timeout
+#: is there only so that the wait is never unbounded).
+SHUTDOWN_CHECK_S = 3600.0
 
 LOG_LEVEL_ENV = "EKUIPER_SDK_LOG_LEVEL"
 DEFAULT_SEND_TIMEOUT_MS = 1000
@@ -194,13 +196,12 @@ class PluginRuntime:
                          daemon=True).start()
         if self._rejoin:
             threading.Thread(target=self._rejoin_functions, name="rejoin", daemon=True).start()
-        parent = os.getppid()
-        while not self._shutdown.wait(PARENT_POLL_S):
-            if os.getppid() != parent:
-                # The host died (even by SIGKILL): leave rather than linger as an orphan
-                # that a restarted host's sockets could be shared with.
-                self.shutdown(f"{'the supervisor' if self._connect else 'eKuiper'} "
-                              f"(pid {parent}) is gone")
+        # The host died (even by SIGKILL): leave rather than linger as an orphan that a
+        # restarted host's sockets could be shared with.
+        host = "the supervisor" if self._connect else "eKuiper"
+        watch_parent(lambda pid: self.shutdown(f"{host} (pid {pid}) is gone"))
+        while not self._shutdown.wait(SHUTDOWN_CHECK_S):
+            pass
         self._close_all()
         log.info("plugin %s stopped: %s", self.config.name, self._shutdown_reason)
         self._exit(0)

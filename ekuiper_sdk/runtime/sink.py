@@ -56,11 +56,14 @@ class SinkRunner(Runner):
                          daemon=True).start()
 
     def _release(self) -> None:
-        # Waits at most one poll interval when the worker is reading; at once when it
-        # is in user code.
-        with self.inlet.lock:
+        # Ends the worker's wait for frames if it is reading; at once when it is in
+        # user code.
+        self.inlet.seize()
+        try:
             if not self.inlet.closed:
                 self._left = self.inlet.finish()
+        finally:
+            self.inlet.lock.release()
         self.released.set()
 
     def _work(self) -> None:

@@ -25,12 +25,14 @@ from typing import Any
 from ..errors import ProtocolError
 from . import channels, inflight, protocol
 from .control import (
+    SHUTDOWN_CHECK_S,
     PluginRuntime,
     SymbolTable,
     configure_logging,
     connect_to_ekuiper,
     parse_host_args,
 )
+from .parent import watch_parent
 from .worker import REJOIN_ENV, WORKER_ENV, serve_as_worker
 from .worker_process import WorkerDied, WorkerProcess
 
@@ -54,7 +56,6 @@ COMMAND_WAIT_S = 10.0
 READY_TIMEOUT_S = 60.0
 #: How long the worker gets to close its symbols when the supervisor stops.
 WORKER_STOP_S = 2.0
-PARENT_POLL_S = 0.2
 #: How many calls that killed a worker are refused, per function (the latest ones).
 POISON_KEPT = 64
 
@@ -164,10 +165,9 @@ class Supervisor:
         control.on_disconnect(lambda: self.shutdown("eKuiper closed the control channel"))
         threading.Thread(target=self._serve_control, args=(control,), name="control",
                          daemon=True).start()
-        parent = os.getppid()
-        while not self._shutdown.wait(PARENT_POLL_S):
-            if os.getppid() != parent:
-                self.shutdown(f"eKuiper (pid {parent}) is gone")
+        watch_parent(lambda pid: self.shutdown(f"eKuiper (pid {pid}) is gone"))
+        while not self._shutdown.wait(SHUTDOWN_CHECK_S):
+            pass
         with self._cond:
             self._worker = None
             worker = self._newest  # ready or not: no worker outlives the supervisor
