@@ -423,7 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.ekuiper:
         from .ekuiper import main as ekuiper_main
 
-        return ekuiper_main(args.ekuiper, args.quick, args.ekuiper_python_version, args.json)
+        try:
+            return ekuiper_main(args.ekuiper, args.quick, args.ekuiper_python_version, args.json)
+        except RuntimeError as exc:  # a REST step failed: eKuiper's answer in one line
+            print(f"benchmark: {exc}", file=sys.stderr)
+            return 1
     only = tuple(args.only.split(",")) if args.only else GROUPS
     unknown = set(only) - set(GROUPS)
     if unknown:
