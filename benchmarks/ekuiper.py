@@ -94,8 +94,9 @@ def pack(name: str, sdk: str, out: Path, python_version: str) -> Path:
 
 
 def plugin_pid(name: str) -> int:
-    """The pid of the process running ``.../portable/<name>/<name>.py``."""
-    tail = f"/portable/{name}/{name}.py".encode()
+    """The pid of the process eKuiper started for plugin ``name``: its executable is in
+    ``.../portable/<name>/`` (the script itself, or the launcher ``pack --vendor`` writes)."""
+    folder = f"/portable/{name}/".encode()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -103,7 +104,7 @@ def plugin_pid(name: str) -> int:
                     args = f.read().split(b"\0")
             except OSError:
                 continue
-            if any(arg.endswith(tail) for arg in args):
+            if any(folder in arg and arg.endswith(b".py") for arg in args[1:3]):
                 return int(entry)
     raise LookupError(f"no running process for plugin {name}")
 
