@@ -126,21 +126,21 @@ def listen_private(sock: pynng.Socket, url: str) -> None:
     os.chmod(path, 0o600)
 
 
-class InvertedReplier:
-    """The plugin's side of the control and function channels: a REQ socket that serves.
+class CommandLink:
+    """A socket the plugin dials and serves: it sends ``handshake``, then answers each
+    frame it receives with ``handle``'s bytes, until stopped or the socket closes.
 
-    The host listens with REP and answers the plugin's requests with commands, so the
-    plugin sends ``handshake``, receives a command as the "reply", and sends its answer
-    as the next request. When the host is quiet for ``IDLE_KEEPALIVE_MS`` the plugin
-    sends ``handshake`` again, which the host reads as a keepalive.
+    The used-and-closed-by-one-thread rule holds: ``serve``'s thread closes the socket.
+    A receive that times out (or another error in ``QUIET``) calls ``_idle``.
     """
 
-    def __init__(self, url: str, idle_ms: int = IDLE_KEEPALIVE_MS,
+    #: Receive errors that only mean nothing came.
+    QUIET: tuple[type[Exception], ...] = (pynng.Timeout,)
+
+    def __init__(self, sock: pynng.Socket, url: str,
                  dial_deadline_s: float = DIAL_DEADLINE_S) -> None:
         self.url = url
-        # nng's own resend would replay an old answer that the host could read as the
-        # answer to its next command; the idle handshake does that job instead.
-        self._sock = pynng.Req0(recv_timeout=idle_ms, resend_time=0, recv_max_size=0)
+        self._sock = sock
         self._closing = False
         try:
             dial(self._sock, url, dial_deadline_s)
@@ -149,10 +149,10 @@ class InvertedReplier:
             raise
 
     def on_disconnect(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` (on an nng thread) when the connection to the host drops.
+        """Call ``callback`` (on an nng thread) when the connection to the peer drops.
 
-        The host keeps its end open for as long as it lives, so a dropped connection
-        means the host is gone, whichever way it went and whoever the plugin's parent is.
+        The peer keeps its end open for as long as it lives, so a dropped connection
+        means the peer is gone, whichever way it went and whoever the plugin's parent is.
         """
         def removed(_pipe: object) -> None:
             if not self._closing:  # closing our own socket removes the pipe too
@@ -168,9 +168,8 @@ class InvertedReplier:
             while not stopped.is_set():
                 try:
                     request = receive(sock)
-                except (pynng.Timeout, pynng.BadState):
-                    # The REQ socket dropped its request: make a new one.
-                    sock.send(protocol.HANDSHAKE)
+                except self.QUIET:
+                    self._idle(sock)
                     continue
                 sock.send(handle(request))
         except pynng.Closed:
@@ -178,6 +177,32 @@ class InvertedReplier:
         finally:
             self._closing = True
             sock.close()
+
+    def _idle(self, sock: pynng.Socket) -> None:
+        """Nothing came within the receive timeout: by default, wait again."""
+
+
+class InvertedReplier(CommandLink):
+    """The plugin's side of the control and function channels: a REQ socket that serves.
+
+    The host listens with REP and answers the plugin's requests with commands, so the
+    plugin sends ``handshake``, receives a command as the "reply", and sends its answer
+    as the next request. When the host is quiet for ``IDLE_KEEPALIVE_MS`` the plugin
+    sends ``handshake`` again, which the host reads as a keepalive.
+    """
+
+    QUIET = (pynng.Timeout, pynng.BadState)
+
+    def __init__(self, url: str, idle_ms: int = IDLE_KEEPALIVE_MS,
+                 dial_deadline_s: float = DIAL_DEADLINE_S) -> None:
+        # nng's own resend would replay an old answer that the host could read as the
+        # answer to its next command; the idle handshake does that job instead.
+        super().__init__(pynng.Req0(recv_timeout=idle_ms, resend_time=0, recv_max_size=0),
+                         url, dial_deadline_s)
+
+    def _idle(self, sock: pynng.Socket) -> None:
+        # The REQ socket dropped its request: make a new one.
+        sock.send(protocol.HANDSHAKE)
 
 
 class Outlet:

@@ -12,12 +12,10 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
-import threading
-from typing import Callable
 
 import pynng
 
-from . import channels, inflight, protocol, runner
+from . import channels, inflight, runner
 from .control import SymbolTable
 
 log = logging.getLogger("ekuiper_sdk")
@@ -32,48 +30,17 @@ EXIT_OUT_OF_MEMORY = 12
 RECEIVE_POLL_MS = 200
 
 
-class SupervisorLink:
+class SupervisorLink(channels.CommandLink):
     """The worker's end of the private channel: a Pair0 socket that answers commands.
 
-    It has the two methods ``PluginRuntime`` needs of a command channel, ``serve`` and
-    ``on_disconnect``, so the runtime serves the supervisor as it would serve eKuiper. The
-    first frame it sends, ``handshake``, tells the supervisor the worker is ready.
+    It serves the supervisor as the runtime would serve eKuiper (``serve``,
+    ``on_disconnect``); the first frame it sends, ``handshake``, tells the supervisor the
+    worker is ready. A quiet channel needs no keepalive, so a receive timeout only lets
+    ``serve`` look whether it should stop.
     """
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self._sock = pynng.Pair0(recv_timeout=RECEIVE_POLL_MS, recv_max_size=0)
-        self._closing = False
-        try:
-            channels.dial(self._sock, url)
-        except BaseException:
-            self._sock.close()
-            raise
-
-    def on_disconnect(self, callback: Callable[[], None]) -> None:
-        """Call ``callback`` when the supervisor's end goes away (it died or closed it)."""
-        def removed(_pipe: object) -> None:
-            if not self._closing:
-                callback()
-
-        self._sock.add_post_pipe_remove_cb(removed)
-
-    def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None:
-        """Answer each command with ``handle`` until ``stopped`` is set or the socket fails."""
-        sock = self._sock
-        try:
-            sock.send(protocol.HANDSHAKE)
-            while not stopped.is_set():
-                try:
-                    request = channels.receive(sock)
-                except pynng.Timeout:
-                    continue
-                sock.send(handle(request))
-        except pynng.Closed:
-            pass
-        finally:
-            self._closing = True
-            sock.close()
+        super().__init__(pynng.Pair0(recv_timeout=RECEIVE_POLL_MS, recv_max_size=0), url)
 
 
 def serve_as_worker(config: SymbolTable, argv: list[str], url: str) -> None:
