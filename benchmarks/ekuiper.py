@@ -11,21 +11,28 @@ the sink, and reports CPU per second. Medians over windows; SDKs alternate.
 
 The server's Python must be able to import ``ekuiper`` (the official SDK) for the
 official plugin; ekuiper-sdk is shipped in the plugin's zip (``ekuiper-plugin pack
---vendor``). The server must run on this machine (CPU is read from ``/proc``).
+--vendor``). The server must run on this machine (CPU is read from ``/proc``). With
+``--kuiperd PATH`` instead of a URL, the run starts a server of its own
+(:mod:`benchmarks.kuiperd`) whose plugins start with the official SDK's own Python
+(:mod:`benchmarks.official_sdk`), as a user of either SDK would set it up.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +45,45 @@ LABELS = {"source": "source -> nop sink", "function": "function, `SELECT fn(data
           "idle": "idle rule: source, function, sink"}
 #: The feeder's pace for the function and sink cases, tuples a second.
 FEED_RATE = 10_000
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long each path is measured: ``windows`` windows of ``window_s`` seconds after
+    ``settle_s`` seconds of a running rule, in each of ``rounds`` rounds."""
+
+    window_s: float
+    windows: int
+    rounds: int
+    settle_s: float = 3.0
+
+
+FULL = Plan(window_s=6.0, windows=3, rounds=2)
+QUICK = Plan(window_s=4.0, windows=2, rounds=1)
+#: A smoke test of the mode: the figures are real but too short to compare.
+TINY = Plan(window_s=1.0, windows=1, rounds=1, settle_s=2.0)
+
+
+def plan_for(quick: bool, tiny: bool) -> Plan:
+    """The plan of ``--quick`` or ``--tiny`` (tiny wins), else the full one.
+
+    >>> plan_for(quick=True, tiny=False) == QUICK
+    True
+    """
+    return TINY if tiny else QUICK if quick else FULL
+
+
+def bench_tag(url: str, pid: int | None = None) -> str:
+    """The prefix of every plugin, function, stream and rule name a run makes.
+
+    IPC socket paths in ``/tmp`` are global and every server makes them from these names,
+    so the prefix names the server's port and this process, unique on the machine.
+
+    >>> bench_tag("http://127.0.0.1:9081", pid=42)
+    'kb9081p42'
+    """
+    port = urllib.parse.urlsplit(url).port or 0
+    return f"kb{port}p{os.getpid() if pid is None else pid}"
 
 
 class Server:
@@ -139,15 +185,17 @@ class EkuiperBench:
     """Installs the plugins, runs each path's rule for ``windows`` windows, reports."""
 
     def __init__(self, server: Server, window_s: float, windows: int, python_version: str,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, *, settle_s: float = 3.0,
+                 tag: str | None = None) -> None:
         self.server = server
         self.window_s = window_s
         self.windows = windows
+        self.settle_s = settle_s
         self.python_version = python_version
         self.log = log
-        tag = f"{os.getpid() % 100000}"
-        self.names = {sdk: f"kb{tag}_{sdk}" for sdk in SDKS}
-        self.feeder = f"kb{tag}_feed"
+        self.tag = tag or bench_tag(server.url)
+        self.names = {sdk: f"{self.tag}_{sdk}" for sdk in SDKS}
+        self.feeder = f"{self.tag}_feed"
         self.results: dict[str, dict[str, list[float]]] = {}
         self._rules: list[str] = []
         self._streams: list[str] = []
@@ -206,7 +254,7 @@ class EkuiperBench:
             count = None
         try:
             pid = wait_for(lambda: plugin_pid(name), f"plugin {name}")
-            time.sleep(3.0)  # the rule settles
+            time.sleep(self.settle_s)  # the rule settles
             for _ in range(self.windows):
                 a_cpu, a_n, t0 = cpu_ms(pid), count() if count else 0, time.monotonic()
                 time.sleep(self.window_s)
@@ -241,8 +289,23 @@ class EkuiperBench:
             self.server.quietly("DELETE", f"/streams/{stream}")
         for name in [*self.names.values(), self.feeder]:
             self.server.quietly("DELETE", f"/plugins/portables/{name}")
+        # eKuiper v2.4 leaves the control and function sockets of a deleted plugin in /tmp
+        # (seen on a real server); every name in them starts with this run's tag.
+        for path in Path("/tmp").glob(f"*{self.tag}_*.ipc"):
+            path.unlink(missing_ok=True)
 
     def table(self) -> str:
+        """The Markdown table of the medians; ``-`` where nothing was measured.
+
+        >>> b = EkuiperBench(Server("http://127.0.0.1:1"), 1.0, 1, "3.11", tag="kbt")
+        >>> b.results = {"idle/official": {"cpu_ms_per_s": [0.5, 0.25, 2.0]},
+        ...              "idle/ours": {"cpu_ms_per_s": [0.5]}}
+        >>> print(b.table())
+        | path | official | ours | ours/official CPU |
+        |---|---|---|---|
+        | idle rule: source, function, sink | 0.50 ms CPU/s | 0.50 ms CPU/s | 1.00 |
+        """
+
         def med(key: str, what: str) -> float | None:
             values = self.results.get(key, {}).get(what)
             return statistics.median(values) if values else None
@@ -252,11 +315,16 @@ class EkuiperBench:
 
         lines = ["| path | official | ours | ours/official CPU |", "|---|---|---|---|"]
         for path in PATHS:
+            if not any(f"{path}/{sdk}" in self.results for sdk in SDKS):
+                continue  # not measured (--only)
             cells = []
-            cpus = []
+            cpus: list[float | None] = []
             for sdk in SDKS:
                 key = f"{path}/{sdk}"
-                if path == "idle":
+                if key not in self.results:
+                    cells.append("-")
+                    cpus.append(None)
+                elif path == "idle":
                     cpu = med(key, "cpu_ms_per_s")
                     cells.append(f"{fmt(cpu, '.2f')} ms CPU/s")
                 else:
@@ -272,12 +340,67 @@ class EkuiperBench:
         return "\n".join(lines)
 
 
-def main(url: str, quick: bool, python_version: str, json_out: Path | None = None) -> int:
-    """Run the real-eKuiper benchmark against ``url`` and print its table."""
-    bench = EkuiperBench(Server(url), window_s=4.0 if quick else 6.0,
-                         windows=2 if quick else 3, python_version=python_version)
-    bench.run(rounds=1 if quick else 2)
+def server_python_version(python: str) -> str:
+    """``X.Y`` of an interpreter, for the wheels ``pack --vendor`` ships to it."""
+    proc = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"cannot run {python}: {proc.stderr.strip()[-200:]}")
+    return proc.stdout.strip()
+
+
+def describe(server: Server, python_version: str) -> str:
+    """One line on the server and the machine, printed above the table."""
+    try:
+        version = server.call("GET", "/").get("version", "?")
+    except (RuntimeError, AttributeError):
+        version = "?"
+    load = os.getloadavg()[0]
+    return (f"eKuiper {version} at {server.url}, plugins on Python {python_version}; "
+            f"{os.cpu_count()} CPUs; load average {load:.2f} at the start")
+
+
+def run_bench(server: Server, plan: Plan, python_version: str, paths: tuple[str, ...],
+              json_out: Path | None, tag: str | None = None) -> int:
+    bench = EkuiperBench(server, window_s=plan.window_s, windows=plan.windows,
+                         python_version=python_version, settle_s=plan.settle_s, tag=tag)
+    print(describe(server, python_version))
+    started = time.monotonic()
+    bench.run(paths, rounds=plan.rounds)
+    print(f"\nmedians of {plan.rounds * plan.windows} window(s) of {plan.window_s:g} s per "
+          f"path and SDK; {time.monotonic() - started:.0f} s")
     print(bench.table())
     if json_out is not None:
         json_out.write_text(json.dumps(bench.results, indent=1))
     return 0
+
+
+def _terminate(signum: int, frame: object) -> None:
+    print("benchmark: terminated; stopping the private eKuiper", file=sys.stderr)
+    raise SystemExit(128 + signum)  # unwinds through the private server's ``with``
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the real-eKuiper benchmark for ``python -m benchmarks --ekuiper/--kuiperd``.
+
+    Example::
+
+        main(build_parser().parse_args(["--kuiperd", "/opt/ekuiper/bin/kuiperd", "--quick"]))
+    """
+    plan = plan_for(args.quick, args.tiny)
+    paths = tuple(args.only.split(",")) if args.only else PATHS
+    if args.ekuiper:
+        return run_bench(Server(args.ekuiper), plan, args.ekuiper_python_version, paths,
+                         args.json)
+    from .kuiperd import PrivateKuiperd, check_binary, find_etc
+    from .official_sdk import official_python
+
+    find_etc(check_binary(args.kuiperd), args.kuiperd_etc)  # before a slow first install
+    python = official_python()  # the official SDK's own; ours ships in its zip
+    signal.signal(signal.SIGTERM, _terminate)
+    with PrivateKuiperd(args.kuiperd, python, args.kuiperd_etc, keep=args.keep_logs) as kuiperd:
+        tag = bench_tag(kuiperd.url)
+        kuiperd.add_ipc_marker(tag)
+        print(f"private eKuiper at {kuiperd.url}, folder {kuiperd.run_dir}")
+        return run_bench(Server(kuiperd.url), plan, server_python_version(python), paths,
+                         args.json, tag)

@@ -402,37 +402,74 @@ def describe_machine(ours: Path = ROOT) -> str:
             f"({cpu}); load average {load:.2f} at the start")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks``.
+
+    >>> build_parser().parse_args(["--kuiperd", "bin/kuiperd", "--quick"]).kuiperd
+    PosixPath('bin/kuiperd')
+    """
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="one short repetition")
-    parser.add_argument("--tiny", action="store_true", help="a few hundred frames (smoke test)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one short repetition (with a server: one round of 2 windows)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a few hundred frames (smoke test; with a server: one 1 s window)")
     parser.add_argument("--reps", type=int, help="repetitions (medians are reported)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
-    parser.add_argument("--keep-logs", action="store_true", help="keep the plugins' logs")
-    parser.add_argument("--only", help="comma-separated measurements: " + ",".join(GROUPS))
+    parser.add_argument("--keep-logs", action="store_true",
+                        help="keep the plugins' logs (with --kuiperd: the server's folder)")
+    parser.add_argument("--only", help="comma-separated measurements: " + ",".join(GROUPS)
+                        + "; with a server: source,function,sink,sink_each,idle")
     parser.add_argument("--ours", type=Path, default=ROOT,
                         help="the checkout whose ekuiper_sdk is measured as 'ours' "
                              "(default: this one), to compare a change")
-    parser.add_argument("--ekuiper", metavar="URL",
+    server = parser.add_mutually_exclusive_group()
+    server.add_argument("--ekuiper", metavar="URL",
                         help="run the same plugins through the real eKuiper server at URL "
                              "(REST API, on this machine) instead of the Go host")
+    server.add_argument("--kuiperd", metavar="PATH", type=Path,
+                        help="as --ekuiper, on a private eKuiper that this run starts from "
+                             "the kuiperd binary at PATH and removes afterwards")
+    parser.add_argument("--kuiperd-etc", metavar="DIR", type=Path,
+                        help="with --kuiperd: the etc/ folder to copy (default: the one "
+                             "beside the binary's bin/)")
     parser.add_argument("--ekuiper-python-version", default="3.11",
-                        help="the Python version of that server's plugins (default 3.11)")
+                        help="with --ekuiper: the Python version of that server's plugins "
+                             "(default 3.11)")
+    return parser
+
+
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[str, ...]:
+    """The measurements ``--only`` picks for the mode chosen; a usage error for the rest."""
+    from .ekuiper import PATHS
+
+    real = bool(args.ekuiper or args.kuiperd)
+    if args.kuiperd_etc and not args.kuiperd:
+        parser.error("--kuiperd-etc needs --kuiperd")
+    choices = PATHS if real else GROUPS
+    only = tuple(args.only.split(",")) if args.only else choices
+    unknown = set(only) - set(choices)
+    if unknown:
+        parser.error(f"unknown measurement(s) {', '.join(sorted(unknown))}; "
+                     f"choose from {', '.join(choices)}")
+    return only
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.ekuiper:
+    only = check_args(parser, args)
+    if args.ekuiper or args.kuiperd:
         from .ekuiper import main as ekuiper_main
 
         try:
-            return ekuiper_main(args.ekuiper, args.quick, args.ekuiper_python_version, args.json)
-        except RuntimeError as exc:  # a REST step failed: eKuiper's answer in one line
+            return ekuiper_main(args)
+        except RuntimeError as exc:  # a failed step (REST, server start) in one line
             print(f"benchmark: {exc}", file=sys.stderr)
             return 1
-    only = tuple(args.only.split(",")) if args.only else GROUPS
-    unknown = set(only) - set(GROUPS)
-    if unknown:
-        parser.error(f"unknown measurement(s) {', '.join(sorted(unknown))}; "
-                     f"choose from {', '.join(GROUPS)}")
+        except KeyboardInterrupt:
+            print("benchmark: interrupted", file=sys.stderr)
+            return 130
     sizes = TINY if args.tiny else QUICK if args.quick else FULL
     if args.reps:
         sizes = Sizes(**{**sizes.__dict__, "reps": args.reps})

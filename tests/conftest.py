@@ -23,3 +23,9 @@ def official_sdk_python() -> str:
         if os.environ.get("CI"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--kuiperd", default=None, metavar="PATH",
+                     help="a kuiperd binary for the tests that start a private eKuiper "
+                          "(tests/benchmarks; default: $EKUIPER_KUIPERD; without it they skip)")
