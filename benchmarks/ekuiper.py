@@ -7,7 +7,11 @@ the plugin measured runs only the symbol under test. Per path it reports the rat
 plugin process's CPU time per record, read from ``/proc/<pid>/task/*/schedstat`` (the
 pid found from the process list by the plugin's executable path), over windows of a
 running rule; the idle case is a rule with a source that never emits, the function and
-the sink, and reports CPU per second. Medians over windows; SDKs alternate.
+the sink, and reports CPU per second. Medians over windows; SDKs alternate. Next to
+the two SDKs, the sink cases also run ``plugins/bare_sink.py``, a plain pynng receive
+loop with no SDK: the floor of a Python sink on the same pynng. Every case also reports
+the plugin's context switches per record (``/proc/<pid>/task/*/status``), which a busy
+machine moves far less than CPU time.
 
 The server's Python must be able to import ``ekuiper`` (the official SDK) for the
 official plugin; ekuiper-sdk is shipped in the plugin's zip (``ekuiper-plugin pack
@@ -38,7 +42,10 @@ from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "plugins" / "ekuiper_bench.py"
+FLOOR_TEMPLATE = HERE / "plugins" / "bare_sink.py"
 SDKS = ("official", "ours")
+#: The plain pynng loop, measured on the sink path only.
+FLOOR = "bare"
 PATHS = ("source", "function", "sink", "sink_each", "idle")
 LABELS = {"source": "source -> nop sink", "function": "function, `SELECT fn(data)`",
           "sink": "sink, bytes", "sink_each": 'sink, records="each"',
@@ -115,9 +122,18 @@ class Server:
 
 
 def pack(name: str, sdk: str, out: Path, python_version: str) -> Path:
-    """A plugin zip of the template named ``name``; ours vendors ekuiper-sdk."""
+    """A plugin zip of the template named ``name``; ours vendors ekuiper-sdk.
+
+    The floor (``sdk == "bare"``) is packed the same way as ours, so that it runs on the
+    same vendored pynng."""
     folder = out / name
     (folder / "sources").mkdir(parents=True)
+    if sdk == FLOOR:
+        (folder / f"{name}.py").write_text(FLOOR_TEMPLATE.read_text())
+        (folder / f"{name}.json").write_text(json.dumps({
+            "version": "v1.0.0", "language": "python", "executable": f"{name}.py",
+            "sinks": [f"{name}_sink"]}))
+        return _pack_vendored(folder, out / f"{name}.zip", python_version)
     (folder / f"{name}.py").write_text(TEMPLATE.read_text())
     (folder / f"{name}.json").write_text(json.dumps({
         "version": "v1.0.0", "language": "python", "executable": f"{name}.py",
@@ -133,6 +149,10 @@ def pack(name: str, sdk: str, out: Path, python_version: str) -> Path:
                 if path.is_file():
                     zf.write(path, path.relative_to(folder).as_posix())
         return target
+    return _pack_vendored(folder, target, python_version)
+
+
+def _pack_vendored(folder: Path, target: Path, python_version: str) -> Path:
     subprocess.run([sys.executable, "-m", "ekuiper_sdk.tools.cli", "pack", str(folder), "--vendor",
                     "--no-code", "--python-version", python_version, "-o", str(target)],
                    check=True, capture_output=True, timeout=600)
@@ -167,6 +187,18 @@ def cpu_ms(pid: int) -> float:
     return total / 1e6
 
 
+def switches(pid: int) -> int:
+    """Context switches (voluntary and not) of every live thread of ``pid``."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+        except OSError:
+            pass
+    return total
+
+
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
     give_up = time.monotonic() + timeout
     while True:
@@ -194,7 +226,7 @@ class EkuiperBench:
         self.python_version = python_version
         self.log = log
         self.tag = tag or bench_tag(server.url)
-        self.names = {sdk: f"{self.tag}_{sdk}" for sdk in SDKS}
+        self.names = {sdk: f"{self.tag}_{sdk}" for sdk in (*SDKS, FLOOR)}
         self.feeder = f"{self.tag}_feed"
         self.results: dict[str, dict[str, list[float]]] = {}
         self._rules: list[str] = []
@@ -202,7 +234,7 @@ class EkuiperBench:
 
     def install(self) -> None:
         with tempfile.TemporaryDirectory(prefix="ekuiper-bench-") as tmp:
-            for name, sdk in [(self.names["official"], "official"), (self.names["ours"], "ours"),
+            for name, sdk in [*((self.names[sdk], sdk) for sdk in (*SDKS, FLOOR)),
                               (self.feeder, "ours")]:
                 zipped = pack(name, sdk, Path(tmp), self.python_version)
                 self.log(f"installing {name} ({sdk})")
@@ -256,15 +288,19 @@ class EkuiperBench:
             pid = wait_for(lambda: plugin_pid(name), f"plugin {name}")
             time.sleep(self.settle_s)  # the rule settles
             for _ in range(self.windows):
-                a_cpu, a_n, t0 = cpu_ms(pid), count() if count else 0, time.monotonic()
+                a_cpu, a_cs, a_n = cpu_ms(pid), switches(pid), count() if count else 0
+                t0 = time.monotonic()
                 time.sleep(self.window_s)
-                b_cpu, b_n, dt = cpu_ms(pid), count() if count else 0, time.monotonic() - t0
+                b_cpu, b_cs, b_n = cpu_ms(pid), switches(pid), count() if count else 0
+                dt = time.monotonic() - t0
                 got = self.results.setdefault(f"{path}/{sdk}", {})
                 if count is None:
                     got.setdefault("cpu_ms_per_s", []).append((b_cpu - a_cpu) / dt)
+                    got.setdefault("switches_per_s", []).append((b_cs - a_cs) / dt)
                 elif b_n > a_n:
                     got.setdefault("rate", []).append((b_n - a_n) / dt)
                     got.setdefault("cpu_us", []).append((b_cpu - a_cpu) * 1000 / (b_n - a_n))
+                    got.setdefault("switches", []).append((b_cs - a_cs) / (b_n - a_n))
         finally:
             self.server.quietly("DELETE", f"/rules/{rule_id}")
 
@@ -274,6 +310,8 @@ class EkuiperBench:
             for rnd in range(rounds):
                 for path in paths:
                     order = SDKS if rnd % 2 == 0 else SDKS[::-1]
+                    if path == "sink":
+                        order = (*order, FLOOR)
                     for sdk in order:
                         if path == "sink_each" and sdk == "official":
                             continue  # the official SDK passes bytes only
@@ -313,30 +351,36 @@ class EkuiperBench:
         def fmt(value: float | None, spec: str) -> str:
             return "-" if value is None else format(value, spec)
 
+        def cell(path: str, sdk: str) -> tuple[str, float | None]:
+            key = f"{path}/{sdk}"
+            if key not in self.results:
+                return "-", None
+            if path == "idle":
+                cpu, switched = med(key, "cpu_ms_per_s"), med(key, "switches_per_s")
+                text = f"{fmt(cpu, '.2f')} ms CPU/s"
+                return text + (f", {switched:.1f} switches/s" if switched is not None else ""), cpu
+            cpu, switched = med(key, "cpu_us"), med(key, "switches")
+            text = f"{fmt(med(key, 'rate'), ',.0f')} rec/s, {fmt(cpu, '.1f')} µs CPU/rec"
+            return text + (f", {switched:.2f} switches/rec" if switched is not None else ""), cpu
+
         lines = ["| path | official | ours | ours/official CPU |", "|---|---|---|---|"]
         for path in PATHS:
             if not any(f"{path}/{sdk}" in self.results for sdk in SDKS):
                 continue  # not measured (--only)
-            cells = []
-            cpus: list[float | None] = []
-            for sdk in SDKS:
-                key = f"{path}/{sdk}"
-                if key not in self.results:
-                    cells.append("-")
-                    cpus.append(None)
-                elif path == "idle":
-                    cpu = med(key, "cpu_ms_per_s")
-                    cells.append(f"{fmt(cpu, '.2f')} ms CPU/s")
-                else:
-                    cpu = med(key, "cpu_us")
-                    cells.append(f"{fmt(med(key, 'rate'), ',.0f')} rec/s, "
-                                 f"{fmt(cpu, '.1f')} µs CPU/rec")
-                cpus.append(cpu)
-            ratio = f"{cpus[1] / cpus[0]:.2f}" if cpus[0] and cpus[1] is not None else "-"
-            lines.append(f"| {LABELS[path]} | {cells[0]} | {cells[1]} | {ratio} |")
+            (official, off_cpu), (ours, our_cpu) = cell(path, "official"), cell(path, "ours")
+            ratio = f"{our_cpu / off_cpu:.2f}" if off_cpu and our_cpu is not None else "-"
+            lines.append(f"| {LABELS[path]} | {official} | {ours} | {ratio} |")
+        floor, floor_cpu = cell("sink", FLOOR)
+        if floor_cpu:
+            lines.append(f"\nfloor, a plain pynng receive loop (sink, bytes): {floor}")
         each, raw = med("sink_each/ours", "cpu_us"), med("sink/ours", "cpu_us")
+        official = med("sink/official", "cpu_us")
+        if raw and floor_cpu:
+            lines.append(f"ours / floor, CPU per frame: {raw / floor_cpu:.2f}")
+        if raw and official:
+            lines.append(f"official / ours, CPU per frame (sink, bytes): {official / raw:.2f}")
         if each and raw:
-            lines.append(f"\nours, records=\"each\" / bytes, CPU per frame: {each / raw:.2f}")
+            lines.append(f"ours, records=\"each\" / bytes, CPU per frame: {each / raw:.2f}")
         return "\n".join(lines)
 
 

@@ -116,6 +116,8 @@ def call_maybe_async(loop_for: Callable[[], LoopThread], fn: Callable[..., Any],
     coroutine, and a callable object whose ``__call__`` is async.
     """
     result = fn(*args)
-    if inspect.isawaitable(result):
+    # Most calls return None; skipping the awaitable check for them is a tenth of a
+    # decoded sink record's cost.
+    if result is not None and inspect.isawaitable(result):
         return loop_for().call(result)
     return result

@@ -68,26 +68,28 @@ class RecordDecoder:
         template = config.get("dataTemplate")
         self.templated = isinstance(template, str) and bool(template.strip())
         self.decodes = self.mode != BYTES and self.format == "json"
+        self._parse: Any = None  # the codec's loads, taken on the first frame (see codec)
 
     def decode(self, frame: bytes) -> list[Any]:
         """The arguments of the calls for one frame, in order (one per call)."""
         if not self.decodes:
             return [frame]
-        value = self._loads(frame)
-        if isinstance(value, bytes):
-            return [value]
-        rows = _flatten(value) if isinstance(value, list) else [value]
-        return [rows] if self.mode == LIST else rows
-
-    def _loads(self, frame: bytes) -> Any | bytes:
         try:
-            return codec.loads(frame)
+            value = (self._parse or self._take_parser())(frame)
         except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             if self.templated:
                 # The template's output is the rule author's text format.
-                return frame
+                return [frame]
             raise RecordError(f"the frame is not JSON although the rule's format is json "
                               f"({exc}); take bytes with records='bytes'") from None
+        if isinstance(value, dict):  # sendSingle: one record, the most frequent frame
+            return [[value]] if self.mode == LIST else [value]
+        rows = _flatten(value) if isinstance(value, list) else [value]
+        return [rows] if self.mode == LIST else rows
+
+    def _take_parser(self) -> Any:
+        self._parse = codec.codec().loads
+        return self._parse
 
 
 def _flatten(items: list[Any]) -> list[Any]:

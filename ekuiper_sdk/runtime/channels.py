@@ -40,33 +40,30 @@ try:
 except (ImportError, AttributeError):  # pragma: no cover - another pynng layout
     _nng_send = _nng_recv = None
 
-#: nng's worker threads that complete socket operations. nng starts one per core, and
-#: more than one contend for its locks with each other and with the plugin's own threads
-#: (half a sink's per-frame CPU time; docs/performance.md, "Task threads"). A plugin
-#: serves one host over a few sockets, so one is enough.
-NNG_TASK_THREADS = 1
+#: nng's thread pools, sized for a plugin: it serves one host over a few local sockets.
+#: nng starts two task threads per core (they complete socket operations) and one timer
+#: thread per core; more than the minimum contend for nng's locks with each other and
+#: with the plugin's threads (docs/performance.md, "nng's threads"). nng never starts
+#: fewer than two task threads, whatever is asked.
+NNG_THREADS = {"TASK": 2, "EXPIRE": 1, "POLLER": 1, "RESOLVER": 1}
+#: ``0`` keeps nng's own sizes (to measure what this is worth).
+NNG_THREADS_ENV = "EKUIPER_SDK_NNG_THREADS"
 
 
-def _limit_task_threads(count: int) -> None:
+def _size_nng_threads() -> None:
     # Takes effect only before nng starts (the first socket of the process), so it runs
     # when this module is imported; pynng builds without the call are left as they are.
     setter = getattr(pynng.lib, "nng_init_set_parameter", None)
-    if setter is None or count <= 0:
+    if setter is None or os.environ.get(NNG_THREADS_ENV, "").strip() == "0":
         return
-    setter(pynng.lib.NNG_INIT_NUM_TASK_THREADS, count)
-    setter(pynng.lib.NNG_INIT_MAX_TASK_THREADS, count)
+    for pool, count in NNG_THREADS.items():
+        for kind in ("NUM", "MAX"):
+            parameter = getattr(pynng.lib, f"NNG_INIT_{kind}_{pool}_THREADS", None)
+            if parameter is not None:  # nng has no MAX for resolvers
+                setter(parameter, count)
 
 
-def _task_threads_wanted() -> int:
-    # EKUIPER_SDK_NNG_TASK_THREADS=0 keeps nng's own choice (to measure what this is worth).
-    try:
-        return int(os.environ.get(TASK_THREADS_ENV, NNG_TASK_THREADS))
-    except ValueError:
-        return NNG_TASK_THREADS
-
-
-TASK_THREADS_ENV = "EKUIPER_SDK_NNG_TASK_THREADS"
-_limit_task_threads(_task_threads_wanted())
+_size_nng_threads()
 
 #: How long a REQ channel waits for the host before it sends a keepalive handshake.
 IDLE_KEEPALIVE_MS = 5000
