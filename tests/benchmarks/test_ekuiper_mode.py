@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO
 
-from benchmarks.ekuiper import LABELS, PATHS, SDKS
+from benchmarks.ekuiper import FLOOR, LABELS, PATHS, SDKS
 
 #: Long enough for two plugins to be packed with their wheels and for ten 3-second cases.
 pytestmark = pytest.mark.timeout(600)
@@ -35,17 +35,20 @@ def run_benchmark(*options: str, json_out: Path) -> subprocess.CompletedProcess[
 
 
 def check_report(stdout: str, figures: dict[str, dict[str, list[float]]]) -> None:
-    """Every path on both SDKs (the official SDK has no decoded sink) has sane figures."""
-    expected = {f"{path}/{sdk}" for path in PATHS for sdk in SDKS} - {"sink_each/official"}
+    """Every path on both SDKs (the official SDK has no decoded sink) and the plain pynng
+    sink (the floor) have sane figures."""
+    expected = ({f"{path}/{sdk}" for path in PATHS for sdk in SDKS} - {"sink_each/official"}
+                | {f"sink/{FLOOR}"})
     assert set(figures) == expected
     for key, got in figures.items():
         if key.startswith("idle/"):
-            assert set(got) == {"cpu_ms_per_s"}, key
+            assert set(got) == {"cpu_ms_per_s", "switches_per_s"}, key
             # An idle plugin may not wake at all within a 1 s window: 0 is sane, and at
             # most every core of the machine is.
             assert all(0 <= v <= 1000 * (os.cpu_count() or 1) for v in got["cpu_ms_per_s"])
+            assert all(v >= 0 for v in got["switches_per_s"])
             continue
-        assert set(got) == {"rate", "cpu_us"}, key
+        assert set(got) == {"rate", "cpu_us", "switches"}, key
         for name, values in got.items():
             assert values, f"{key} {name}: no window"
             for value in values:
@@ -55,7 +58,9 @@ def check_report(stdout: str, figures: dict[str, dict[str, list[float]]]) -> Non
     table = stdout[stdout.index("| path | official | ours |"):]
     for label in LABELS.values():
         assert f"| {label} |" in table, f"{label!r} missing from:\n{table}"
-    assert re.search(r"\| source -> nop sink \| [\d,]+ rec/s, [\d.]+ µs CPU/rec \| ", table)
+    assert re.search(r"\| source -> nop sink \| [\d,]+ rec/s, [\d.]+ µs CPU/rec, "
+                     r"[\d.]+ switches/rec \| ", table)
+    assert re.search(r"ours / floor, CPU per frame: [\d.]+", table), table
 
 
 def assert_no_sockets_left(stdout: str) -> None:
