@@ -38,6 +38,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from typing import (
     IO,
     Any,
@@ -46,7 +47,7 @@ from typing import (
 
 import pynng
 
-from ..errors import HostError
+from ..errors import HostError, SourceConfigWarning
 from .gojson import _go_dumps_prepared, _go_value
 from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .sockets import (
@@ -63,7 +64,7 @@ from .sockets import (
     _send_rep,
     _short,
 )
-from .source_config import read_sections, source_config
+from .source_config import missing_conf_key, read_sections, source_config
 
 _TAIL_LINES = 20
 
@@ -488,7 +489,9 @@ class PluginHost:
         (:mod:`.source_config`): the ``default`` section of the plugin folder's
         ``sources/<symbol>.yaml``, the ``conf_key`` section over it, ``config`` over that
         (as if it stood in the section), then the stream's properties, ``datasource``
-        among them (``stream`` sets the others: ``format``, ``key``...). Like eKuiper, the
+        among them (``stream`` sets the others: ``format``, ``key``...). A ``conf_key``
+        the yaml has no section for is ignored with a :class:`SourceConfigWarning`, as
+        eKuiper logs a warning and starts the source with the ``default`` section. Like eKuiper, the
         command's own ``dataSource`` field stays empty; ``data_source_field=True`` fills it
         too, as older hosts did.
 
@@ -502,10 +505,15 @@ class PluginHost:
             first = src.recv()
         """
         try:
-            merged = source_config(read_sections(self.source_yaml(symbol)), conf_key,
-                                   datasource=datasource, stream=stream, overrides=config)
+            sections = read_sections(self.source_yaml(symbol))
+            merged = source_config(sections, conf_key, datasource=datasource, stream=stream,
+                                   overrides=config)
         except ValueError as exc:
             raise HostError(str(exc)) from None
+        missing = missing_conf_key(sections, conf_key, symbol, self.source_yaml(symbol))
+        if missing is not None:
+            # eKuiper logs it and runs the rule; a test sees it among pytest's warnings.
+            warnings.warn(missing, SourceConfigWarning, stacklevel=2)
         self._ensure_running()
         control = _control(symbol, "source", rule_id, op_id, instance_id,
                            datasource if data_source_field else "", merged)

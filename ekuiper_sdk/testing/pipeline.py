@@ -16,6 +16,7 @@ import random
 import re
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,14 @@ from typing import IO, Any, cast
 
 import pynng
 
-from ..errors import FunctionError, HostError, InvalidFrameError, PackagingError, SinkAckError
+from ..errors import (
+    FunctionError,
+    HostError,
+    InvalidFrameError,
+    PackagingError,
+    SinkAckError,
+    SourceConfigWarning,
+)
 from ..tools.manifest import Manifest, find_manifest, load_manifest
 from .gojson import go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
@@ -118,6 +126,11 @@ class _Run:
         self.summary.errors += 1
         if self.log is not None:
             self.log.write(f"error: {line}\n")
+            self.log.flush()
+
+    def warn(self, line: str) -> None:
+        if self.log is not None:
+            self.log.write(f"warning: {line}\n")
             self.log.flush()
 
     def apply(self, fn: FunctionHandle, name: str, exprs: list[Expr] | None,
@@ -276,8 +289,12 @@ def _flow(run: _Run, src_name: str | None, func_name: str | None,
     func_handle = host.function(func_name) if func_name is not None else None
     src = None
     if src_name is not None:
-        src = host.start_source(src_name, rule, op_id="source", datasource=datasource,
-                                conf_key=conf_key, config=source_config)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", SourceConfigWarning)
+            src = host.start_source(src_name, rule, op_id="source", datasource=datasource,
+                                    conf_key=conf_key, config=source_config)
+        for warning in seen:
+            run.warn(str(warning.message))
         feed: Iterable[Any] = _source_items(src, count, deadline)
     else:
         feed = records or ()

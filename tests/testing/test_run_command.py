@@ -114,6 +114,24 @@ def test_the_whole_flow_with_yaml_conf_key_props_and_arguments(tmp_path: Path) -
     assert re.fullmatch(r"summary: 3 records in, 3 out, 0 error\(s\), [\d.]+s\n", err)
 
 
+def test_a_conf_key_the_yaml_lacks_is_one_warning_and_the_default_section(
+        tmp_path: Path) -> None:
+    # eKuiper v2.4 logs "fail to find config key ... for source ..." and runs the rule
+    # with the default section: run does the same and says so on stderr, once.
+    folder, _ = make_plugin(tmp_path)
+    code, out, err = run("run", str(folder), "--count", "2", "--conf-key", "four",
+                         "--no-function", "--sink-prop", f"path={tmp_path / 'o.txt'}")
+    assert code == 0, err
+    [warning] = [line for line in err.splitlines() if "four" in line]
+    assert warning == (f"warning: {folder / 'sources' / 'rows.yaml'} has no section 'four' "
+                       "(CONF_KEY): the source starts with the default section alone, as "
+                       "eKuiper does (its log says: fail to find config key four for source "
+                       "rows)")
+    assert err.index(warning) < err.index("summary:")
+    assert [json.loads(line.split(" -> ")[1])["unit"] for line in out.splitlines()
+            if line.startswith("source")] == ["m", "m"]       # the default section's
+
+
 def test_warnings_by_default_everything_with_v(tmp_path: Path) -> None:
     folder, _ = make_plugin(tmp_path)
     base = ("run", str(folder), "--count", "2", "--datasource", "b.csv", "--source-prop",
