@@ -295,7 +295,7 @@ def _flow(run: _Run, src_name: str | None, func_name: str | None,
                                     conf_key=conf_key, config=source_config)
         for warning in seen:
             run.warn(str(warning.message))
-        feed: Iterable[Any] = _source_items(src, count, deadline)
+        feed: Iterable[Any] = _source_items(run, src, src_name, count, deadline)
     else:
         feed = records or ()
     label = f"source {src_name}" if src_name is not None else "record"
@@ -326,13 +326,35 @@ def _flow(run: _Run, src_name: str | None, func_name: str | None,
         sink_handle.stop()
 
 
-def _source_items(src: SourceHandle, count: int, deadline: float) -> Iterator[Any]:
-    """``count`` tuples' messages; a frame eKuiper could not decode comes as its error."""
-    for _ in range(count):
-        try:
-            yield src.recv(max(0.0, deadline - time.monotonic())).message
-        except InvalidFrameError as exc:
-            yield exc
+def _source_items(run: _Run, src: SourceHandle, name: str, count: int,
+                  deadline: float) -> Iterator[Any]:
+    """``count`` tuples' messages; a frame eKuiper could not decode comes as its error.
+
+    A decorated source whose function returned (a file read to its end) or raised sends
+    nothing more, and says so in its log: the run ends there rather than at the timeout.
+    """
+    marker = f"source {name!r} "
+    for got in range(count):
+        while True:
+            try:
+                yield src.recv(min(0.25, max(0.0, deadline - time.monotonic()))).message
+                break
+            except InvalidFrameError as exc:
+                yield exc
+                break
+            except HostError:
+                if time.monotonic() >= deadline:
+                    raise
+            ended = [line for line in run.host.output
+                     if marker in line and f"rule={run.rule} " in line
+                     and (" finished: " in line or " failed and sends nothing more" in line)]
+            if any(" failed " in line for line in ended):
+                raise HostError(f"source {name} failed after {got} record(s) and sends "
+                                f"nothing more")
+            if ended:
+                run.warn(f"source {name} finished after {got} record(s) of the {count} "
+                         f"asked for (--count)")
+                return
 
 
 def _failure(name: str, exc: HostError, host: PluginHost, shown: LevelFilter | None) -> str:

@@ -325,3 +325,18 @@ def test_a_decorator_plugin_with_its_real_configuration(tmp_path: Path) -> None:
     # the function alone, from the command line
     code, text, _ = run("run", str(folder), "--call", "5, 0, 3")
     assert code == 0 and text == f"{clamp}(5, 0, 3) -> 3\n"
+    # a file shorter than --count: the source says it finished, and the run ends there
+    code, text, err = run("run", str(folder), "--datasource", str(data), "--args", "n, 0, 9",
+                          "--sink-prop", f"db={db}", "--timeout", "60")
+    assert code == 0, err
+    assert text.count("source lines -> ") == 3
+    assert "warning: source lines finished after 3 record(s) of the 5 asked for (--count)\n" \
+        in err
+    assert re.search(r"summary: 3 records in, 3 out, 0 error\(s\), [\d.]+s\n\Z", err)
+    # a source that raises ends the run with one error line after its traceback
+    code, text, err = run("run", str(folder), "--datasource", str(tmp_path / "nothing.txt"),
+                          "--args", "n, 0, 9", "--sink-prop", f"db={db}", "--timeout", "60")
+    assert code == 1 and text == ""
+    assert "FileNotFoundError" in err
+    assert f"error: {folder}: plugin {name}: source lines failed after 0 record(s) and " \
+        "sends nothing more (the plugin's lines above say why)\n" in err
