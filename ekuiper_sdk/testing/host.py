@@ -38,7 +38,6 @@ import subprocess
 import sys
 import threading
 import time
-import warnings
 from typing import (
     IO,
     Any,
@@ -47,7 +46,7 @@ from typing import (
 
 import pynng
 
-from ..errors import HostError, SourceConfigWarning
+from ..errors import HostError
 from .gojson import _go_dumps_prepared, _go_value
 from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .sockets import (
@@ -64,7 +63,7 @@ from .sockets import (
     _send_rep,
     _short,
 )
-from .source_config import missing_conf_key, read_sections, source_config
+from .source_config import start_config
 
 _TAIL_LINES = 20
 
@@ -505,15 +504,10 @@ class PluginHost:
             first = src.recv()
         """
         try:
-            sections = read_sections(self.source_yaml(symbol))
-            merged = source_config(sections, conf_key, datasource=datasource, stream=stream,
-                                   overrides=config)
+            merged = start_config(self.source_yaml(symbol), symbol, conf_key,
+                                  datasource=datasource, stream=stream, overrides=config)
         except ValueError as exc:
             raise HostError(str(exc)) from None
-        missing = missing_conf_key(sections, conf_key, symbol, self.source_yaml(symbol))
-        if missing is not None:
-            # eKuiper logs it and runs the rule; a test sees it among pytest's warnings.
-            warnings.warn(missing, SourceConfigWarning, stacklevel=2)
         self._ensure_running()
         control = _control(symbol, "source", rule_id, op_id, instance_id,
                            datasource if data_source_field else "", merged)

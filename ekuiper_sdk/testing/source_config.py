@@ -19,10 +19,11 @@ runtime never reads it.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import SourceConfigError
+from ..errors import SourceConfigError, SourceConfigWarning
 
 #: The stream properties eKuiper writes over every source's configuration, with the values
 #: a ``CREATE STREAM`` that sets none of them gives (``format`` is lower-cased).
@@ -126,3 +127,25 @@ def source_config(sections: Mapping[str, Mapping[str, Any]], conf_key: str | Non
     props["format"] = str(props["format"]).lower()
     props["datasource"] = datasource
     return props
+
+
+def start_config(yaml_path: str | os.PathLike[str], symbol: str, conf_key: str | None = None,
+                 *, datasource: str = "", stream: Mapping[str, Any] | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`source_config` from the file ``yaml_path``, the way a start needs it.
+
+    A ``conf_key`` the file has no section for is a :class:`SourceConfigWarning` (with
+    :func:`missing_conf_key`'s text), where eKuiper logs a warning and runs the rule.
+
+    Example::
+
+        start_config("plugins/pysam/sources/pyjson.yaml", "pyjson", datasource="t")
+    """
+    sections = read_sections(yaml_path)
+    config = source_config(sections, conf_key, datasource=datasource, stream=stream,
+                           overrides=overrides)
+    missing = missing_conf_key(sections, conf_key, symbol, yaml_path)
+    if missing is not None:
+        # stacklevel 3: the caller of PluginHost.start_source, where a test shows it.
+        warnings.warn(missing, SourceConfigWarning, stacklevel=3)
+    return config
