@@ -6,6 +6,7 @@ fails. A page runs once, in order; its blocks' outcomes are the tests below."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -141,3 +142,16 @@ Plugin(name, *, state_dir=None)
 ```
 """)
     assert [status for _, status in outcomes] == ["ok", "fail", "fail"]
+
+
+def test_the_repository_paths_the_pages_name_exist() -> None:
+    """`tests/...`, `example/...` and the like, named in a page's text, are where it says."""
+    wrong = []
+    for path in PAGES:
+        # the text outside fenced blocks, where a listing may name a generated project's files
+        text = re.sub(r"^( *)```.*?^\1```", "", path.read_text(), flags=re.S | re.M)
+        for name in re.findall(r"`((?:tests|ekuiper_sdk|example|benchmarks|docs)/[^`\s]*)`",
+                               text):
+            if not (REPO / name).exists():
+                wrong.append(f"{path.relative_to(REPO)}: {name}")
+    assert wrong == []
