@@ -101,6 +101,11 @@ class SourceConfigError(EkuiperSDKError, ValueError):
     """A source yaml file that cannot be read; the message names the file and the fix."""
 
 
+class SourceConfigWarning(UserWarning):
+    """A source configuration eKuiper accepts with a warning in its log, such as a
+    ``CONF_KEY`` that names no section of ``sources/<name>.yaml``."""
+
+
 class RealEkuiperError(EkuiperSDKError):
     """A step against a real eKuiper failed; one line naming the step and eKuiper's reason."""
 

@@ -20,7 +20,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FunctionError, HostError, InvalidFrameError, SinkAckError
+from ..errors import (
+    FunctionError,
+    HostError,
+    InvalidFrameError,
+    SinkAckError,
+    SourceConfigWarning,
+)
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .host import PluginHost, wait_for
@@ -31,7 +37,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
-    "HostError", "InvalidFrameError", "SinkAckError", "FunctionError", "run_pipeline",
+    "HostError", "InvalidFrameError", "SinkAckError", "FunctionError",
+    "SourceConfigWarning", "run_pipeline",
     "go_json_dumps", "decode_source_frame", "wait_for", "RealEkuiper", "Capture",
 ]
 

@@ -63,7 +63,7 @@ from .sockets import (
     _send_rep,
     _short,
 )
-from .source_config import read_sections, source_config
+from .source_config import start_config
 
 _TAIL_LINES = 20
 
@@ -488,7 +488,9 @@ class PluginHost:
         (:mod:`.source_config`): the ``default`` section of the plugin folder's
         ``sources/<symbol>.yaml``, the ``conf_key`` section over it, ``config`` over that
         (as if it stood in the section), then the stream's properties, ``datasource``
-        among them (``stream`` sets the others: ``format``, ``key``...). Like eKuiper, the
+        among them (``stream`` sets the others: ``format``, ``key``...). A ``conf_key``
+        the yaml has no section for is ignored with a :class:`SourceConfigWarning`, as
+        eKuiper logs a warning and starts the source with the ``default`` section. Like eKuiper, the
         command's own ``dataSource`` field stays empty; ``data_source_field=True`` fills it
         too, as older hosts did.
 
@@ -502,8 +504,8 @@ class PluginHost:
             first = src.recv()
         """
         try:
-            merged = source_config(read_sections(self.source_yaml(symbol)), conf_key,
-                                   datasource=datasource, stream=stream, overrides=config)
+            merged = start_config(self.source_yaml(symbol), symbol, conf_key,
+                                  datasource=datasource, stream=stream, overrides=config)
         except ValueError as exc:
             raise HostError(str(exc)) from None
         self._ensure_running()

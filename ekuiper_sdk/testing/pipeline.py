@@ -16,6 +16,7 @@ import random
 import re
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,14 @@ from typing import IO, Any, cast
 
 import pynng
 
-from ..errors import FunctionError, HostError, InvalidFrameError, PackagingError, SinkAckError
+from ..errors import (
+    FunctionError,
+    HostError,
+    InvalidFrameError,
+    PackagingError,
+    SinkAckError,
+    SourceConfigWarning,
+)
 from ..tools.manifest import Manifest, find_manifest, load_manifest
 from .gojson import go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
@@ -118,6 +126,11 @@ class _Run:
         self.summary.errors += 1
         if self.log is not None:
             self.log.write(f"error: {line}\n")
+            self.log.flush()
+
+    def warn(self, line: str) -> None:
+        if self.log is not None:
+            self.log.write(f"warning: {line}\n")
             self.log.flush()
 
     def apply(self, fn: FunctionHandle, name: str, exprs: list[Expr] | None,
@@ -276,9 +289,13 @@ def _flow(run: _Run, src_name: str | None, func_name: str | None,
     func_handle = host.function(func_name) if func_name is not None else None
     src = None
     if src_name is not None:
-        src = host.start_source(src_name, rule, op_id="source", datasource=datasource,
-                                conf_key=conf_key, config=source_config)
-        feed: Iterable[Any] = _source_items(src, count, deadline)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", SourceConfigWarning)
+            src = host.start_source(src_name, rule, op_id="source", datasource=datasource,
+                                    conf_key=conf_key, config=source_config)
+        for warning in seen:
+            run.warn(str(warning.message))
+        feed: Iterable[Any] = _source_items(run, src, src_name, count, deadline)
     else:
         feed = records or ()
     label = f"source {src_name}" if src_name is not None else "record"
@@ -309,13 +326,35 @@ def _flow(run: _Run, src_name: str | None, func_name: str | None,
         sink_handle.stop()
 
 
-def _source_items(src: SourceHandle, count: int, deadline: float) -> Iterator[Any]:
-    """``count`` tuples' messages; a frame eKuiper could not decode comes as its error."""
-    for _ in range(count):
-        try:
-            yield src.recv(max(0.0, deadline - time.monotonic())).message
-        except InvalidFrameError as exc:
-            yield exc
+def _source_items(run: _Run, src: SourceHandle, name: str, count: int,
+                  deadline: float) -> Iterator[Any]:
+    """``count`` tuples' messages; a frame eKuiper could not decode comes as its error.
+
+    A decorated source whose function returned (a file read to its end) or raised sends
+    nothing more, and says so in its log: the run ends there rather than at the timeout.
+    """
+    marker = f"source {name!r} "
+    for got in range(count):
+        while True:
+            try:
+                yield src.recv(min(0.25, max(0.0, deadline - time.monotonic()))).message
+                break
+            except InvalidFrameError as exc:
+                yield exc
+                break
+            except HostError:
+                if time.monotonic() >= deadline:
+                    raise
+            ended = [line for line in run.host.output
+                     if marker in line and f"rule={run.rule} " in line
+                     and (" finished: " in line or " failed and sends nothing more" in line)]
+            if any(" failed " in line for line in ended):
+                raise HostError(f"source {name} failed after {got} record(s) and sends "
+                                f"nothing more")
+            if ended:
+                run.warn(f"source {name} finished after {got} record(s) of the {count} "
+                         f"asked for (--count)")
+                return
 
 
 def _failure(name: str, exc: HostError, host: PluginHost, shown: LevelFilter | None) -> str:

@@ -19,10 +19,11 @@ runtime never reads it.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ..errors import SourceConfigError
+from ..errors import SourceConfigError, SourceConfigWarning
 
 #: The stream properties eKuiper writes over every source's configuration, with the values
 #: a ``CREATE STREAM`` that sets none of them gives (``format`` is lower-cased).
@@ -67,6 +68,35 @@ def read_sections(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     return {str(key): dict(value or {}) for key, value in data.items()}
 
 
+def _section(sections: Mapping[str, Mapping[str, Any]],
+             conf_key: str) -> Mapping[str, Any] | None:
+    # eKuiper's etc folder lower-cases section names; its data folder does not.
+    return sections.get(conf_key.lower(), sections.get(conf_key))
+
+
+def missing_conf_key(sections: Mapping[str, Mapping[str, Any]], conf_key: str | None,
+                     symbol: str, path: str | os.PathLike[str]) -> str | None:
+    """The warning for a ``conf_key`` that names no section of the yaml, else ``None``.
+
+    eKuiper v2.4 starts such a stream's source with the ``default`` section alone and logs
+    ``fail to find config key <key> for source <symbol>`` at level warning (seen on a
+    real one); the rule runs. The text says the same and names the file.
+
+    >>> print(missing_conf_key({"default": {}}, "fast", "ticker", "sources/ticker.yaml"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    sources/ticker.yaml has no section 'fast' (CONF_KEY): the source starts with the
+    default section alone, as eKuiper does (its log says: fail to find config key fast
+    for source ticker)
+    >>> missing_conf_key({"default": {}, "fast": {}}, "FAST", "ticker", "x.yaml") is None
+    True
+    """
+    if not conf_key or _section(sections, conf_key) is not None:
+        return None
+    return (f"{os.fspath(path)} has no section '{conf_key}' (CONF_KEY): the source starts "
+            f"with the default section alone, as eKuiper does (its log says: fail to find "
+            f"config key {conf_key} for source {symbol})")
+
+
 def source_config(sections: Mapping[str, Mapping[str, Any]], conf_key: str | None = None,
                   *, datasource: str = "", stream: Mapping[str, Any] | None = None,
                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -75,7 +105,7 @@ def source_config(sections: Mapping[str, Mapping[str, Any]], conf_key: str | Non
     ``overrides`` are written over the yaml sections before the stream's properties, as
     if they stood in the chosen section. ``stream`` sets stream properties other than
     ``datasource`` (``format``, ``key``...). A ``conf_key`` that names no section is
-    ignored, as eKuiper does (it only logs a warning).
+    ignored, as eKuiper does (it only logs a warning: :func:`missing_conf_key`).
 
     >>> source_config({"default": {"interval": 1}, "fast": {"interval": 0.1}}, "fast",
     ...               datasource="t")["interval"]
@@ -85,10 +115,7 @@ def source_config(sections: Mapping[str, Mapping[str, Any]], conf_key: str | Non
     """
     props: dict[str, Any] = dict(sections.get("default", {}))
     if conf_key:
-        # eKuiper's etc folder lower-cases section names; its data folder does not.
-        chosen = sections.get(conf_key.lower(), sections.get(conf_key))
-        if chosen is not None:
-            props.update(chosen)
+        props.update(_section(sections, conf_key) or {})
     props.update(overrides or {})
     given = dict(stream or {})
     unknown = set(given) - set(STREAM_PROPERTIES)
@@ -100,3 +127,25 @@ def source_config(sections: Mapping[str, Mapping[str, Any]], conf_key: str | Non
     props["format"] = str(props["format"]).lower()
     props["datasource"] = datasource
     return props
+
+
+def start_config(yaml_path: str | os.PathLike[str], symbol: str, conf_key: str | None = None,
+                 *, datasource: str = "", stream: Mapping[str, Any] | None = None,
+                 overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`source_config` from the file ``yaml_path``, the way a start needs it.
+
+    A ``conf_key`` the file has no section for is a :class:`SourceConfigWarning` (with
+    :func:`missing_conf_key`'s text), where eKuiper logs a warning and runs the rule.
+
+    Example::
+
+        start_config("plugins/pysam/sources/pyjson.yaml", "pyjson", datasource="t")
+    """
+    sections = read_sections(yaml_path)
+    config = source_config(sections, conf_key, datasource=datasource, stream=stream,
+                           overrides=overrides)
+    missing = missing_conf_key(sections, conf_key, symbol, yaml_path)
+    if missing is not None:
+        # stacklevel 3: the caller of PluginHost.start_source, where a test shows it.
+        warnings.warn(missing, SourceConfigWarning, stacklevel=3)
+    return config

@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait (default: 30)")
     p.add_argument("--datasource", default="", help="the stream's DATASOURCE")
     p.add_argument("--conf-key", help="the stream's CONF_KEY: the section of "
-                   "sources/<name>.yaml written over its default section")
+                   "sources/<name>.yaml written over its default section (one that is missing "
+                   "is a warning, and the default section alone applies, as in eKuiper)")
     p.add_argument("--source-config", type=_json_object, default=None, metavar="JSON",
                    help="the stream's properties, written over the yaml's sections")
     p.add_argument("--source-prop", action="append", default=[], metavar="KEY=VALUE",

@@ -102,6 +102,9 @@ def hint_for(message: str, via: str = "") -> str:
 
     >>> hint_for("portable plugin create command error: invalid name x: duplicate")
     'it is already installed: use `ekuiper-plugin update`'
+    >>> hint_for("fail to install plugin: plugin p.py control handshake error: receive "
+    ...          "time out")[:35]
+    'the plugin process never answered: '
     """
     if "duplicate" in message or "already exists" in message:
         return "it is already installed: use `ekuiper-plugin update`"
@@ -115,6 +118,12 @@ def hint_for(message: str, via: str = "") -> str:
         return "the zip needs <name>.json at its root: build it with `ekuiper-plugin pack`"
     if "fail to download file" in message and via == "serve":
         return "eKuiper could not reach this machine: pass --serve-address or use --via upload"
+    if "control handshake error" in message:
+        # Seen on eKuiper v2.4: a plugin that dies on import (no ekuiper_sdk in the server's
+        # Python) is waited for until portable.initTimeout, and the error names no cause.
+        return ("the plugin process never answered: its traceback is in eKuiper's log; "
+                "when it is 'No module named ekuiper_sdk', the server's Python lacks the SDK: "
+                "pack with --vendor")
     if "not found" in message:
         return "see `ekuiper-plugin list`"
     return ""

@@ -114,6 +114,24 @@ def test_the_whole_flow_with_yaml_conf_key_props_and_arguments(tmp_path: Path) -
     assert re.fullmatch(r"summary: 3 records in, 3 out, 0 error\(s\), [\d.]+s\n", err)
 
 
+def test_a_conf_key_the_yaml_lacks_is_one_warning_and_the_default_section(
+        tmp_path: Path) -> None:
+    # eKuiper v2.4 logs "fail to find config key ... for source ..." and runs the rule
+    # with the default section: run does the same and says so on stderr, once.
+    folder, _ = make_plugin(tmp_path)
+    code, out, err = run("run", str(folder), "--count", "2", "--conf-key", "four",
+                         "--no-function", "--sink-prop", f"path={tmp_path / 'o.txt'}")
+    assert code == 0, err
+    [warning] = [line for line in err.splitlines() if "four" in line]
+    assert warning == (f"warning: {folder / 'sources' / 'rows.yaml'} has no section 'four' "
+                       "(CONF_KEY): the source starts with the default section alone, as "
+                       "eKuiper does (its log says: fail to find config key four for source "
+                       "rows)")
+    assert err.index(warning) < err.index("summary:")
+    assert [json.loads(line.split(" -> ")[1])["unit"] for line in out.splitlines()
+            if line.startswith("source")] == ["m", "m"]       # the default section's
+
+
 def test_warnings_by_default_everything_with_v(tmp_path: Path) -> None:
     folder, _ = make_plugin(tmp_path)
     base = ("run", str(folder), "--count", "2", "--datasource", "b.csv", "--source-prop",
@@ -307,3 +325,18 @@ def test_a_decorator_plugin_with_its_real_configuration(tmp_path: Path) -> None:
     # the function alone, from the command line
     code, text, _ = run("run", str(folder), "--call", "5, 0, 3")
     assert code == 0 and text == f"{clamp}(5, 0, 3) -> 3\n"
+    # a file shorter than --count: the source says it finished, and the run ends there
+    code, text, err = run("run", str(folder), "--datasource", str(data), "--args", "n, 0, 9",
+                          "--sink-prop", f"db={db}", "--timeout", "60")
+    assert code == 0, err
+    assert text.count("source lines -> ") == 3
+    assert "warning: source lines finished after 3 record(s) of the 5 asked for (--count)\n" \
+        in err
+    assert re.search(r"summary: 3 records in, 3 out, 0 error\(s\), [\d.]+s\n\Z", err)
+    # a source that raises ends the run with one error line after its traceback
+    code, text, err = run("run", str(folder), "--datasource", str(tmp_path / "nothing.txt"),
+                          "--args", "n, 0, 9", "--sink-prop", f"db={db}", "--timeout", "60")
+    assert code == 1 and text == ""
+    assert "FileNotFoundError" in err
+    assert f"error: {folder}: plugin {name}: source lines failed after 0 record(s) and " \
+        "sends nothing more (the plugin's lines above say why)\n" in err

@@ -32,6 +32,7 @@ from ekuiper_sdk.testing import (
     InvalidFrameError,
     PluginHost,
     SinkAckError,
+    SourceConfigWarning,
     SourceTuple,
     decode_source_frame,
     go_json_dumps,
@@ -644,6 +645,25 @@ def test_source_config_is_built_like_ekuiper_v2(fake: Callable[..., PluginHost],
     src.stop()
     with pytest.raises(HostError, match="not a stream property: colour"):
         host.start_source("s", unique_name("r"), stream={"colour": "red"})
+
+
+def test_a_conf_key_with_no_section_warns_and_starts_with_the_default(
+        fake: Callable[..., PluginHost], unique_name: Callable[..., str],
+        tmp_path: Path) -> None:
+    """Seen on eKuiper v2.4: a CONF_KEY the yaml lacks is logged as a warning ("fail to
+    find config key missing for source ...") and the rule runs with the default section."""
+    (tmp_path / "sources").mkdir()
+    (tmp_path / "sources" / "s.yaml").write_text("default:\n  interval: 1\nfast:\n  x: 2\n")
+    host = fake("ok")
+    host.start()
+    with pytest.warns(SourceConfigWarning, match=r"s\.yaml has no section 'slow' \(CONF_KEY\)"
+                      r".*fail to find config key slow for source s\)$"):
+        src = host.start_source("s", unique_name("r"), conf_key="slow")
+    wait_for(output_has(host, "got 1 "), what="the start command")
+    line = next(line for line in host.output if line.startswith("got 1 "))
+    config = json.loads(json.loads(line[len("got 1 "):])["arg"])["config"]
+    assert config["interval"] == 1 and "x" not in config
+    src.stop()
 
 
 # ---------------------------------------------------------------------------
