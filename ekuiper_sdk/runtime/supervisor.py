@@ -22,8 +22,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pynng
+
 from ..errors import ProtocolError
-from . import channels, inflight, protocol
+from . import channels, inflight, protocol, sinkboard
 from .control import (
     SHUTDOWN_CHECK_S,
     PluginRuntime,
@@ -150,6 +152,9 @@ class Supervisor:
         self._restart_at = 0.0                       # when the next worker starts
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
+        # Per sink key, the socket that gave eKuiper an error ack for a frame lost with a
+        # worker; kept until the sink stops, so that the ack is never cut off in nng.
+        self._ack_outlets: dict[str, channels.Outlet] = {}
 
     # -- process lifecycle
 
@@ -210,17 +215,20 @@ class Supervisor:
                 number = self._numbers
             with self._cond:
                 poison = json.dumps(self._poison)
-            calls = -1
+            calls = sinks = -1
             try:
                 calls = inflight.create(list(self.config.functions))
+                sinks = sinkboard.create()
                 env = {inflight.CALLS_ENV: str(calls), inflight.POISON_ENV: poison,
+                       sinkboard.SINKS_ENV: str(sinks),
                        # Only the first worker joins the host's function sockets by itself
                        # (PluginRuntime._rejoin_functions); later ones get the recorded starts.
                        REJOIN_ENV: "1" if number == 1 else "0"}
                 worker = WorkerProcess(self.config.name, self.command, number, self._on_exit,
-                                       env, pass_fds=(calls,))
+                                       env, pass_fds=(calls, sinks))
             except OSError as exc:
                 _close(calls)
+                _close(sinks)
                 self._died(None, f"cannot start a worker: {exc}")
                 if self._shutdown.wait(max(0.0, self._restart_at - time.monotonic())):
                     return
@@ -274,11 +282,15 @@ class Supervisor:
         worker.close()
         running = inflight.pending(worker.calls_fd, list(self.config.functions))
         _close(worker.calls_fd)
+        unfinished = sinkboard.unfinished(worker.sinks_fd)
+        _close(worker.sinks_fd)
         if self._shutdown.is_set():
             return
         lived = time.monotonic() - worker.started_at
-        lines = " | ".join(worker.last_lines()) or "(nothing)"
         how = worker.exit_description()
+        # First, before anything slower: eKuiper's sink waits for these acks.
+        lost = "".join(self._answer_lost_frames(unfinished, how))
+        lines = " | ".join(worker.last_lines()) or "(nothing)"
         with self._cond:
             # The host sends those calls again to the next worker, and a source may send
             # the record again: later workers answer them with an error (see inflight).
@@ -289,12 +301,63 @@ class Supervisor:
         delay = self._died(worker, how, lived)
         loop = (f"; crash loop: {self._deaths} deaths in a row"
                 if self._deaths >= CRASH_LOOP_DEATHS else "")
-        log.error("worker %d (pid %d) of plugin %s died after %.1f s: %s; it served %s%s; "
+        log.error("worker %d (pid %d) of plugin %s died after %.1f s: %s; it served %s%s%s; "
                   "its last lines: %s; restarting it in %g s%s", worker.number, worker.pid,
                   self.config.name, lived, how, ", ".join(serving) or "nothing", calling,
-                  lines, delay, loop)
+                  lost, lines, delay, loop)
         if not self._shutdown.wait(delay):
             self._start_worker()
+
+    def _answer_lost_frames(self, unfinished: list[sinkboard.Unfinished],
+                            how: str) -> list[str]:
+        """Send an error ack for each frame a dead worker owed one; say what was lost.
+
+        With ``requireAck`` eKuiper sends a sink's next frame only after the ack of the
+        last one, so a sink owes at most one; eKuiper takes the error as an IO error, which
+        its ``resendInterval`` or cache resends. Without acks nobody waits: the frames are
+        only counted in the log.
+        """
+        with self._cond:
+            started = {key: self._started.get(key) for key in (u.key for u in unfinished)}
+        said = []
+        for lost in unfinished:
+            start = started.get(lost.key)
+            if start is None or start.control.plugin_type != protocol.SINK:
+                continue  # stopped meanwhile: eKuiper no longer waits for it
+            label = start.control.label()
+            if not lost.require_ack:
+                said.append(f"; {label} lost {lost.frames} frame(s) it had received but not "
+                            "collected")
+            elif self._send_error_ack(lost.key, start.control, how):
+                said.append(f"; {label} was collecting a frame: eKuiper got an error ack "
+                            "for it")
+            else:
+                said.append(f"; {label} was collecting a frame whose ack could not be sent")
+        return said
+
+    def _send_error_ack(self, key: str, control: protocol.Control, how: str) -> bool:
+        url = protocol.sink_ack_url(control.meta)
+        if not os.path.exists(protocol.url_path(url)):
+            return False  # eKuiper closed the rule's ack channel: nobody waits
+        error = protocol.encode_ack(f"the plugin's worker process died ({how}) before this "
+                                    "frame was collected; it was not written")
+        try:
+            outlet = channels.Outlet(url, self.options.send_timeout_ms, "sink's ack channel")
+        except (ConnectionError, pynng.NNGException) as exc:
+            log.warning("cannot send %s an error ack: %s", control.label(), exc)
+            return False
+        with self._cond:
+            old = self._ack_outlets.pop(key, None)
+            self._ack_outlets[key] = outlet
+        if old is not None:
+            old.close()
+        try:
+            outlet.send(error)
+        except Exception as exc:  # noqa: BLE001 - logged; the rule then waits as before
+            log.warning("cannot send %s an error ack: %s", control.label(),
+                        protocol.exception_line(exc))
+            return False
+        return True
 
     def _died(self, worker: WorkerProcess | None, how: str, lived: float = 0.0) -> float:
         """Count a death in a row; the back-off before the next worker."""
@@ -395,7 +458,15 @@ class Supervisor:
                     self._started[key] = Started(control, data)
                 elif control.plugin_type != protocol.FUNC:
                     self._started.pop(key, None)
+            if not start:
+                self._close_ack_outlet(key)
         return answer
+
+    def _close_ack_outlet(self, key: str) -> None:
+        with self._cond:
+            outlet = self._ack_outlets.pop(key, None)
+        if outlet is not None:
+            outlet.close()
 
     def _forget(self, control: protocol.Control, key: str) -> bytes:
         """A stop with no worker: the instance runs nowhere; forget it, as the worker would."""
@@ -406,6 +477,7 @@ class Supervisor:
         if control.plugin_type != protocol.FUNC:
             with self._cond:
                 self._started.pop(key, None)
+            self._close_ack_outlet(key)
         log.info("stopped %s (no worker was running it)", control.label())
         return protocol.OK
 

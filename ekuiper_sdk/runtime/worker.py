@@ -15,7 +15,7 @@ import os
 
 import pynng
 
-from . import channels, inflight, runner
+from . import channels, inflight, runner, sinkboard
 from .control import SymbolTable
 
 log = logging.getLogger("ekuiper_sdk")
@@ -58,6 +58,7 @@ def serve_as_worker(config: SymbolTable, argv: list[str], url: str) -> None:
     # Out of memory, the process is in no state to go on: exit and let a fresh one start.
     runner.set_out_of_memory_handler(_exit_out_of_memory)
     inflight.BOARD = inflight.CallBoard.from_env(list(config.functions))
+    sinkboard.BOARD = sinkboard.SinkBoard.from_env()
     rejoin = os.environ.pop(REJOIN_ENV, "1") != "0"
     PluginRuntime(config, argv, connect=lambda: SupervisorLink(url),
                   rejoin=rejoin).serve_forever()

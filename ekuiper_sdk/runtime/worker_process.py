@@ -92,8 +92,10 @@ class WorkerProcess:
             raise
         self.pid = self.proc.pid
         self._spawned.set()
-        # The supervisor's descriptor of the worker's call slots (see inflight), if passed.
+        # The supervisor's descriptors of the worker's call slots (see inflight) and sink
+        # slots (see sinkboard), if passed.
         self.calls_fd = pass_fds[0] if pass_fds else -1
+        self.sinks_fd = pass_fds[1] if len(pass_fds) > 1 else -1
         self.started_at = time.monotonic()
         assert self.proc.stderr is not None
         threading.Thread(target=self._copy_stderr, args=(self.proc.stderr,),

@@ -16,7 +16,14 @@ import pynng
 import pytest
 from helpers import PLUGINS
 
-from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SourceHandle, wait_for
+from ekuiper_sdk.testing import (
+    FunctionError,
+    HostError,
+    PluginHost,
+    SinkAckError,
+    SourceHandle,
+    wait_for,
+)
 
 PLUGIN = PLUGINS / "supervised" / "supervised.py"
 #: A fresh worker is a new interpreter importing the plugin: about 0.3 s on an idle machine
@@ -100,13 +107,16 @@ def test_os_exit_inside_collect_is_healed(supervised: Supervised) -> None:
     source = host.start_source("counter", supervised.unique(), config={"interval": 0.01})
     old = supervised.worker_pid()
     sink.send(b'{"n": 1}')
-    with pytest.raises(HostError):  # the frame that ends the worker is never acked
-        sink.send(b'{"n": "exit"}', ack_timeout=0.5)
+    # The frame that ends the worker gets an error ack, as eKuiper needs one to go on.
+    with pytest.raises(SinkAckError, match=r"worker process died \(exit code 3\) before this "
+                       "frame was collected"):
+        sink.send(b'{"n": "exit"}', ack_timeout=RESUME_S)
     assert_nothing_lost(counts_after(source, old, 3, timeout=RESUME_S))
     sink.send(b'{"n": 2}')
     assert record.read_text().splitlines() == ['{"n": 1}', '{"n": 2}']
     [line] = supervised.death_lines()
     assert ": exit code 3;" in line
+    assert "sink 'recorder'" in line and "eKuiper got an error ack for it" in line
 
 
 def test_a_function_that_segfaults_answers_again(supervised: Supervised) -> None:
