@@ -94,6 +94,7 @@ class SinkRunner(Runner):
             else:
                 tally.took(len(frames))
                 for frame in frames:
+                    tally.begin()
                     handle(frame)
                     tally.done()
             if last:
@@ -102,6 +103,8 @@ class SinkRunner(Runner):
         if tally is not None:
             tally.took(len(self._left))
         for frame in self._left:
+            if tally is not None:
+                tally.begin()
             handle(frame)
             if tally is not None:
                 tally.done()
@@ -142,6 +145,8 @@ class SinkRunner(Runner):
         self._send_ack(frame)
 
     def _send_ack(self, frame: bytes) -> None:
+        if self._tally is not None:
+            self._tally.done()  # before the send: see Tally.done
         try:
             self.acks.send(frame)
         except ChannelStopped:

@@ -81,24 +81,35 @@ def unfinished(fd: int) -> list[Unfinished]:
 class Tally:
     """One sink instance's counters in its slot (the sink's own thread writes them)."""
 
-    __slots__ = ("_board", "_index", "_offset", "_pack", "_map", "taken", "finished")
+    __slots__ = ("_board", "_index", "_offset", "_pack", "_map", "taken", "begun", "finished")
 
     def __init__(self, board: SinkBoard, index: int) -> None:
         self._board, self._index = board, index
         self._offset = index * SLOT_SIZE
         self._map = board.map
         self._pack = COUNT.pack_into
-        self.taken = self.finished = 0
+        self.taken = self.begun = self.finished = 0
 
     def took(self, frames: int) -> None:
         """Frames taken from the socket, before any of them is collected."""
         self.taken += frames
         self._pack(self._map, self._offset, self.taken)
 
+    def begin(self) -> None:
+        """The next frame is being collected."""
+        self.begun += 1
+
     def done(self) -> None:
-        """One frame collected (and acked, when the rule asks for acks)."""
-        self.finished += 1
-        self._pack(self._map, self._offset + 8, self.finished)
+        """The frame begun last is finished; once per frame, however often it is called.
+
+        With acks it is called just *before* the ack is sent: a worker that dies between
+        the two then loses that ack (a window of microseconds, inside nng), whereas the
+        other order would make the supervisor ack a frame eKuiper already has an ack for,
+        and every later ack would then answer the frame before its own.
+        """
+        if self.finished < self.begun:
+            self.finished = self.begun
+            self._pack(self._map, self._offset + 8, self.finished)
 
     def release(self) -> None:
         """The instance closed: its slot is free again."""

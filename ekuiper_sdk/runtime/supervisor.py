@@ -35,13 +35,16 @@ from .control import (
     parse_host_args,
 )
 from .parent import watch_parent
-from .worker import REJOIN_ENV, WORKER_ENV, serve_as_worker
+from .worker import REFUSE_CALLS, REJOIN_ENV, WORKER_ENV, serve_as_worker
 from .worker_process import WorkerDied, WorkerProcess
 
 log = logging.getLogger("ekuiper_sdk")
 
 #: ``0`` (or ``false``, ``no``, ``off``) runs the plugin as one process, unsupervised.
 SUPERVISE_ENV = "EKUIPER_SDK_SUPERVISE"
+#: ``0`` starts a worker only when one died, instead of keeping a spare ready.
+SPARE_ENV = "EKUIPER_SDK_SPARE_WORKER"
+FALSE_WORDS = ("0", "false", "no", "off")
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 30.0
 #: A worker that lived this long resets the count of deaths in a row.
@@ -74,7 +77,7 @@ def enabled(config: SymbolTable) -> bool:
     env = os.environ.get(SUPERVISE_ENV, "").strip().lower()
     if env in ("1", "true", "yes", "on"):
         return True
-    if env in ("0", "false", "no", "off"):
+    if env in FALSE_WORDS:
         return False
     return config.supervise
 
@@ -141,7 +144,10 @@ class Supervisor:
         self.command = command
         self._cond = threading.Condition()
         self._worker: WorkerProcess | None = None   # set while a worker is ready
-        self._newest: WorkerProcess | None = None   # the last one started
+        self._spare: WorkerProcess | None = None    # started in advance, takes over a death
+        self._live: set[WorkerProcess] = set()      # every worker not yet reaped
+        #: Keep a spare worker (``EKUIPER_SDK_SPARE_WORKER=0`` turns it off).
+        self.spare = os.environ.get(SPARE_ENV, "1").strip().lower() not in FALSE_WORDS
         self._numbers = 0
         self._started: dict[str, Started] = {}
         self._strikes: dict[str, int] = {}
@@ -175,10 +181,11 @@ class Supervisor:
             pass
         with self._cond:
             self._worker = None
-            worker = self._newest  # ready or not: no worker outlives the supervisor
+            workers = list(self._live)  # ready or not: no worker outlives the supervisor
             self._cond.notify_all()
-        if worker is not None:
+        for worker in workers:
             worker.terminate(WORKER_STOP_S)
+        for worker in workers:
             worker.close()
         log.info("plugin %s stopped: %s", self.config.name, self._shutdown_reason)
         PluginRuntime._exit(0)
@@ -207,38 +214,53 @@ class Supervisor:
 
     # -- the worker
 
-    def _start_worker(self) -> None:
-        """Start a worker and replay every recorded start into it (a thread of its own)."""
+    def _spawn(self) -> WorkerProcess:
+        """A new worker process, not yet ready; ``OSError`` when it cannot be started."""
+        with self._cond:
+            self._numbers += 1
+            number = self._numbers
+            poison = json.dumps(self._poison)
+        calls = sinks = -1
+        try:
+            calls = inflight.create(list(self.config.functions))
+            sinks = sinkboard.create()
+            env = {inflight.CALLS_ENV: str(calls), inflight.POISON_ENV: poison,
+                   sinkboard.SINKS_ENV: str(sinks),
+                   # Only the first worker joins the host's function sockets by itself
+                   # (PluginRuntime._rejoin_functions); later ones get the recorded starts.
+                   REJOIN_ENV: "1" if number == 1 else "0"}
+            worker = WorkerProcess(self.config.name, self.command, number, self._on_exit,
+                                   env, pass_fds=(calls, sinks))
+        except OSError:
+            _close(calls)
+            _close(sinks)
+            raise
+        with self._cond:
+            self._live.add(worker)
+        if self._shutdown.is_set():  # serve_forever may have looked before it was added
+            worker.kill()
+        return worker
+
+    def _start_worker(self, spare: WorkerProcess | None = None) -> None:
+        """Bring a worker in (``spare``, or a new one) and replay every recorded start into
+        it; then start the next spare (a thread of its own)."""
         while not self._shutdown.is_set():
-            with self._cond:
-                self._numbers += 1
-                number = self._numbers
-            with self._cond:
-                poison = json.dumps(self._poison)
-            calls = sinks = -1
-            try:
-                calls = inflight.create(list(self.config.functions))
-                sinks = sinkboard.create()
-                env = {inflight.CALLS_ENV: str(calls), inflight.POISON_ENV: poison,
-                       sinkboard.SINKS_ENV: str(sinks),
-                       # Only the first worker joins the host's function sockets by itself
-                       # (PluginRuntime._rejoin_functions); later ones get the recorded starts.
-                       REJOIN_ENV: "1" if number == 1 else "0"}
-                worker = WorkerProcess(self.config.name, self.command, number, self._on_exit,
-                                       env, pass_fds=(calls, sinks))
-            except OSError as exc:
-                _close(calls)
-                _close(sinks)
-                self._died(None, f"cannot start a worker: {exc}")
-                if self._shutdown.wait(max(0.0, self._restart_at - time.monotonic())):
-                    return
-                continue
-            with self._cond:
-                self._newest = worker
-            if self._shutdown.is_set():
-                return  # serve_forever may have looked before _newest was set: stop it
+            if spare is not None:
+                worker, spare = spare, None
+            else:
+                try:
+                    worker = self._spawn()
+                except OSError as exc:
+                    self._died(None, f"cannot start a worker: {exc}")
+                    if self._shutdown.wait(max(0.0, self._restart_at - time.monotonic())):
+                        return
+                    continue
             try:
                 worker.wait_ready(READY_TIMEOUT_S)
+                # A spare was started before the last death: it learns the calls not to run.
+                with self._cond:
+                    poison = json.dumps(self._poison).encode()
+                worker.exchange(REFUSE_CALLS + poison)
                 self._replay(worker)
             except WorkerDied:
                 return  # _on_exit reports it and schedules the next one
@@ -247,9 +269,30 @@ class Supervisor:
                     return
                 self._worker = worker
                 self._cond.notify_all()
-            log.info("worker %d (pid %d) serves plugin %s", number, worker.pid,
+            log.info("worker %d (pid %d) serves plugin %s", worker.number, worker.pid,
                      self.config.name)
+            self._keep_spare()
             return
+
+    def _keep_spare(self) -> None:
+        """Start a spare worker, which imports the plugin and waits: when the serving one
+        dies, the spare takes over without an interpreter start (docs/reliability.md)."""
+        with self._cond:
+            if self._spare is not None or self._worker is None or not self.spare:
+                return
+        try:
+            spare = self._spawn()
+        except OSError as exc:
+            log.warning("cannot start a spare worker for plugin %s: %s", self.config.name, exc)
+            return
+        with self._cond:
+            self._spare = spare
+        try:
+            spare.wait_ready(READY_TIMEOUT_S)
+        except WorkerDied:
+            return  # _on_exit reports it and starts another
+        log.info("spare worker %d (pid %d) of plugin %s is ready to take over", spare.number,
+                 spare.pid, self.config.name)
 
     def _replay(self, worker: WorkerProcess) -> None:
         """Restart every recorded instance: sinks, sources, then functions.
@@ -274,8 +317,12 @@ class Supervisor:
                           answer.decode("utf-8", "replace"))
 
     def _on_exit(self, worker: WorkerProcess) -> None:
-        """A worker exited (the waiter thread): report it, then start the next one."""
+        """A worker exited (the waiter thread): report it, then bring in the next one."""
         with self._cond:
+            self._live.discard(worker)
+            was_spare = self._spare is worker
+            if was_spare:
+                self._spare = None
             if self._worker is worker:
                 self._worker = None
             serving = [s.control.label() for s in self._started.values()]
@@ -288,6 +335,9 @@ class Supervisor:
             return
         lived = time.monotonic() - worker.started_at
         how = worker.exit_description()
+        if was_spare:
+            self._spare_died(worker, how, lived)
+            return
         # First, before anything slower: eKuiper's sink waits for these acks.
         lost = "".join(self._answer_lost_frames(unfinished, how))
         lines = " | ".join(worker.last_lines()) or "(nothing)"
@@ -297,16 +347,35 @@ class Supervisor:
             for name, (size, crc) in running.items():
                 known = self._poison.setdefault(name, [])
                 known[:] = [*known, [size, crc, how]][-POISON_KEPT:]
+            spare, self._spare = self._spare, None
         calling = "".join(f"; it was running a call of function {name!r}" for name in running)
         delay = self._died(worker, how, lived)
         loop = (f"; crash loop: {self._deaths} deaths in a row"
                 if self._deaths >= CRASH_LOOP_DEATHS else "")
+        # A spare already running takes over at once: no interpreter starts, so there is
+        # nothing to back off from (the next spare starts only once a worker serves).
+        if spare is not None and spare.exited.is_set():
+            spare = None
+        then = (f"worker {spare.number} (pid {spare.pid}), started in advance, takes over"
+                if spare is not None else f"restarting it in {delay:g} s")
         log.error("worker %d (pid %d) of plugin %s died after %.1f s: %s; it served %s%s%s; "
-                  "its last lines: %s; restarting it in %g s%s", worker.number, worker.pid,
+                  "its last lines: %s; %s%s", worker.number, worker.pid,
                   self.config.name, lived, how, ", ".join(serving) or "nothing", calling,
-                  lost, lines, delay, loop)
-        if not self._shutdown.wait(delay):
+                  lost, lines, then, loop)
+        if spare is not None:
+            self._start_worker(spare)
+        elif not self._shutdown.wait(delay):
             self._start_worker()
+
+    def _spare_died(self, worker: WorkerProcess, how: str, lived: float) -> None:
+        """A spare died before it served: report it, start another after the back-off."""
+        lines = " | ".join(worker.last_lines()) or "(nothing)"
+        delay = self._died(worker, how, lived)
+        log.error("spare worker %d (pid %d) of plugin %s died after %.1f s, before it served: "
+                  "%s; its last lines: %s; starting another in %g s", worker.number,
+                  worker.pid, self.config.name, lived, how, lines, delay)
+        if not self._shutdown.wait(delay):
+            self._keep_spare()
 
     def _answer_lost_frames(self, unfinished: list[sinkboard.Unfinished],
                             how: str) -> list[str]:

@@ -69,6 +69,7 @@ class WorkerProcess:
         self.abstract = sys.platform.startswith("linux")
         self.url = f"abstract://{name}" if self.abstract else f"ipc:///tmp/{name}.ipc"
         self._spawned = threading.Event()
+        self._ready = False  # its handshake came (under _lock)
         self._lock = threading.Lock()
         self._closed = False
         self._tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
@@ -178,9 +179,10 @@ class WorkerProcess:
         """Wait for the worker's first frame; ``WorkerDied`` if it exits or takes too long."""
         give_up = time.monotonic() + timeout
         with self._lock:
-            while True:
+            while not self._ready:
                 frame = self._receive()
                 if frame is not None:
+                    self._ready = True
                     if frame != protocol.HANDSHAKE:
                         log.warning("worker %d said %.80r before it was ready", self.number,
                                     frame)
