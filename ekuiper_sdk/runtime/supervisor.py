@@ -67,8 +67,8 @@ POISON_KEPT = 64
 
 def enabled(config: SymbolTable) -> bool:
     """Whether ``config`` runs supervised: ``EKUIPER_SDK_SUPERVISE`` (``1``/``0``) when set,
-    else its ``supervise`` (off by default: a supervisor is a second Python process,
-    docs/reliability.md, "What it costs").
+    else its ``supervise`` (off by default: the supervisor and the spare worker are two more
+    Python processes, docs/reliability.md, "What it costs").
 
     >>> from ekuiper_sdk.runtime.plugin import PluginConfig
     >>> enabled(PluginConfig("demo", supervise=False))

@@ -271,10 +271,14 @@ def test_a_crash_loop_is_refused_and_the_other_symbols_keep_serving(
 def test_the_worker_leaves_with_its_supervisor_even_after_sigkill(
         supervised: Supervised) -> None:
     worker = supervised.worker_pid()
+    supervised.spare_ready()
+    line = supervised.host.wait_output("is ready to take over")
+    spare = int(line.split("(pid ")[1].split(")")[0])
     assert supervised.host.pid is not None
     os.kill(supervised.host.pid, signal.SIGKILL)
-    wait_for(lambda: not os.path.exists(f"/proc/{worker}") or _zombie(worker), 2.0,
-             "the worker exiting")
+    for pid, which in ((worker, "the worker"), (spare, "the spare worker")):
+        wait_for(lambda pid=pid: not os.path.exists(f"/proc/{pid}") or _zombie(pid), 2.0,
+                 f"{which} exiting")
 
 
 def test_sigterm_closes_the_workers_symbols_and_both_exit(supervised: Supervised) -> None:
