@@ -247,6 +247,11 @@ class Supervisor:
         while not self._shutdown.is_set():
             if spare is not None:
                 worker, spare = spare, None
+                # Its life as the serving worker starts now: a spare that waited for an
+                # hour and died in its first second is a death in a row, not a stable one.
+                worker.started_at = time.monotonic()
+                with self._cond:
+                    self._restart_at = worker.started_at  # commands wait for it, not refuse
             else:
                 try:
                     worker = self._spawn()
