@@ -61,6 +61,8 @@ COMMAND_WAIT_S = 10.0
 READY_TIMEOUT_S = 60.0
 #: How long the worker gets to close its symbols when the supervisor stops.
 WORKER_STOP_S = 2.0
+#: How long the error ack of a lost sink frame may wait for eKuiper's ack listener.
+ACK_DIAL_S = 0.5
 #: How many calls that killed a worker are refused, per function (the latest ones).
 POISON_KEPT = 64
 
@@ -160,7 +162,7 @@ class Supervisor:
         self._shutdown_reason = ""
         # Per sink key, the socket that gave eKuiper an error ack for a frame lost with a
         # worker; kept until the sink stops, so that the ack is never cut off in nng.
-        self._ack_outlets: dict[str, channels.Outlet] = {}
+        self._ack_sockets: dict[str, pynng.Socket] = {}
 
     # -- process lifecycle
 
@@ -415,22 +417,21 @@ class Supervisor:
             return False  # eKuiper closed the rule's ack channel: nobody waits
         error = protocol.encode_ack(f"the plugin's worker process died ({how}) before this "
                                     "frame was collected; it was not written")
+        # A socket of its own, dialled briefly (the next worker waits for this): the host
+        # listens there for as long as the rule runs.
+        sock = pynng.Push0(send_timeout=self.options.send_timeout_ms)
         try:
-            outlet = channels.Outlet(url, self.options.send_timeout_ms, "sink's ack channel")
+            channels.dial(sock, url, ACK_DIAL_S)
+            sock.send(error)
         except (ConnectionError, pynng.NNGException) as exc:
+            sock.close()
             log.warning("cannot send %s an error ack: %s", control.label(), exc)
             return False
         with self._cond:
-            old = self._ack_outlets.pop(key, None)
-            self._ack_outlets[key] = outlet
+            old = self._ack_sockets.pop(key, None)
+            self._ack_sockets[key] = sock
         if old is not None:
             old.close()
-        try:
-            outlet.send(error)
-        except Exception as exc:  # noqa: BLE001 - logged; the rule then waits as before
-            log.warning("cannot send %s an error ack: %s", control.label(),
-                        protocol.exception_line(exc))
-            return False
         return True
 
     def _died(self, worker: WorkerProcess | None, how: str, lived: float = 0.0) -> float:
@@ -533,14 +534,14 @@ class Supervisor:
                 elif control.plugin_type != protocol.FUNC:
                     self._started.pop(key, None)
             if not start:
-                self._close_ack_outlet(key)
+                self._close_ack_socket(key)
         return answer
 
-    def _close_ack_outlet(self, key: str) -> None:
+    def _close_ack_socket(self, key: str) -> None:
         with self._cond:
-            outlet = self._ack_outlets.pop(key, None)
-        if outlet is not None:
-            outlet.close()
+            sock = self._ack_sockets.pop(key, None)
+        if sock is not None:
+            sock.close()
 
     def _forget(self, control: protocol.Control, key: str) -> bytes:
         """A stop with no worker: the instance runs nowhere; forget it, as the worker would."""
@@ -551,7 +552,7 @@ class Supervisor:
         if control.plugin_type != protocol.FUNC:
             with self._cond:
                 self._started.pop(key, None)
-            self._close_ack_outlet(key)
+            self._close_ack_socket(key)
         log.info("stopped %s (no worker was running it)", control.label())
         return protocol.OK
 

@@ -293,6 +293,24 @@ def test_sigterm_closes_the_workers_symbols_and_both_exit(supervised: Supervised
     host.wait_output("closed after collecting")
 
 
+def test_without_a_spare_a_new_worker_is_started_after_the_back_off(
+        plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[[], str],
+        tmp_path: Path) -> None:
+    name = unique_name()
+    host = plugin_host_factory(name, PLUGIN, env={"PLUGIN_NAME": name, "FUNC_PREFIX": name + "_",
+                                                  "EKUIPER_SDK_SUPERVISE": "1",
+                                                  "EKUIPER_SDK_SPARE_WORKER": "0",
+                                                  "EKUIPER_SDK_STATE_DIR": str(tmp_path)})
+    supervised = Supervised(host, name + "_", tmp_path, unique_name)
+    source = host.start_source("counter", unique_name(), config={"interval": 0.01})
+    old = supervised.worker_pid()
+    os.kill(old, signal.SIGKILL)
+    assert_nothing_lost(counts_after(source, old, 3, timeout=LATE_S))
+    [line] = supervised.death_lines()
+    assert line.endswith("restarting it in 0.1 s")
+    assert not any("spare worker" in out for out in host.output)
+
+
 def test_supervision_can_be_turned_off(plugin_host_factory: Callable[..., PluginHost],
                                        unique_name: Callable[[], str]) -> None:
     name = unique_name()
