@@ -346,6 +346,15 @@ func procCPU(pid int) float64 {
 	fmt.Sscan(fields[11], &utime)
 	fmt.Sscan(fields[12], &stime)
 	total := (utime + stime) / 100 // USER_HZ is 100 on Linux
+	for _, child := range childPids(pid) {
+		total += procCPU(child)
+	}
+	return total
+}
+
+// childPids lists the living child processes of pid (of all its threads).
+func childPids(pid int) []int {
+	var pids []int
 	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	for _, task := range tasks {
 		kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
@@ -355,10 +364,10 @@ func procCPU(pid int) float64 {
 		for _, kid := range strings.Fields(string(kids)) {
 			var child int
 			fmt.Sscan(kid, &child)
-			total += procCPU(child)
+			pids = append(pids, child)
 		}
 	}
-	return total
+	return pids
 }
 
 func checkTuple(frame []byte) {
@@ -643,6 +652,8 @@ func scenarioMemory(p *plugin) map[string]interface{} {
 	return map[string]interface{}{"idle_kib": idle, "running10_kib": running}
 }
 
+// rssKiB is the resident size of pid and of its living child processes (a supervised
+// plugin's worker and spare).
 func rssKiB(pid int) int {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
@@ -652,6 +663,9 @@ func rssKiB(pid int) int {
 		if strings.HasPrefix(line, "VmRSS:") {
 			var kib int
 			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%d", &kib)
+			for _, child := range childPids(pid) {
+				kib += rssKiB(child)
+			}
 			return kib
 		}
 	}
