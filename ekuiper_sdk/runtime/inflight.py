@@ -97,6 +97,11 @@ class CallBoard:
             poison = {}
         return cls(int(fd), functions, poison if isinstance(poison, dict) else {})
 
+    def refuse(self, poison: dict[str, list[Any]]) -> None:
+        """Replace the calls not to run (a spare worker learns them when it takes over;
+        functions are started after this, so their ``guard`` reads the new ones)."""
+        self._poison = dict(poison)
+
     def guard(self, name: str, handle: Callable[[bytes], bytes]) -> Callable[[bytes], bytes]:
         """``handle`` with its calls marked on the board."""
         offset = self._offsets.get(name)

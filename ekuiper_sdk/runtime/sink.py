@@ -6,7 +6,7 @@ import threading
 
 from ..api import Sink
 from ..errors import ChannelStopped
-from . import channels, protocol
+from . import channels, protocol, sinkboard
 from .context import SymbolContext, instance_logger
 from .runner import Runner, check_out_of_memory, run_guarded
 
@@ -45,6 +45,9 @@ class SinkRunner(Runner):
             raise
         self.ctx = SymbolContext(control.meta, self.logger, acker=self._ack, plugin=plugin,
                                  symbol=control.symbol_name, config=control.config)
+        # Under a supervisor: what this instance took and finished, read if the worker dies.
+        board = sinkboard.BOARD
+        self._tally = board.claim(control.key, self.require_ack) if board else None
 
     def start(self) -> None:
         threading.Thread(target=self._work, name=f"sink {self.control.key}",
@@ -75,7 +78,7 @@ class SinkRunner(Runner):
             # The cause goes into every refusing ack: the rule's log then says why.
             self._open_error = (protocol.exception_line(exc).splitlines() or [""])[0]
             handle = self._refuse
-        inlet = self.inlet
+        inlet, tally = self.inlet, self._tally
         while True:
             with inlet.lock:
                 if inlet.closed:  # a stop took the socket over
@@ -85,15 +88,30 @@ class SinkRunner(Runner):
             if last:
                 self.released.set()
             self.received += len(frames)
-            for frame in frames:
-                handle(frame)
+            if tally is None:
+                for frame in frames:
+                    handle(frame)
+            else:
+                tally.took(len(frames))
+                for frame in frames:
+                    tally.begin()
+                    handle(frame)
+                    tally.done()
             if last:
                 break
         self.received += len(self._left)
+        if tally is not None:
+            tally.took(len(self._left))
         for frame in self._left:
+            if tally is not None:
+                tally.begin()
             handle(frame)
+            if tally is not None:
+                tally.done()
         run_guarded(self.logger, "close", self.sink.close, self.ctx)
         self.acks.close()
+        if tally is not None:
+            tally.release()
         self.logger.info("closed after collecting %d of the %d frames received",
                          self.collected, self.received)
         self.finished.set()
@@ -127,6 +145,8 @@ class SinkRunner(Runner):
         self._send_ack(frame)
 
     def _send_ack(self, frame: bytes) -> None:
+        if self._tally is not None:
+            self._tally.done()  # before the send: see Tally.done
         try:
             self.acks.send(frame)
         except ChannelStopped:

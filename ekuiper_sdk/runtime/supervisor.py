@@ -22,8 +22,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pynng
+
 from ..errors import ProtocolError
-from . import channels, inflight, protocol
+from . import channels, inflight, protocol, sinkboard
 from .control import (
     SHUTDOWN_CHECK_S,
     PluginRuntime,
@@ -33,13 +35,16 @@ from .control import (
     parse_host_args,
 )
 from .parent import watch_parent
-from .worker import REJOIN_ENV, WORKER_ENV, serve_as_worker
+from .worker import REFUSE_CALLS, REJOIN_ENV, WORKER_ENV, serve_as_worker
 from .worker_process import WorkerDied, WorkerProcess
 
 log = logging.getLogger("ekuiper_sdk")
 
 #: ``0`` (or ``false``, ``no``, ``off``) runs the plugin as one process, unsupervised.
 SUPERVISE_ENV = "EKUIPER_SDK_SUPERVISE"
+#: ``0`` starts a worker only when one died, instead of keeping a spare ready.
+SPARE_ENV = "EKUIPER_SDK_SPARE_WORKER"
+FALSE_WORDS = ("0", "false", "no", "off")
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 30.0
 #: A worker that lived this long resets the count of deaths in a row.
@@ -56,14 +61,16 @@ COMMAND_WAIT_S = 10.0
 READY_TIMEOUT_S = 60.0
 #: How long the worker gets to close its symbols when the supervisor stops.
 WORKER_STOP_S = 2.0
+#: How long the error ack of a lost sink frame may wait for eKuiper's ack listener.
+ACK_DIAL_S = 0.5
 #: How many calls that killed a worker are refused, per function (the latest ones).
 POISON_KEPT = 64
 
 
 def enabled(config: SymbolTable) -> bool:
     """Whether ``config`` runs supervised: ``EKUIPER_SDK_SUPERVISE`` (``1``/``0``) when set,
-    else its ``supervise`` (off by default: a supervisor is a second Python process,
-    docs/reliability.md, "What it costs").
+    else its ``supervise`` (off by default: the supervisor and the spare worker are two more
+    Python processes, docs/reliability.md, "What it costs").
 
     >>> from ekuiper_sdk.runtime.plugin import PluginConfig
     >>> enabled(PluginConfig("demo", supervise=False))
@@ -72,7 +79,7 @@ def enabled(config: SymbolTable) -> bool:
     env = os.environ.get(SUPERVISE_ENV, "").strip().lower()
     if env in ("1", "true", "yes", "on"):
         return True
-    if env in ("0", "false", "no", "off"):
+    if env in FALSE_WORDS:
         return False
     return config.supervise
 
@@ -139,7 +146,10 @@ class Supervisor:
         self.command = command
         self._cond = threading.Condition()
         self._worker: WorkerProcess | None = None   # set while a worker is ready
-        self._newest: WorkerProcess | None = None   # the last one started
+        self._spare: WorkerProcess | None = None    # started in advance, takes over a death
+        self._live: set[WorkerProcess] = set()      # every worker not yet reaped
+        #: Keep a spare worker (``EKUIPER_SDK_SPARE_WORKER=0`` turns it off).
+        self.spare = os.environ.get(SPARE_ENV, "1").strip().lower() not in FALSE_WORDS
         self._numbers = 0
         self._started: dict[str, Started] = {}
         self._strikes: dict[str, int] = {}
@@ -150,6 +160,9 @@ class Supervisor:
         self._restart_at = 0.0                       # when the next worker starts
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
+        # Per sink key, the socket that gave eKuiper an error ack for a frame lost with a
+        # worker; kept until the sink stops, so that the ack is never cut off in nng.
+        self._ack_sockets: dict[str, pynng.Socket] = {}
 
     # -- process lifecycle
 
@@ -170,10 +183,11 @@ class Supervisor:
             pass
         with self._cond:
             self._worker = None
-            worker = self._newest  # ready or not: no worker outlives the supervisor
+            workers = list(self._live)  # ready or not: no worker outlives the supervisor
             self._cond.notify_all()
-        if worker is not None:
+        for worker in workers:
             worker.terminate(WORKER_STOP_S)
+        for worker in workers:
             worker.close()
         log.info("plugin %s stopped: %s", self.config.name, self._shutdown_reason)
         PluginRuntime._exit(0)
@@ -202,35 +216,58 @@ class Supervisor:
 
     # -- the worker
 
-    def _start_worker(self) -> None:
-        """Start a worker and replay every recorded start into it (a thread of its own)."""
+    def _spawn(self) -> WorkerProcess:
+        """A new worker process, not yet ready; ``OSError`` when it cannot be started."""
+        with self._cond:
+            self._numbers += 1
+            number = self._numbers
+            poison = json.dumps(self._poison)
+        calls = sinks = -1
+        try:
+            calls = inflight.create(list(self.config.functions))
+            sinks = sinkboard.create()
+            env = {inflight.CALLS_ENV: str(calls), inflight.POISON_ENV: poison,
+                   sinkboard.SINKS_ENV: str(sinks),
+                   # Only the first worker joins the host's function sockets by itself
+                   # (PluginRuntime._rejoin_functions); later ones get the recorded starts.
+                   REJOIN_ENV: "1" if number == 1 else "0"}
+            worker = WorkerProcess(self.config.name, self.command, number, self._on_exit,
+                                   env, pass_fds=(calls, sinks))
+        except OSError:
+            _close(calls)
+            _close(sinks)
+            raise
+        with self._cond:
+            self._live.add(worker)
+        if self._shutdown.is_set():  # serve_forever may have looked before it was added
+            worker.kill()
+        return worker
+
+    def _start_worker(self, spare: WorkerProcess | None = None) -> None:
+        """Bring a worker in (``spare``, or a new one) and replay every recorded start into
+        it; then start the next spare (a thread of its own)."""
         while not self._shutdown.is_set():
-            with self._cond:
-                self._numbers += 1
-                number = self._numbers
-            with self._cond:
-                poison = json.dumps(self._poison)
-            calls = -1
-            try:
-                calls = inflight.create(list(self.config.functions))
-                env = {inflight.CALLS_ENV: str(calls), inflight.POISON_ENV: poison,
-                       # Only the first worker joins the host's function sockets by itself
-                       # (PluginRuntime._rejoin_functions); later ones get the recorded starts.
-                       REJOIN_ENV: "1" if number == 1 else "0"}
-                worker = WorkerProcess(self.config.name, self.command, number, self._on_exit,
-                                       env, pass_fds=(calls,))
-            except OSError as exc:
-                _close(calls)
-                self._died(None, f"cannot start a worker: {exc}")
-                if self._shutdown.wait(max(0.0, self._restart_at - time.monotonic())):
-                    return
-                continue
-            with self._cond:
-                self._newest = worker
-            if self._shutdown.is_set():
-                return  # serve_forever may have looked before _newest was set: stop it
+            if spare is not None:
+                worker, spare = spare, None
+                # Its life as the serving worker starts now: a spare that waited for an
+                # hour and died in its first second is a death in a row, not a stable one.
+                worker.started_at = time.monotonic()
+                with self._cond:
+                    self._restart_at = worker.started_at  # commands wait for it, not refuse
+            else:
+                try:
+                    worker = self._spawn()
+                except OSError as exc:
+                    self._died(None, f"cannot start a worker: {exc}")
+                    if self._shutdown.wait(max(0.0, self._restart_at - time.monotonic())):
+                        return
+                    continue
             try:
                 worker.wait_ready(READY_TIMEOUT_S)
+                # A spare was started before the last death: it learns the calls not to run.
+                with self._cond:
+                    poison = json.dumps(self._poison).encode()
+                worker.exchange(REFUSE_CALLS + poison)
                 self._replay(worker)
             except WorkerDied:
                 return  # _on_exit reports it and schedules the next one
@@ -239,9 +276,30 @@ class Supervisor:
                     return
                 self._worker = worker
                 self._cond.notify_all()
-            log.info("worker %d (pid %d) serves plugin %s", number, worker.pid,
+            log.info("worker %d (pid %d) serves plugin %s", worker.number, worker.pid,
                      self.config.name)
+            self._keep_spare()
             return
+
+    def _keep_spare(self) -> None:
+        """Start a spare worker, which imports the plugin and waits: when the serving one
+        dies, the spare takes over without an interpreter start (docs/reliability.md)."""
+        with self._cond:
+            if self._spare is not None or self._worker is None or not self.spare:
+                return
+        try:
+            spare = self._spawn()
+        except OSError as exc:
+            log.warning("cannot start a spare worker for plugin %s: %s", self.config.name, exc)
+            return
+        with self._cond:
+            self._spare = spare
+        try:
+            spare.wait_ready(READY_TIMEOUT_S)
+        except WorkerDied:
+            return  # _on_exit reports it and starts another
+        log.info("spare worker %d (pid %d) of plugin %s is ready to take over", spare.number,
+                 spare.pid, self.config.name)
 
     def _replay(self, worker: WorkerProcess) -> None:
         """Restart every recorded instance: sinks, sources, then functions.
@@ -266,35 +324,115 @@ class Supervisor:
                           answer.decode("utf-8", "replace"))
 
     def _on_exit(self, worker: WorkerProcess) -> None:
-        """A worker exited (the waiter thread): report it, then start the next one."""
+        """A worker exited (the waiter thread): report it, then bring in the next one."""
         with self._cond:
+            self._live.discard(worker)
+            was_spare = self._spare is worker
+            if was_spare:
+                self._spare = None
             if self._worker is worker:
                 self._worker = None
             serving = [s.control.label() for s in self._started.values()]
         worker.close()
         running = inflight.pending(worker.calls_fd, list(self.config.functions))
         _close(worker.calls_fd)
+        unfinished = sinkboard.unfinished(worker.sinks_fd)
+        _close(worker.sinks_fd)
         if self._shutdown.is_set():
             return
         lived = time.monotonic() - worker.started_at
-        lines = " | ".join(worker.last_lines()) or "(nothing)"
         how = worker.exit_description()
+        if was_spare:
+            self._spare_died(worker, how, lived)
+            return
+        # First, before anything slower: eKuiper's sink waits for these acks.
+        lost = "".join(self._answer_lost_frames(unfinished, how))
+        lines = " | ".join(worker.last_lines()) or "(nothing)"
         with self._cond:
             # The host sends those calls again to the next worker, and a source may send
             # the record again: later workers answer them with an error (see inflight).
             for name, (size, crc) in running.items():
                 known = self._poison.setdefault(name, [])
                 known[:] = [*known, [size, crc, how]][-POISON_KEPT:]
+            spare, self._spare = self._spare, None
         calling = "".join(f"; it was running a call of function {name!r}" for name in running)
         delay = self._died(worker, how, lived)
         loop = (f"; crash loop: {self._deaths} deaths in a row"
                 if self._deaths >= CRASH_LOOP_DEATHS else "")
-        log.error("worker %d (pid %d) of plugin %s died after %.1f s: %s; it served %s%s; "
-                  "its last lines: %s; restarting it in %g s%s", worker.number, worker.pid,
+        # A spare already running takes over at once: no interpreter starts, so there is
+        # nothing to back off from (the next spare starts only once a worker serves).
+        if spare is not None and spare.exited.is_set():
+            spare = None
+        then = (f"worker {spare.number} (pid {spare.pid}), started in advance, takes over"
+                if spare is not None else f"restarting it in {delay:g} s")
+        log.error("worker %d (pid %d) of plugin %s died after %.1f s: %s; it served %s%s%s; "
+                  "its last lines: %s; %s%s", worker.number, worker.pid,
                   self.config.name, lived, how, ", ".join(serving) or "nothing", calling,
-                  lines, delay, loop)
-        if not self._shutdown.wait(delay):
+                  lost, lines, then, loop)
+        if spare is not None:
+            self._start_worker(spare)
+        elif not self._shutdown.wait(delay):
             self._start_worker()
+
+    def _spare_died(self, worker: WorkerProcess, how: str, lived: float) -> None:
+        """A spare died before it served: report it, start another after the back-off."""
+        lines = " | ".join(worker.last_lines()) or "(nothing)"
+        delay = self._died(worker, how, lived)
+        log.error("spare worker %d (pid %d) of plugin %s died after %.1f s, before it served: "
+                  "%s; its last lines: %s; starting another in %g s", worker.number,
+                  worker.pid, self.config.name, lived, how, lines, delay)
+        if not self._shutdown.wait(delay):
+            self._keep_spare()
+
+    def _answer_lost_frames(self, unfinished: list[sinkboard.Unfinished],
+                            how: str) -> list[str]:
+        """Send an error ack for each frame a dead worker owed one; say what was lost.
+
+        With ``requireAck`` eKuiper sends a sink's next frame only after the ack of the
+        last one, so a sink owes at most one; eKuiper takes the error as an IO error, which
+        its ``resendInterval`` or cache resends. Without acks nobody waits: the frames are
+        only counted in the log.
+        """
+        with self._cond:
+            started = {key: self._started.get(key) for key in (u.key for u in unfinished)}
+        said = []
+        for lost in unfinished:
+            start = started.get(lost.key)
+            if start is None or start.control.plugin_type != protocol.SINK:
+                continue  # stopped meanwhile: eKuiper no longer waits for it
+            label = start.control.label()
+            if not lost.require_ack:
+                said.append(f"; {label} lost {lost.frames} frame(s) it had received but not "
+                            "collected")
+            elif self._send_error_ack(lost.key, start.control, how):
+                said.append(f"; {label} was collecting a frame: eKuiper got an error ack "
+                            "for it")
+            else:
+                said.append(f"; {label} was collecting a frame whose ack could not be sent")
+        return said
+
+    def _send_error_ack(self, key: str, control: protocol.Control, how: str) -> bool:
+        url = protocol.sink_ack_url(control.meta)
+        if not os.path.exists(protocol.url_path(url)):
+            return False  # eKuiper closed the rule's ack channel: nobody waits
+        error = protocol.encode_ack(f"the plugin's worker process died ({how}) before this "
+                                    "frame was collected; it was not written")
+        # A socket of its own, dialled briefly (the next worker waits for this): the host
+        # listens there for as long as the rule runs.
+        sock = pynng.Push0(send_timeout=self.options.send_timeout_ms)
+        try:
+            channels.dial(sock, url, ACK_DIAL_S)
+            sock.send(error)
+        except (ConnectionError, pynng.NNGException) as exc:
+            sock.close()
+            log.warning("cannot send %s an error ack: %s", control.label(), exc)
+            return False
+        with self._cond:
+            old = self._ack_sockets.pop(key, None)
+            self._ack_sockets[key] = sock
+        if old is not None:
+            old.close()
+        return True
 
     def _died(self, worker: WorkerProcess | None, how: str, lived: float = 0.0) -> float:
         """Count a death in a row; the back-off before the next worker."""
@@ -395,7 +533,15 @@ class Supervisor:
                     self._started[key] = Started(control, data)
                 elif control.plugin_type != protocol.FUNC:
                     self._started.pop(key, None)
+            if not start:
+                self._close_ack_socket(key)
         return answer
+
+    def _close_ack_socket(self, key: str) -> None:
+        with self._cond:
+            sock = self._ack_sockets.pop(key, None)
+        if sock is not None:
+            sock.close()
 
     def _forget(self, control: protocol.Control, key: str) -> bytes:
         """A stop with no worker: the instance runs nowhere; forget it, as the worker would."""
@@ -406,6 +552,7 @@ class Supervisor:
         if control.plugin_type != protocol.FUNC:
             with self._cond:
                 self._started.pop(key, None)
+            self._close_ack_socket(key)
         log.info("stopped %s (no worker was running it)", control.label())
         return protocol.OK
 

@@ -10,12 +10,15 @@ supervisor does: the channel's pipe drops, or its parent process changes (SIGKIL
 from __future__ import annotations
 
 import faulthandler
+import json
 import logging
 import os
+import threading
+from typing import Callable
 
 import pynng
 
-from . import channels, inflight, runner
+from . import channels, inflight, runner, sinkboard
 from .control import SymbolTable
 
 log = logging.getLogger("ekuiper_sdk")
@@ -28,6 +31,10 @@ REJOIN_ENV = "EKUIPER_SDK_WORKER_REJOIN"
 EXIT_OUT_OF_MEMORY = 12
 #: How long a worker's receive waits before it looks whether it should stop.
 RECEIVE_POLL_MS = 200
+#: A frame from the supervisor that starts with this (never a command: those are JSON)
+#: carries the calls the worker must not run, as JSON (see ``inflight``); sent to every
+#: worker before its starts, since a spare was started before the last death.
+REFUSE_CALLS = b"\x00refuse "
 
 
 class SupervisorLink(channels.CommandLink):
@@ -41,6 +48,24 @@ class SupervisorLink(channels.CommandLink):
 
     def __init__(self, url: str) -> None:
         super().__init__(pynng.Pair0(recv_timeout=RECEIVE_POLL_MS, recv_max_size=0), url)
+
+    def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None:
+        def handle_or_refuse(frame: bytes) -> bytes:
+            if frame.startswith(REFUSE_CALLS):
+                return _refuse_calls(frame[len(REFUSE_CALLS):])
+            return handle(frame)
+
+        super().serve(handle_or_refuse, stopped)
+
+
+def _refuse_calls(data: bytes) -> bytes:
+    try:
+        poison = json.loads(data)
+    except ValueError:
+        poison = None
+    if inflight.BOARD is not None and isinstance(poison, dict):
+        inflight.BOARD.refuse(poison)
+    return b"ok"
 
 
 def serve_as_worker(config: SymbolTable, argv: list[str], url: str) -> None:
@@ -58,6 +83,7 @@ def serve_as_worker(config: SymbolTable, argv: list[str], url: str) -> None:
     # Out of memory, the process is in no state to go on: exit and let a fresh one start.
     runner.set_out_of_memory_handler(_exit_out_of_memory)
     inflight.BOARD = inflight.CallBoard.from_env(list(config.functions))
+    sinkboard.BOARD = sinkboard.SinkBoard.from_env()
     rejoin = os.environ.pop(REJOIN_ENV, "1") != "0"
     PluginRuntime(config, argv, connect=lambda: SupervisorLink(url),
                   rejoin=rejoin).serve_forever()

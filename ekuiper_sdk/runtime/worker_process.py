@@ -69,6 +69,7 @@ class WorkerProcess:
         self.abstract = sys.platform.startswith("linux")
         self.url = f"abstract://{name}" if self.abstract else f"ipc:///tmp/{name}.ipc"
         self._spawned = threading.Event()
+        self._ready = False  # its handshake came (under _lock)
         self._lock = threading.Lock()
         self._closed = False
         self._tail: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
@@ -92,8 +93,10 @@ class WorkerProcess:
             raise
         self.pid = self.proc.pid
         self._spawned.set()
-        # The supervisor's descriptor of the worker's call slots (see inflight), if passed.
+        # The supervisor's descriptors of the worker's call slots (see inflight) and sink
+        # slots (see sinkboard), if passed.
         self.calls_fd = pass_fds[0] if pass_fds else -1
+        self.sinks_fd = pass_fds[1] if len(pass_fds) > 1 else -1
         self.started_at = time.monotonic()
         assert self.proc.stderr is not None
         threading.Thread(target=self._copy_stderr, args=(self.proc.stderr,),
@@ -176,9 +179,10 @@ class WorkerProcess:
         """Wait for the worker's first frame; ``WorkerDied`` if it exits or takes too long."""
         give_up = time.monotonic() + timeout
         with self._lock:
-            while True:
+            while not self._ready:
                 frame = self._receive()
                 if frame is not None:
+                    self._ready = True
                     if frame != protocol.HANDSHAKE:
                         log.warning("worker %d said %.80r before it was ready", self.number,
                                     frame)

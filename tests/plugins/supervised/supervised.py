@@ -66,7 +66,8 @@ class Bomb(Source):
 
 
 class Recorder(Sink):
-    """Appends every frame to ``record``; a frame holding ``exit`` ends the worker first."""
+    """Appends every frame to ``record``; a frame holding ``exit`` ends the worker first,
+    one holding ``sleep`` writes ``<record>.busy`` and sleeps a minute (to be killed)."""
 
     def configure(self, conf: Dict[str, Any]) -> None:
         self.record = str(conf["record"])
@@ -77,6 +78,9 @@ class Recorder(Sink):
     def collect(self, ctx: Context, data: Any) -> None:
         if b'"exit"' in bytes(data):
             os._exit(3)
+        if b'"sleep"' in bytes(data):
+            open(self.record + ".busy", "w").close()
+            time.sleep(60)
         with open(self.record, "ab") as out:
             out.write(bytes(data) + b"\n")
 
