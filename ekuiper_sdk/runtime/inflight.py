@@ -17,7 +17,6 @@ import json
 import mmap
 import os
 import struct
-import tempfile
 import zlib
 from typing import Any, Callable
 
@@ -49,6 +48,8 @@ def offsets(functions: list[str]) -> dict[str, int]:
 def create(functions: list[str]) -> int:
     """A zeroed, already unlinked file of slots for a new worker; its descriptor."""
     folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    import tempfile  # here: only a supervisor makes the file, and tempfile weighs 0.8 MB
+
     fd, path = tempfile.mkstemp(prefix="ekuiper_sdk_calls_", dir=folder)
     os.unlink(path)
     try:

@@ -19,6 +19,7 @@ from typing import Any, Callable, TypeVar
 
 from ..api import Function, Sink, Source
 from . import protocol
+from .roles import is_worker, supervised
 
 SourceFactory = Callable[[], Source]
 SinkFactory = Callable[[], Sink]
@@ -118,6 +119,14 @@ def start(config: PluginConfig, argv: list[str] | None = None) -> None:
         sys.stdout.write(json.dumps(listing, default=str) + "\n")
         sys.stdout.flush()
         raise SystemExit(0)
-    from . import supervisor
+    argv = sys.argv if argv is None else argv
+    # The supervision modules load only where they are used: one process, the default,
+    # does not pay their memory.
+    if is_worker() or supervised(config):
+        from . import supervisor
 
-    supervisor.run(config, sys.argv if argv is None else argv)
+        supervisor.run(config, argv)
+    else:
+        from .control import PluginRuntime
+
+        PluginRuntime(config, argv).serve_forever()

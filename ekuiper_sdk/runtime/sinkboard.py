@@ -16,7 +16,6 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -47,6 +46,8 @@ class Unfinished:
 def create() -> int:
     """A zeroed, already unlinked file of slots for a new worker; its descriptor."""
     folder = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    import tempfile  # here: only a supervisor makes the file, and tempfile weighs 0.8 MB
+
     fd, path = tempfile.mkstemp(prefix="ekuiper_sdk_sinks_", dir=folder)
     os.unlink(path)
     try:

@@ -35,16 +35,14 @@ from .control import (
     parse_host_args,
 )
 from .parent import watch_parent
-from .worker import REFUSE_CALLS, REJOIN_ENV, WORKER_ENV, serve_as_worker
+from .roles import FALSE_WORDS, WORKER_ENV, supervised
+from .worker import REFUSE_CALLS, REJOIN_ENV, serve_as_worker
 from .worker_process import WorkerDied, WorkerProcess
 
 log = logging.getLogger("ekuiper_sdk")
 
-#: ``0`` (or ``false``, ``no``, ``off``) runs the plugin as one process, unsupervised.
-SUPERVISE_ENV = "EKUIPER_SDK_SUPERVISE"
 #: ``0`` starts a worker only when one died, instead of keeping a spare ready.
 SPARE_ENV = "EKUIPER_SDK_SPARE_WORKER"
-FALSE_WORDS = ("0", "false", "no", "off")
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 30.0
 #: A worker that lived this long resets the count of deaths in a row.
@@ -65,23 +63,6 @@ WORKER_STOP_S = 2.0
 ACK_DIAL_S = 0.5
 #: How many calls that killed a worker are refused, per function (the latest ones).
 POISON_KEPT = 64
-
-
-def enabled(config: SymbolTable) -> bool:
-    """Whether ``config`` runs supervised: ``EKUIPER_SDK_SUPERVISE`` (``1``/``0``) when set,
-    else its ``supervise`` (off by default: the supervisor and the spare worker are two more
-    Python processes, docs/reliability.md, "What it costs").
-
-    >>> from ekuiper_sdk.runtime.plugin import PluginConfig
-    >>> enabled(PluginConfig("demo", supervise=False))
-    False
-    """
-    env = os.environ.get(SUPERVISE_ENV, "").strip().lower()
-    if env in ("1", "true", "yes", "on"):
-        return True
-    if env in FALSE_WORDS:
-        return False
-    return config.supervise
 
 
 def worker_command(argv: list[str]) -> list[str] | None:
@@ -108,7 +89,7 @@ def run(config: SymbolTable, argv: list[str]) -> None:
     url = os.environ.pop(WORKER_ENV, None)
     if url:
         serve_as_worker(config, argv, url)
-    command = worker_command(argv) if enabled(config) else None
+    command = worker_command(argv) if supervised(config) else None
     if command is None:
         PluginRuntime(config, argv).serve_forever()
     else:

@@ -23,8 +23,6 @@ from .control import SymbolTable
 
 log = logging.getLogger("ekuiper_sdk")
 
-#: Set in a worker's environment to the URL of its supervisor's private channel.
-WORKER_ENV = "EKUIPER_SDK_WORKER"
 #: ``0`` when the worker must not join the host's function sockets by itself.
 REJOIN_ENV = "EKUIPER_SDK_WORKER_REJOIN"
 #: A worker whose plugin code ran out of memory exits with this status (ENOMEM).

@@ -180,7 +180,8 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
     the manifest lists unless named (``use_function=False`` skips the function). The
     source starts with ``datasource`` and the ``sources/<name>.yaml`` section ``conf_key``
     over its ``default``, with ``source_config`` over both, as eKuiper builds it; the sink
-    with ``sink_config`` and ``sendSingle``.
+    with ``sink_config``, ``sendSingle`` and, unless ``sink_config`` sets it,
+    ``requireAck`` (so that every record is known to be collected before the stop).
 
     - With a source (and no ``records``): ``count`` records go through the function into
       the sink. ``args`` is the function's arguments as SQL-like expressions over each
@@ -285,7 +286,7 @@ def _flow(run: _Run, src_name: str | None, func_name: str | None,
     sink_handle = None
     if sink_name is not None:
         sink_handle = host.start_sink(sink_name, rule, op_id="sink",
-                                      config={"sendSingle": True, **(sink_config or {})})
+                                      config=_sink_start_config(sink_config))
     func_handle = host.function(func_name) if func_name is not None else None
     src = None
     if src_name is not None:
@@ -324,6 +325,20 @@ def _flow(run: _Run, src_name: str | None, func_name: str | None,
         src.stop()
     if sink_handle is not None:
         sink_handle.stop()
+
+
+def _sink_start_config(sink_config: dict[str, Any] | None) -> dict[str, Any]:
+    """The sink's properties: ``sendSingle``, and ``requireAck`` unless the user set it.
+
+    With an ack per record the run knows each record was collected before it stops the
+    sink, and a failed collect is counted against its record; without, closing the host's
+    socket at the stop drops the frames still queued in it (seen with ``--records``: up to a
+    sixth of 2,000 records lost, while the summary counted them out).
+    """
+    config = {"sendSingle": True, **(sink_config or {})}
+    if not any(key.casefold() == "requireack" for key in config):
+        config["requireAck"] = True
+    return config
 
 
 def _source_items(run: _Run, src: SourceHandle, name: str, count: int,

@@ -338,9 +338,14 @@ def test_no_other_process_gets_onto_the_workers_channel(supervised: Supervised) 
     # The channel is an abstract socket, which any local process could dial: the kernel
     # lists its name. The supervisor refuses every peer but its worker.
     prefix = f"@ekuiper_sdk_{supervised.host.name}_"
-    with open("/proc/net/unix") as table:
-        names = {line.split()[-1] for line in table if prefix in line}
-    assert names
+
+    def channel_names() -> set[str]:
+        with open("/proc/net/unix") as table:
+            return {line.split()[-1] for line in table if prefix in line}
+
+    # The supervisor opens the channel when it starts its worker, just after its handshake.
+    wait_for(channel_names, 5.0, "the worker's channel")
+    names = channel_names()
     intruder = pynng.Pair0(recv_timeout=300)
     try:
         intruder.dial("abstract://" + names.pop()[1:], block=False)
