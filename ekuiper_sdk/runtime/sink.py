@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 from ..api import Sink
 from ..errors import ChannelStopped
@@ -87,27 +88,10 @@ class SinkRunner(Runner):
                 frames = inlet.finish() if last else inlet.receive()
             if last:
                 self.released.set()
-            self.received += len(frames)
-            if tally is None:
-                for frame in frames:
-                    handle(frame)
-            else:
-                tally.took(len(frames))
-                for frame in frames:
-                    tally.begin()
-                    handle(frame)
-                    tally.done()
+            self._handle_all(frames, handle, tally)
             if last:
                 break
-        self.received += len(self._left)
-        if tally is not None:
-            tally.took(len(self._left))
-        for frame in self._left:
-            if tally is not None:
-                tally.begin()
-            handle(frame)
-            if tally is not None:
-                tally.done()
+        self._handle_all(self._left, handle, tally)
         run_guarded(self.logger, "close", self.sink.close, self.ctx)
         self.acks.close()
         if tally is not None:
@@ -115,6 +99,19 @@ class SinkRunner(Runner):
         self.logger.info("closed after collecting %d of the %d frames received",
                          self.collected, self.received)
         self.finished.set()
+
+    def _handle_all(self, frames: list[bytes], handle: Callable[[bytes], None],
+                    tally: sinkboard.Tally | None) -> None:
+        self.received += len(frames)
+        if tally is None:
+            for frame in frames:
+                handle(frame)
+            return
+        tally.took(len(frames))
+        for frame in frames:
+            tally.begin()
+            handle(frame)
+            tally.done()
 
     def _refuse(self, frame: bytes) -> None:
         if self.require_ack:
