@@ -49,6 +49,7 @@ class RunSummary:
     errors: int = 0
     seconds: float = 0.0
     calls: bool = False
+    started: bool = False  # the plugin was started: a refused run has nothing to sum up
 
     def __str__(self) -> str:
         unit = "calls" if self.calls else "records in"
@@ -236,6 +237,7 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
     run = _Run(host, stream, log, rule, summary)
     results: list[dict[str, Any]] = []
     began = time.monotonic()
+    summary.started = True
     try:
         host.start()
         if calls is not None:

@@ -156,7 +156,7 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                      conf_key=args.conf_key, use_function=not args.no_function,
                      args=args.args, python=args.python, **inputs)
     except (HostError, LookupError, ValueError, RuntimeError, OSError, TimeoutError) as exc:
-        err.write(f"error: {args.dir}: {exc}\n{summary}\n")
+        err.write(f"error: {args.dir}: {exc}\n" + (f"{summary}\n" if summary.started else ""))
         return EXIT_FAIL
     err.write(f"{summary}\n")
     return EXIT_FAIL if summary.errors else EXIT_OK

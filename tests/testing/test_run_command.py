@@ -190,6 +190,7 @@ def test_function_only_plugin_with_calls(tmp_path: Path) -> None:
     assert "summary: 5 calls, 4 results, 1 error(s)" in err
     code, _, err = run("run", str(folder))
     assert code == 1 and "--call '1, 2'" in err
+    assert "summary" not in err  # refused before the plugin started: nothing to sum up
     code, _, err = run("run", str(folder), "--call", "x, 1, 2")
     assert code == 2 and "x is a field name" in err
 
