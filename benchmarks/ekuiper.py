@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -187,6 +188,31 @@ def cpu_ms(pid: int) -> float:
     return total / 1e6
 
 
+def renamed_zip(source: Path, old: str, new: str, target: Path) -> Path:
+    """A copy of a plugin zip for plugin ``new``: ``old`` renamed in every entry's name and
+    in every file but the wheels (the manifest, the script, its yaml, the launcher).
+
+    >>> import io, tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> with zipfile.ZipFile(folder / "a.zip", "w") as zf:
+    ...     zf.writestr("kb_ours.json", '{"executable": "kb_ours.py"}')
+    >>> out = renamed_zip(folder / "a.zip", "kb_ours", "kb_ours_sink1", folder / "b.zip")
+    >>> zipfile.ZipFile(out).read("kb_ours_sink1.json")
+    b'{"executable": "kb_ours_sink1.py"}'
+    """
+    with zipfile.ZipFile(source) as zin, \
+            zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if not info.filename.endswith(".whl"):
+                data = data.replace(old.encode(), new.encode())
+            entry = zipfile.ZipInfo(info.filename.replace(old, new), info.date_time)
+            entry.external_attr = info.external_attr
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            zout.writestr(entry, data)
+    return target
+
+
 def switches(pid: int) -> int:
     """Context switches (voluntary and not) of every live thread of ``pid``."""
     total = 0
@@ -231,17 +257,38 @@ class EkuiperBench:
         self.results: dict[str, dict[str, list[float]]] = {}
         self._rules: list[str] = []
         self._streams: list[str] = []
+        self._plugins: list[str] = []
+        self._zips: dict[str, Path] = {}
+        self._zip_dir: Path | None = None
 
     def install(self) -> None:
-        with tempfile.TemporaryDirectory(prefix="ekuiper-bench-") as tmp:
-            for name, sdk in [*((self.names[sdk], sdk) for sdk in (*SDKS, FLOOR)),
-                              (self.feeder, "ours")]:
-                zipped = pack(name, sdk, Path(tmp), self.python_version)
-                self.log(f"installing {name} ({sdk})")
-                self.server.call("POST", "/plugins/portables",
-                                 {"name": name, "file": f"file://{zipped}"})
-        feed = self._stream(self.feeder, "feed")
-        self.feed_stream = feed
+        """Pack each SDK's plugin once, and install the feeder.
+
+        Each measurement installs a copy of its SDK's zip under a name of its own
+        (:meth:`_install_copy`), so that every path runs in a fresh plugin process: a
+        process that earlier rules left broken or busy (the official SDK's after a stopped
+        sink, docs/performance.md) never weighs on the next figure.
+        """
+        self._zip_dir = Path(tempfile.mkdtemp(prefix="ekuiper-bench-"))
+        for sdk in (*SDKS, FLOOR):
+            self.log(f"packing {self.names[sdk]} ({sdk})")
+            self._zips[sdk] = pack(self.names[sdk], sdk, self._zip_dir, self.python_version)
+        feeder = pack(self.feeder, "ours", self._zip_dir, self.python_version)
+        self.log(f"installing {self.feeder} (ours)")
+        self._install(self.feeder, feeder)
+        self.feed_stream = self._stream(self.feeder, "feed")
+
+    def _install(self, name: str, zipped: Path) -> None:
+        self.server.call("POST", "/plugins/portables",
+                         {"name": name, "file": f"file://{zipped}"})
+        self._plugins.append(name)
+
+    def _install_copy(self, sdk: str, suffix: str) -> str:
+        """Install ``sdk``'s plugin again as ``<its name>_<suffix>``; the new name."""
+        name = f"{self.names[sdk]}_{suffix}"
+        self._install(name, renamed_zip(self._zips[sdk], self.names[sdk], name,
+                                        self._zip_dir / f"{name}.zip"))
+        return name
 
     def _stream(self, plugin: str, conf: str) -> str:
         stream = f"{plugin}_{conf}"
@@ -264,8 +311,9 @@ class EkuiperBench:
             return int(status[key])
         return read
 
-    def measure(self, sdk: str, path: str) -> None:
-        name = self.names[sdk]
+    def measure(self, sdk: str, path: str, run: int = 0) -> None:
+        """Measure ``path`` on a fresh copy of ``sdk``'s plugin (``run`` tells copies apart)."""
+        name = self._install_copy(sdk, f"{path.replace('_', '')}{run}")
         rule_id = f"{name}_{path}"
         if path == "source":
             stream = self._stream(name, "default")
@@ -303,6 +351,7 @@ class EkuiperBench:
                     got.setdefault("switches", []).append((b_cs - a_cs) / (b_n - a_n))
         finally:
             self.server.quietly("DELETE", f"/rules/{rule_id}")
+            self.server.quietly("DELETE", f"/plugins/portables/{name}")
 
     def run(self, paths: tuple[str, ...] = PATHS, rounds: int = 2) -> None:
         self.install()
@@ -316,7 +365,7 @@ class EkuiperBench:
                         if path == "sink_each" and sdk == "official":
                             continue  # the official SDK passes bytes only
                         self.log(f"round {rnd + 1}: {path} on {sdk}")
-                        self.measure(sdk, path)
+                        self.measure(sdk, path, rnd + 1)
         finally:
             self.cleanup()
 
@@ -325,8 +374,10 @@ class EkuiperBench:
             self.server.quietly("DELETE", f"/rules/{rule_id}")
         for stream in self._streams:
             self.server.quietly("DELETE", f"/streams/{stream}")
-        for name in [*self.names.values(), self.feeder]:
+        for name in self._plugins:
             self.server.quietly("DELETE", f"/plugins/portables/{name}")
+        if self._zip_dir is not None:
+            shutil.rmtree(self._zip_dir, ignore_errors=True)
         # eKuiper v2.4 leaves the control and function sockets of a deleted plugin in /tmp
         # (seen on a real server); every name in them starts with this run's tag.
         for path in Path("/tmp").glob(f"*{self.tag}_*.ipc"):

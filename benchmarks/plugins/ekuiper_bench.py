@@ -1,8 +1,8 @@
 """The plugin that ``python -m benchmarks --ekuiper URL`` installs into a real eKuiper.
 
 One file for both SDKs, only the import differs; the benchmark installs it as
-``<name>.py`` and names the SDK in ``<name>``: ``..._official`` runs on the ``ekuiper``
-package, anything else on ekuiper-sdk. Symbol names derive from the plugin name, since a
+``<name>.py`` and names the SDK in ``<name>``: a name with ``_official`` in it runs on the
+``ekuiper`` package, anything else on ekuiper-sdk. Symbol names derive from the plugin name, since a
 server holds every plugin's symbols in one namespace: ``<name>_src``, ``<name>_sink``,
 ``<name>_fn``, and on ekuiper-sdk ``<name>_each`` (a sink taking decoded records).
 
@@ -17,7 +17,7 @@ import time
 
 NAME = os.path.splitext(os.path.basename(__file__))[0]
 
-if NAME.endswith("_official"):
+if "_official" in NAME:
     from ekuiper import Function, PluginConfig, Sink, Source, plugin
 else:
     from ekuiper_sdk import Function, PluginConfig, Sink, Source, plugin
@@ -90,7 +90,7 @@ class BenchFunction(Function):
 
 
 if __name__ == "__main__":
-    if NAME.endswith("_official"):
+    if "_official" in NAME:
         plugin.start(PluginConfig(NAME, {NAME + "_src": BenchSource},
                                   {NAME + "_sink": BenchSink}, {NAME + "_fn": BenchFunction}))
     else:

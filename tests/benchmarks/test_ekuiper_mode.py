@@ -65,7 +65,7 @@ def check_report(stdout: str, figures: dict[str, dict[str, list[float]]]) -> Non
 
 def assert_no_sockets_left(stdout: str) -> None:
     """No IPC socket file of the run's names is left in /tmp (they are global)."""
-    tag = re.search(r"installing (kb\d+p\d+)_official", stdout)
+    tag = re.search(r"packing (kb\d+p\d+)_official", stdout)
     assert tag, stdout
     assert not list(Path("/tmp").glob(f"*{tag.group(1)}_*.ipc")), "socket files left behind"
 
