@@ -33,12 +33,14 @@ def page_runs(request: pytest.FixtureRequest,
                      for item in request.session.items
                      if isinstance(item, pytest.Function)
                      and item.originalname == "test_doc_block"})
+    # The folders are made here, in one thread: the factory creates its base folder on
+    # first use, and two threads doing so at once made two and refused one page's folder.
+    folders = {page: tmp_path_factory.mktemp(Path(page).stem) for page in wanted}
     with ThreadPoolExecutor(max_workers=3) as pool:
-        yield {page: pool.submit(_run_page, page, tmp_path_factory) for page in wanted}
+        yield {page: pool.submit(_run_page, page, folders[page]) for page in wanted}
 
 
-def _run_page(page: str, tmp_path_factory: pytest.TempPathFactory) -> PageRun:
-    folder = tmp_path_factory.mktemp(Path(page).stem)
+def _run_page(page: str, folder: Path) -> PageRun:
     return PageRun(parse_page(REPO / page, REPO), folder, REPO, _official)
 
 
