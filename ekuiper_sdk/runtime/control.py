@@ -149,6 +149,41 @@ class CommandChannel(Protocol):
     def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None: ...
 
 
+class ShutdownRequest(threading.Event):
+    """Set once the process should close everything and exit; ``reason`` says why.
+
+    >>> request = ShutdownRequest(); request.ask("signal SIGTERM"); request.ask("later")
+    >>> request.is_set(), request.reason
+    (True, 'signal SIGTERM')
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reason = ""
+
+    def ask(self, reason: str) -> None:
+        """Ask for the shutdown; the first reason given is the one kept."""
+        if not self.is_set():
+            self.reason = reason
+            self.set()
+
+
+def shut_down_on_signals(shutdown: Callable[[str], None]) -> None:
+    """SIGTERM and SIGINT call ``shutdown`` with the signal's name.
+
+    Python installs handlers from the main thread only; elsewhere (a plugin started from
+    a thread of its own) the signals keep their default action.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_signal(signum: int, _frame: object) -> None:
+        shutdown(f"signal {signal.Signals(signum).name}")
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+
+
 class PluginRuntime:
     """Serves one plugin's symbols to the host for the life of the process.
 
@@ -169,8 +204,7 @@ class PluginRuntime:
         self._stopping: list[Runner] = []
         self._lock = threading.Lock()
         self._function_lock = threading.Lock()
-        self._shutdown = threading.Event()
-        self._shutdown_reason = ""
+        self._shutdown = ShutdownRequest()
 
     # -- process lifecycle
 
@@ -180,7 +214,7 @@ class PluginRuntime:
         role = "worker" if self._connect is not None else "plugin"
         log.info("%s %s starting (pid %d, sendTimeout %d ms)", role, self.config.name,
                  os.getpid(), self.options.send_timeout_ms)
-        self._install_signal_handlers()
+        shut_down_on_signals(self.shutdown)
         control: CommandChannel
         if self._connect is not None:
             try:
@@ -203,24 +237,12 @@ class PluginRuntime:
         while not self._shutdown.wait(SHUTDOWN_CHECK_S):
             pass
         self._close_all()
-        log.info("plugin %s stopped: %s", self.config.name, self._shutdown_reason)
+        log.info("plugin %s stopped: %s", self.config.name, self._shutdown.reason)
         self._exit(0)
 
     def shutdown(self, reason: str) -> None:
         """Ask the process to close every symbol and exit."""
-        if not self._shutdown.is_set():
-            self._shutdown_reason = reason
-            self._shutdown.set()
-
-    def _install_signal_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def on_signal(signum: int, _frame: object) -> None:
-            self.shutdown(f"signal {signal.Signals(signum).name}")
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, on_signal)
+        self._shutdown.ask(reason)
 
     def _serve_control(self, control: CommandChannel) -> None:
         try:

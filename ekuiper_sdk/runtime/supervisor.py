@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -29,10 +28,12 @@ from . import channels, inflight, protocol, sinkboard
 from .control import (
     SHUTDOWN_CHECK_S,
     PluginRuntime,
+    ShutdownRequest,
     SymbolTable,
     configure_logging,
     connect_to_ekuiper,
     parse_host_args,
+    shut_down_on_signals,
 )
 from .parent import watch_parent
 from .roles import FALSE_WORDS, WORKER_ENV, supervised
@@ -139,8 +140,7 @@ class Supervisor:
         self._deaths = 0                             # in a row
         self._last_death = ""
         self._restart_at = 0.0                       # when the next worker starts
-        self._shutdown = threading.Event()
-        self._shutdown_reason = ""
+        self._shutdown = ShutdownRequest()
         # Per sink key, the socket that gave eKuiper an error ack for a frame lost with a
         # worker; kept until the sink stops, so that the ack is never cut off in nng.
         self._ack_sockets: dict[str, pynng.Socket] = {}
@@ -152,7 +152,7 @@ class Supervisor:
         configure_logging()
         log.info("plugin %s starting (supervisor pid %d, sendTimeout %d ms)", self.config.name,
                  os.getpid(), self.options.send_timeout_ms)
-        self._install_signal_handlers()
+        shut_down_on_signals(self.shutdown)
         self._restart_at = time.monotonic()
         threading.Thread(target=self._start_worker, name="worker start", daemon=True).start()
         control = connect_to_ekuiper(self.config.name)
@@ -170,21 +170,12 @@ class Supervisor:
             worker.terminate(WORKER_STOP_S)
         for worker in workers:
             worker.close()
-        log.info("plugin %s stopped: %s", self.config.name, self._shutdown_reason)
+        log.info("plugin %s stopped: %s", self.config.name, self._shutdown.reason)
         PluginRuntime._exit(0)
 
     def shutdown(self, reason: str) -> None:
         """Stop the worker (its symbols close) and exit."""
-        if not self._shutdown.is_set():
-            self._shutdown_reason = reason
-            self._shutdown.set()
-
-    def _install_signal_handlers(self) -> None:
-        def on_signal(signum: int, _frame: object) -> None:
-            self.shutdown(f"signal {signal.Signals(signum).name}")
-
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, on_signal)
+        self._shutdown.ask(reason)
 
     def _serve_control(self, control: channels.InvertedReplier) -> None:
         try:
