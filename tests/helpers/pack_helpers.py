@@ -7,6 +7,7 @@ import importlib
 import json
 import urllib.request
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,17 @@ def new_plugin(tmp_path: Path, name: str | None = None) -> Path:
     """A fresh ``init`` project in ``tmp_path/<name>``."""
     name = name or unique_name()
     return init_project(name, tmp_path / name)
+
+
+def zip_folder(folder: Path, target: Path, top: str = "") -> Path:
+    """``folder``'s files in a zip at ``target``, at its root or under the folder ``top``
+    (a layout eKuiper refuses), without the packer's checks; ``target``."""
+    prefix = f"{top}/" if top else ""
+    with zipfile.ZipFile(target, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, prefix + path.relative_to(folder).as_posix())
+    return target
 
 
 def manifest_of(plugin_dir: Path) -> dict[str, Any]:

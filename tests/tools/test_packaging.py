@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 from helpers import REPO
 from helpers import ekuiper_install_rules as rules
-from helpers.pack_helpers import manifest_of, new_plugin, unique_name, write_manifest
+from helpers.pack_helpers import (
+    manifest_of,
+    new_plugin,
+    unique_name,
+    write_manifest,
+    zip_folder,
+)
 
 from ekuiper_sdk.errors import PackagingError
 from ekuiper_sdk.tools import archive, manifest
@@ -284,11 +290,7 @@ def test_pack_leaves_out_its_own_output(tmp_path: Path) -> None:
 
 def test_read_zip_manifest_names_a_top_folder(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
-    bad = tmp_path / "bad.zip"
-    with zipfile.ZipFile(bad, "w") as zf:
-        for path in plugin.rglob("*"):
-            if path.is_file():
-                zf.write(path, f"{plugin.name}/{path.relative_to(plugin).as_posix()}")
+    bad = zip_folder(plugin, tmp_path / "bad.zip", top=plugin.name)
     with pytest.raises(PackagingError) as info:
         manifest.read_zip_manifest(bad)
     assert "inside a top folder" in str(info.value)

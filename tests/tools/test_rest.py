@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.fake_ekuiper_rest import FakeEkuiper
-from helpers.pack_helpers import manifest_of, new_plugin
+from helpers.pack_helpers import manifest_of, new_plugin, zip_folder
 
 from ekuiper_sdk.errors import PackagingError, RestError
 from ekuiper_sdk.tools import pack as pack_mod
@@ -149,12 +149,7 @@ def test_list_describe_status_delete(ek: FakeEkuiper, packed: tuple[str, Path]) 
 def test_ekuipers_install_error_is_shown(ek: FakeEkuiper, tmp_path: Path) -> None:
     # A zip with a top folder, sent without the local check, fails on the server.
     plugin = new_plugin(tmp_path)
-    import zipfile
-    bad = tmp_path / "bad.zip"
-    with zipfile.ZipFile(bad, "w") as zf:
-        for path in sorted(plugin.rglob("*")):
-            if path.is_file():
-                zf.write(path, f"{plugin.name}/{path.relative_to(plugin).as_posix()}")
+    bad = zip_folder(plugin, tmp_path / "bad.zip", top=plugin.name)
     with pytest.raises(RestError) as info:
         client(ek).install(plugin.name, bad.resolve().as_uri())
     assert "fail to install plugin: missing or invalid json file" in info.value.message

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import io
 import json
-import zipfile
 from pathlib import Path
 
 import pytest
-from helpers.pack_helpers import manifest_of, new_plugin, unique_name, write_manifest
+from helpers.pack_helpers import (
+    manifest_of,
+    new_plugin,
+    unique_name,
+    write_manifest,
+    zip_folder,
+)
 
 from ekuiper_sdk.errors import PackagingError
 from ekuiper_sdk.tools import manifest
@@ -110,11 +115,7 @@ def test_json_warnings_have_no_warning_prefix(tmp_path: Path) -> None:
 
 def test_install_name_of_another_plugins_zip(tmp_path: Path) -> None:
     plugin = new_plugin(tmp_path)
-    zip_path = tmp_path / "p.zip"
-    with zipfile.ZipFile(zip_path, "w") as zf:
-        for path in plugin.rglob("*"):
-            if path.is_file():
-                zf.write(path, path.relative_to(plugin).as_posix())
+    zip_path = zip_folder(plugin, tmp_path / "p.zip")
     with pytest.raises(PackagingError) as info:
         manifest.read_zip_manifest(zip_path, "other")
     text = str(info.value.problems[0])
