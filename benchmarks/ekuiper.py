@@ -176,16 +176,19 @@ def plugin_pid(name: str) -> int:
     raise LookupError(f"no running process for plugin {name}")
 
 
-def cpu_ms(pid: int) -> float:
-    """CPU time of every live thread of ``pid``, in ms (schedstat: ns resolution)."""
-    total = 0
+def thread_totals(pid: int) -> tuple[float, int]:
+    """CPU time in ms (schedstat: ns resolution) and context switches (voluntary and not)
+    of every live thread of ``pid``."""
+    cpu_ns = switched = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
-                total += int(f.read().split()[0])
+                cpu_ns += int(f.read().split()[0])
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                switched += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
         except OSError:
-            pass
-    return total / 1e6
+            pass  # the thread ended meanwhile
+    return cpu_ns / 1e6, switched
 
 
 def renamed_zip(source: Path, old: str, new: str, target: Path) -> Path:
@@ -211,18 +214,6 @@ def renamed_zip(source: Path, old: str, new: str, target: Path) -> Path:
             entry.compress_type = zipfile.ZIP_DEFLATED
             zout.writestr(entry, data)
     return target
-
-
-def switches(pid: int) -> int:
-    """Context switches (voluntary and not) of every live thread of ``pid``."""
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/status") as f:
-                total += sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
-        except OSError:
-            pass
-    return total
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
@@ -336,10 +327,10 @@ class EkuiperBench:
             pid = wait_for(lambda: plugin_pid(name), f"plugin {name}")
             time.sleep(self.settle_s)  # the rule settles
             for _ in range(self.windows):
-                a_cpu, a_cs, a_n = cpu_ms(pid), switches(pid), count() if count else 0
+                (a_cpu, a_cs), a_n = thread_totals(pid), count() if count else 0
                 t0 = time.monotonic()
                 time.sleep(self.window_s)
-                b_cpu, b_cs, b_n = cpu_ms(pid), switches(pid), count() if count else 0
+                (b_cpu, b_cs), b_n = thread_totals(pid), count() if count else 0
                 dt = time.monotonic() - t0
                 got = self.results.setdefault(f"{path}/{sdk}", {})
                 if count is None:
