@@ -101,6 +101,11 @@ class SourceConfigError(EkuiperSDKError, ValueError):
     """A source yaml file that cannot be read; the message names the file and the fix."""
 
 
+class SocketNameWarning(UserWarning):
+    """A test host runs the plugin under other socket names, because a live listener (an
+    eKuiper with the plugin installed) holds its own."""
+
+
 class SourceConfigWarning(UserWarning):
     """A source configuration eKuiper accepts with a warning in its log, such as a
     ``CONF_KEY`` that names no section of ``sources/<name>.yaml``."""

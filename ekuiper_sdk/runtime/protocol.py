@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EncodeError, ProtocolError
+from . import names
 from .codec import dumps, loads
 
 # Command and symbol kinds, as spelled on the wire.
@@ -87,13 +88,17 @@ def _ipc(name: str) -> str:
 
 
 def control_url(plugin_name: str) -> str:
-    """``ipc:///tmp/plugin_<name>.ipc``: where the host listens for the plugin's control channel."""
-    return _ipc("plugin_" + check_name("plugin name", plugin_name))
+    """``ipc:///tmp/plugin_<name>.ipc``: where the host listens for the plugin's control channel.
+
+    The name is the host's (:mod:`.names`): the code's, unless a host renamed the plugin.
+    """
+    return _ipc("plugin_" + check_name("plugin name", names.host_name(plugin_name)))
 
 
 def function_url(symbol: str) -> str:
-    """``ipc:///tmp/func_<symbol>.ipc``: the host's REP socket for one function name."""
-    return _ipc("func_" + check_name("function name", symbol))
+    """``ipc:///tmp/func_<symbol>.ipc``: the host's REP socket for one function, named as
+    the host names it (:mod:`.names`)."""
+    return _ipc("func_" + check_name("function name", names.host_name(symbol)))
 
 
 def source_url(meta: Meta) -> str:
@@ -220,6 +225,8 @@ def decode_command(data: bytes) -> Command:
         raise ProtocolError(f"unknown pluginType {_short(plugin_type)}; "
                             "expected 'source', 'sink' or 'func'")
     symbol = check_name("symbol name", _field(ctrl, "symbolName", str, what))
+    if plugin_type == FUNC:
+        symbol = names.code_name(symbol)      # from here on, the code's name (see names)
     config = ctrl.get("config")
     if config is None:
         config = {}

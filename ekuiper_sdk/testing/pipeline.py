@@ -30,6 +30,7 @@ from ..errors import (
     InvalidFrameError,
     PackagingError,
     SinkAckError,
+    SocketNameWarning,
     SourceConfigWarning,
 )
 from ..tools.manifest import Manifest, find_manifest, load_manifest
@@ -127,6 +128,11 @@ class _Run:
         self.summary.errors += 1
         if self.log is not None:
             self.log.write(f"error: {line}\n")
+            self.log.flush()
+
+    def note(self, line: str) -> None:
+        if self.log is not None:
+            self.log.write(f"note: {line}\n")
             self.log.flush()
 
     def warn(self, line: str) -> None:
@@ -239,7 +245,11 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
     began = time.monotonic()
     summary.started = True
     try:
-        host.start()
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", SocketNameWarning)
+            host.start()
+        for warning in seen:
+            run.note(str(warning.message))
         if calls is not None:
             assert func_name is not None
             fn = host.function(func_name)
@@ -262,11 +272,6 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
                   deadline, datasource, conf_key, source_config, sink_config, results)
     except HostError as exc:
         raise HostError(_failure(name, exc, host, shown)) from None
-    except pynng.AddressInUse:
-        # eKuiper keeps a function's socket after the plugin is deleted (seen on v2.4).
-        raise HostError(f"plugin {name}: an IPC socket it needs (/tmp/plugin_{name}.ipc, "
-                        f"/tmp/func_<function>.ipc) is in use: an eKuiper that ran this plugin "
-                        f"or another run holds it; stop that one first") from None
     except (OSError, ValueError, TypeError, pynng.NNGException) as exc:
         raise HostError(f"plugin {name}: {type(exc).__name__}: {exc}") from None
     finally:

@@ -144,3 +144,49 @@ def test_the_class_style_example(ekuiper_server: RealEkuiper, tmp_path: Path) ->
                                f"FROM {example.name('s')}", [out.action(sendSingle=True)])
     # The copy renames the string "pyjson" everywhere, the record's name too.
     assert out.records(2) == [{"datasource": "topicY", "r": example.name("pyjson")[::-1]}] * 2
+
+
+def test_run_tests_and_dev_beside_the_installed_plugin(ekuiper_server: RealEkuiper,
+                                                       pysam_async: Example) -> None:
+    """The everyday set-up: the plugin installed and serving a rule, and the developer
+    running ``run``, a test host and a ``dev`` cycle on the same folder beside it."""
+    import io
+
+    from ekuiper_sdk.errors import SocketNameWarning
+    from ekuiper_sdk.testing import PluginHost, run_pipeline
+    from ekuiper_sdk.tools.dev import DevSession
+    from ekuiper_sdk.tools.vendor import VendorOptions
+
+    plugin, revert = pysam_async.name("pysam_async"), pysam_async.name("revert2")
+    out = ekuiper_server.capture()
+    ekuiper_server.create_rule(pysam_async.name("rs"),
+                               f"SELECT count, {revert}(name) AS r FROM {pysam_async.name('s')}",
+                               [out.action(sendSingle=True)])
+    out.records(2)
+
+    def still_serving(after: str) -> None:
+        seen = len(out.received())
+        records = out.records(seen + 2, timeout=15)[seen:]
+        assert all(r["r"] == "nosjyp" for r in records), f"after {after}: {records}"
+        assert ekuiper_server.plugin_status(plugin)["status"] == "running", after
+
+    log = io.StringIO()
+    results = run_pipeline(pysam_async.folder, calls=[["abc"]], out=io.StringIO(), log=log)
+    assert results == [{"args": ["abc"], "result": "cba"}]
+    assert "note: " in log.getvalue() and "so both keep working" in log.getvalue()
+    still_serving("run")
+
+    with pytest.warns(SocketNameWarning):
+        with PluginHost(plugin, pysam_async.folder / "pysam_async.py") as host:
+            assert host.function(revert).call("xyz") == "zyx"
+    still_serving("a test host")
+
+    session = DevSession(pysam_async.folder, ekuiper_server.client,
+                         vendor=VendorOptions(python_version=ekuiper_server.python_version),
+                         out=io.StringIO())
+    try:
+        cycle = session.cycle()
+    finally:
+        session.close()
+    assert cycle.ok and (cycle.status or {}).get("status") == "running", cycle
+    still_serving("a dev cycle (an update)")
