@@ -434,6 +434,15 @@ class PluginHost:
             if not self._alive():
                 self.restart()
 
+    def _refuse_second_handle(self, kind: str, symbol: str, url: str) -> None:
+        """One handle per rule, op and instance: its sockets are named after them."""
+        for handle in self._handles:
+            if handle.url == url:
+                raise HostError(f"{kind} {symbol!r} at {url} already has a running handle on "
+                                f"this host ({handle.control['symbolName']!r}; restart() "
+                                "replays it and the handle keeps receiving): use that handle, "
+                                "or stop() it first")
+
     def _forget(self, handle: object) -> None:
         """A handle that stopped is no longer this host's to stop."""
         if handle in self._handles:
@@ -534,6 +543,7 @@ class PluginHost:
         control = _control(symbol, "source", rule_id, op_id, instance_id,
                            datasource if data_source_field else "", merged)
         url = _ipc_url(f"{rule_id}_{op_id}_{instance_id}")
+        self._refuse_second_handle("source", symbol, url)
         sock = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
             _listen(sock, url)
@@ -577,6 +587,7 @@ class PluginHost:
         control = _control(symbol, "sink", rule_id, op_id, instance_id, "", config)
         stem = f"{rule_id}_{op_id}_{instance_id}"
         url, ack_url = _ipc_url(stem), _ipc_url(stem + "_ack")
+        self._refuse_second_handle("sink", symbol, url)
         ack = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
             _listen(ack, ack_url)

@@ -271,6 +271,9 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
             _flow(run, src_name, func_name, sink_name, exprs, records, count,
                   deadline, datasource, conf_key, source_config, sink_config, results)
     except HostError as exc:
+        # The plugin's output reaches the filter on a thread of its own: closing the host
+        # ends the process and joins that thread, so the summary sees every line first.
+        host.close()
         raise HostError(_failure(name, exc, host, shown)) from None
     except (OSError, ValueError, TypeError, pynng.NNGException) as exc:
         raise HostError(f"plugin {name}: {type(exc).__name__}: {exc}") from None

@@ -26,6 +26,7 @@ from . import rest
 from .manifest import KINDS
 from .pack import pack
 from .uimeta import MISSING_MESSAGE
+from .usage import describe_rules
 from .validate import validate
 
 if TYPE_CHECKING:  # loaded only by `pack --vendor`
@@ -230,8 +231,12 @@ def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     text = f"{args.name}: {state}"
     if status.get("errMsg"):
         text += f" ({status['errMsg']})"
-    if refs:
-        text += "; used by " + ", ".join(f"{rule} ({n})" for rule, n in sorted(refs.items()))
+    try:
+        rules = describe_rules(_client(args), args.name, refs)
+    except RestError as exc:
+        rules = [(rule, f"state unknown: {exc.message}") for rule in sorted(refs)]
+    if rules:
+        text += "; used by " + ", ".join(f"{rule} ({state})" for rule, state in rules)
     _emit(args, out, dict(status, ok=state != "error", name=args.name), text)
     # A plugin in "error" makes the command fail, so scripts can test it.
     return EXIT_FAIL if state == "error" else EXIT_OK

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import re
 import shutil
 import sys
 import tempfile
@@ -27,13 +26,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
-from urllib.parse import quote
 
 from ..errors import PackagingError, Problem, RestError
 from . import rest
 from .archive import DEFAULT_EXCLUDES, _excluded
-from .manifest import Manifest, PathLike
+from .manifest import PathLike
 from .pack import pack
+from .usage import rules_using
 from .vendor import VendorOptions
 
 
@@ -46,38 +45,6 @@ class Cycle:
     message: str = ""
     status: dict[str, Any] | None = None
     rules: list[tuple[str, str]] = field(default_factory=list)
-
-
-def rules_using(client: rest.RestClient, manifest: Manifest) -> list[tuple[str, str]]:
-    """``(rule id, status)`` of the rules whose SQL calls one of the plugin's functions or
-    reads a stream of one of its sources, or whose actions use one of its sinks.
-
-    >>> rules_using(RestClient("http://127.0.0.1:9081"), manifest)    # doctest: +SKIP
-    [('rule1', 'running')]
-    """
-    streams = set()
-    for stream in client.request("GET", "/streams").json() or []:
-        # eKuiper v2 lists names, and describes a stream with its options in lower case.
-        name = stream if isinstance(stream, str) else str(stream.get("name", ""))
-        info = client.request("GET", "/streams/" + quote(name, safe="")).json()
-        options = (info.get("Options") or {}) if isinstance(info, dict) else {}
-        kind = str(options.get("type") or options.get("TYPE") or "")
-        if kind in manifest.sources:
-            streams.add(name)
-    words = [re.escape(f) for f in manifest.functions] + [re.escape(s) for s in streams]
-    pattern = re.compile(rf"\b({'|'.join(words)})\b", re.IGNORECASE) if words else None
-    found = []
-    for rule in client.request("GET", "/rules").json() or []:
-        rule_id = str(rule.get("id", ""))
-        detail = client.request("GET", "/rules/" + quote(rule_id, safe="")).json()
-        if not isinstance(detail, dict):
-            continue
-        sql = str(detail.get("sql", ""))
-        actions = detail.get("actions") or []
-        sinks = {key for action in actions if isinstance(action, dict) for key in action}
-        if (pattern is not None and pattern.search(sql)) or sinks & set(manifest.sinks):
-            found.append((rule_id, str(rule.get("status", ""))))
-    return sorted(found)
 
 
 class DevSession:

@@ -359,3 +359,21 @@ def test_a_decorator_plugin_with_its_real_configuration(tmp_path: Path) -> None:
     assert "FileNotFoundError" in err
     assert f"error: {folder}: plugin {name}: source lines failed after 0 record(s) and " \
         "sends nothing more (the plugin's lines above say why)\n" in err
+
+
+def test_the_summary_of_a_failed_start_comes_after_the_plugins_last_lines(
+        tmp_path: Path) -> None:
+    # Many lines, then an error and the exit: the host notices the exit while its output
+    # thread is still reading, and the failure line must still count the error.
+    folder, name = make_plugin(tmp_path, sources=False, sinks=False)
+    (folder / "main.py").write_text(
+        "import sys\n"
+        "for n in range(50000):\n    print('starting, step', n)\n"
+        "print('2026-01-01 10:00:00,000 ERROR plugin: cannot start: boom', flush=True)\n"
+        "sys.exit(1)\n")
+    code, _, err = run("run", str(folder), "--call", "1, 2, 3")
+    assert code == 1
+    assert "ERROR plugin: cannot start: boom" in err
+    failure = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(failure) == 1 and "the plugin's lines above say why" in failure[0], err[-500:]
+    assert "logged no warning or error" not in err

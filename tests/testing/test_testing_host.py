@@ -326,8 +326,18 @@ def test_kill_and_restart_replays(host: PluginHost, unique_name: Callable[..., s
     sink.send({"after": 2})
     wait_for(lambda: b'{"after":2}' in file_lines(out), what="the replayed sink to collect")
     assert revert.call("cd") == "dc"
+    # The replayed instances keep their handles: a second start of the same instance is
+    # one line that says so, not nng's AddressInUse.
+    for again in (lambda: host.start_source("pyjson", rule, op_id="src"),
+                  lambda: host.start_sink("file", rule, op_id="sink")):
+        with pytest.raises(HostError, match="already has a running handle") as refused:
+            again()
+        assert "\n" not in str(refused.value)
     src.stop()
     sink.stop()
+    src = host.start_source("pyjson", rule, op_id="src", config={"interval": 0.01})
+    assert src.recv().message is not None
+    src.stop()
 
 
 def test_replay_keeps_one_function_like_ekuiper(plugin_host_factory: Callable[..., PluginHost],
