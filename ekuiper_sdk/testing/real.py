@@ -218,7 +218,7 @@ class RealEkuiper:
                                    f"{self.client.server}; delete it first or pass update=True")
         result = self._step(f"{'update' if update else 'install'} plugin {name}",
                             lambda: install_zip(self.client, zip_path, update=update,
-                                                log=io.StringIO()))
+                                                log=io.StringIO(), settle=1.0))
         if ("plugin", name) not in self._created and name not in installed:
             self._created.append(("plugin", name))
         status = (result.status or {}).get("status")

@@ -54,13 +54,14 @@ class DevSession:
     def __init__(self, plugin_dir: PathLike, client: rest.RestClient, *,
                  vendor: VendorOptions | None = None, python: str | None = None,
                  excludes: Sequence[str] = (), via: str = "auto",
-                 out: IO[str] | None = None) -> None:
+                 out: IO[str] | None = None, settle: float = rest.SETTLE_S) -> None:
         self.plugin_dir = Path(plugin_dir)
         self.client = client
         self.vendor = vendor
         self.python = python
         self.excludes = list(excludes)
         self.via = via
+        self.settle = settle
         self.out = out if out is not None else sys.stdout
         self.work = Path(tempfile.mkdtemp(prefix="ekuiper-dev-"))
         self.last_good: Path | None = None
@@ -94,13 +95,14 @@ class DevSession:
         try:
             update = self._is_installed(name)
             done = rest.install_zip(self.client, candidate, update=update, via=self.via,
-                                    log=io.StringIO())
+                                    log=io.StringIO(), settle=self.settle)
         except (RestError, PackagingError) as exc:
             message = str(exc).splitlines()[0]
             if self.installed and self.last_good is not None:
                 # eKuiper deleted the plugin before failing to install the new zip.
                 try:
-                    rest.install_zip(self.client, self.last_good, via=self.via, log=io.StringIO())
+                    rest.install_zip(self.client, self.last_good, via=self.via, log=io.StringIO(),
+                                     settle=0)
                     message += "; the last good version is installed again"
                 except (RestError, PackagingError) as again:
                     self.installed = False

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import PackagingError, Problem
 from ..plugin import LIST_SYMBOLS_ENV
+from . import import_guard
 from .archive import plugin_files
 from .manifest import KINDS, SINGULAR, Manifest, PathLike, find_manifest, load_manifest
 from .uimeta import MISSING_FIX, MISSING_MESSAGE, missing_files
@@ -134,6 +135,20 @@ class Style:
         return f"add {symbol!r} to the {kind} of PluginConfig"
 
 
+def shipped_distributions(plugin_dir: PathLike) -> list[str]:
+    """What eKuiper's Python will have for the plugin: what requirements.txt names, and
+    ekuiper-sdk (in the zip with ``--vendor``, else installed there), with their
+    dependencies. ``--vendor`` downloads the wheels of exactly these."""
+    from .vendor import SDK_DIST, read_requirements, requirement_name
+
+    try:
+        names = [requirement_name(r) for r in read_requirements(Path(plugin_dir) /
+                                                                 "requirements.txt")]
+    except PackagingError:
+        names = []          # pack reports the bad line itself
+    return sorted({*names, SDK_DIST})
+
+
 def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = None,
              timeout: float = 30.0,
              style: Style | None = None) -> tuple[dict[str, Any] | None, list[Problem]]:
@@ -141,7 +156,9 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
 
     The plugin prints ``{"name", "sources", "sinks", "functions"}`` and exits without
     opening any socket when ``EKUIPER_SDK_LIST_SYMBOLS=1``; it runs from its own folder as
-    eKuiper runs it. ``python`` defaults to this interpreter.
+    eKuiper runs it, through :mod:`.import_guard`, so that it imports only what eKuiper's
+    Python will have (:func:`shipped_distributions`). ``python`` defaults to this
+    interpreter.
 
     >>> defined, problems = list_symbols("pysam", manifest)          # doctest: +SKIP
     >>> defined["functions"]                                     # doctest: +SKIP
@@ -154,7 +171,9 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
     env = dict(os.environ)
     env[LIST_SYMBOLS_ENV] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    cmd = [python or sys.executable, "-u", str(exe), json.dumps({"sendTimeout": 1000})]
+    env[import_guard.SHIPPED_ENV] = json.dumps(shipped_distributions(root))
+    cmd = [python or sys.executable, "-u", import_guard.__file__, str(exe),
+           json.dumps({"sendTimeout": 1000})]
     try:
         proc = subprocess.run(cmd, cwd=str(exe.parent), env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=timeout, check=False)
@@ -168,6 +187,13 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
                               "pass --python with a working interpreter")]
     stderr = proc.stderr.decode("utf-8", "replace").strip().splitlines()
     last_err = stderr[-1] if stderr else "no output"
+    refused = _refused_import(stderr) if proc.returncode != 0 else None
+    if refused is not None:
+        module, dist = refused
+        return None, [Problem(shown, f"imports {module!r} (distribution {dist}), which eKuiper's "
+                              f"Python will not have: requirements.txt does not name it, so "
+                              f"the plugin would fail there with No module named {module!r}",
+                              f"add {dist} to {Path(plugin_dir) / 'requirements.txt'}")]
     if proc.returncode != 0:
         return None, [Problem(shown, f"failed to list its symbols (exit {proc.returncode}): "
                               f"{last_err}",
@@ -183,6 +209,17 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
             return data, []
     return None, [Problem(shown, "exited without listing its symbols",
                           f"call `{style.start()}` from ekuiper_sdk at the end of the script")]
+
+
+def _refused_import(stderr: Sequence[str]) -> tuple[str, str] | None:
+    """The import the guard refused, when that refusal is what ended the plugin."""
+    refused = dict(line.split()[1:3] for line in stderr
+                   if line.startswith(import_guard.MARKER + " ") and len(line.split()) >= 3)
+    last = stderr[-1] if stderr else ""
+    for module, dist in refused.items():
+        if last.endswith(f"No module named {module!r}"):
+            return module, dist
+    return None
 
 
 def _check_symbols(manifest: Manifest, defined: Mapping[str, Any], where: str,

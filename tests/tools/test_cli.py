@@ -124,16 +124,16 @@ def test_rest_commands_against_the_fake_server(tmp_path: Path) -> None:
         server = ["--server", ek.url]
         code, out, err = run("list", *server)
         assert (code, out) == (0, "no portable plugins installed\n"), err
-        code, out, err = run("install", str(zip_path), *server)
+        code, out, err = run("install", str(zip_path), *server, "--settle", "0")
         assert code == 0, err
         assert out == f"portable plugin {plugin.name} is created (via file); status: running\n"
-        code, out, err = run("install", str(zip_path), *server, "--json")
+        code, out, err = run("install", str(zip_path), *server, "--json", "--settle", "0")
         assert code == 1
         failure = json.loads(out)
         assert failure["ok"] is False and failure["status"] == 400
         assert failure["error"].endswith("duplicate") and "update" in failure["hint"]
         assert error_lines(err) == [f"error: {failure['error']}; {failure['hint']}"]
-        code, out, err = run("update", str(zip_path), *server, "--json")
+        code, out, err = run("update", str(zip_path), *server, "--json", "--settle", "0")
         assert code == 0 and json.loads(out)["message"].endswith("is updated"), err
         code, out, _ = run("list", *server, "--json")
         assert [p["name"] for p in json.loads(out)] == [plugin.name]

@@ -126,3 +126,28 @@ def test_install_name_of_another_plugins_zip(tmp_path: Path) -> None:
     code = main(["install", str(zip_path), "--name", "other", "--server",
                  "http://127.0.0.1:9"], out=io.StringIO(), err=err)
     assert code == 1 and "the zip's manifest is" in err.getvalue()
+
+
+def test_an_import_the_server_will_not_have_is_one_line(tmp_path: Path) -> None:
+    """PyYAML is installed here (a test requirement), so the developer's Python imports
+    it; eKuiper's Python has only what requirements.txt names (and --vendor ships)."""
+    from ekuiper_sdk.tools.validate import validate
+
+    plugin = new_plugin(tmp_path)
+    main_py = plugin / "main.py"
+    future = "from __future__ import annotations\n"
+    text = main_py.read_text()
+    assert future in text
+    main_py.write_text(text.replace(future, future + "import yaml  # noqa\n"))
+    problems = [str(p) for p in validate(plugin).errors]
+    assert len(problems) == 1, problems
+    assert "imports 'yaml' (distribution PyYAML)" in problems[0]
+    assert "No module named 'yaml'" in problems[0]
+    assert problems[0].endswith(f"add PyYAML to {plugin / 'requirements.txt'}")
+    assert "\n" not in problems[0]
+    (plugin / "requirements.txt").write_text("pyyaml>=6\n")
+    assert validate(plugin).ok
+    # A dependency of a named distribution comes with it: jsonschema brings referencing.
+    main_py.write_text(main_py.read_text().replace(future, future + "import referencing\n"))
+    (plugin / "requirements.txt").write_text("pyyaml\njsonschema\n")
+    assert validate(plugin).ok, [str(p) for p in validate(plugin).errors]
