@@ -24,20 +24,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SourceConfigError, SourceConfigWarning
+from ..tools.stream_keys import STREAM_PROPERTIES as _OVERWRITTEN
 
 #: The stream properties eKuiper writes over every source's configuration, with the values
 #: a ``CREATE STREAM`` that sets none of them gives (``format`` is lower-cased).
-STREAM_PROPERTIES: dict[str, Any] = {
-    "format": "json",
-    "key": "",
-    "datasource": "",
-    "schemaId": "",
-    "delimiter": "",
-    "retainSize": 0,
-    "strictValidation": False,
-    "timestamp": "",
-    "timestampFormat": "",
-}
+STREAM_PROPERTIES: dict[str, Any] = {key: default for key, (_, default)
+                                     in _OVERWRITTEN.items()}
 
 
 def read_sections(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

@@ -28,6 +28,7 @@ from ..plugin import LIST_SYMBOLS_ENV
 from . import import_guard
 from .archive import plugin_files
 from .manifest import KINDS, SINGULAR, Manifest, PathLike, find_manifest, load_manifest
+from .stream_keys import overwritten, warning_text
 from .uimeta import MISSING_FIX, MISSING_MESSAGE, missing_files
 
 
@@ -222,6 +223,37 @@ def _refused_import(stderr: Sequence[str]) -> tuple[str, str] | None:
     return None
 
 
+_YAML_KEY_RE = re.compile(r"^[ \t]+[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?[ \t]*:")
+
+
+def _overwritten_keys(root: Path, manifest: Manifest,
+                      described: Mapping[str, Any] | None) -> list[Problem]:
+    """A warning for each source key eKuiper overwrites with a stream property
+    (:mod:`.stream_keys`): in ``sources/<name>.yaml`` (read line by line, so no YAML
+    library is needed) and in a declared configuration."""
+    out: list[Problem] = []
+    for src in manifest.sources:
+        path = root / "sources" / f"{src}.yaml"
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        for number, line in enumerate(lines, 1):
+            match = _YAML_KEY_RE.match(line)   # indented: a key inside a section
+            for key, prop in overwritten([match.group(1)] if match else []):
+                out.append(Problem(f"{path}:{number}", warning_text("key", key, prop),
+                                   "rename the key, or set it on the stream "
+                                   f"(CREATE STREAM ... WITH ({prop}=...))", warning=True))
+        fields = ((described or {}).get("sources") or {}).get(src) or {}
+        names = [str(f.get("name")) for f in fields.get("properties") or []
+                 if isinstance(f, dict)]
+        for key, prop in overwritten(names):
+            out.append(Problem(str(root / manifest.executable), warning_text(
+                f"source {src!r}: configuration field", key, prop), "rename the field, or "
+                f"read the stream's {prop} through it on purpose", warning=True))
+    return out
+
+
 def _check_symbols(manifest: Manifest, defined: Mapping[str, Any], where: str,
                    exe: str, style: Style) -> list[Problem]:
     out: list[Problem] = []
@@ -289,4 +321,5 @@ def validate(plugin_dir: PathLike, *, name: str | None = None, python: str | Non
             result.described = described if isinstance(described, dict) else None
             result.problems.extend(_check_symbols(manifest, defined, str(path),
                                                   str(root / manifest.executable), style))
+    result.problems.extend(_overwritten_keys(root, manifest, result.described))
     return result
