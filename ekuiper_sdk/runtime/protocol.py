@@ -365,6 +365,21 @@ def encode_tuple(message: Any, meta: Any = None) -> bytes:
     return dumps({"message": message, "meta": meta})
 
 
+def encode_source_error(symbol: str, text: str) -> bytes:
+    """A source frame that carries an error to the rule's metrics.
+
+    eKuiper v2 has no error frame, but a frame it cannot decode as a tuple is counted in
+    the source's ``exceptions_total`` and shown, with the frame's text, as its
+    ``last_exception`` (``Invalid data format, cannot decode <frame> to json format with
+    error ...``): seen on eKuiper v2.4, the one place a running source's error reaches the
+    rule's status. The frame starts with ``source``, so it is never JSON.
+
+    >>> encode_source_error("pyjson", "open failed: OSError: no device")
+    b"source 'pyjson' open failed: OSError: no device"
+    """
+    return f"source {_short(symbol)} {one_line(text)}".encode("utf-8", "replace")
+
+
 ACK_OK = b"{}"
 
 

@@ -365,8 +365,15 @@ def _source_items(run: _Run, src: SourceHandle, name: str, count: int,
                 yield src.recv(min(0.25, max(0.0, deadline - time.monotonic()))).message
                 break
             except InvalidFrameError as exc:
-                yield exc
-                break
+                report = _source_report(exc.raw, name)
+                if report is None:
+                    yield exc
+                    break
+                if report.startswith(("open failed", "failed and sends nothing more")):
+                    raise HostError(f"source {name} failed after {got} record(s) and sends "
+                                    f"nothing more") from None
+                run.error(f"source {name}: {report}")     # ctx.emit_error: not a record
+                continue
             except HostError:
                 if time.monotonic() >= deadline:
                     raise
@@ -380,6 +387,13 @@ def _source_items(run: _Run, src: SourceHandle, name: str, count: int,
                 run.warn(f"source {name} finished after {got} record(s) of the {count} "
                          f"asked for (--count)")
                 return
+
+
+def _source_report(raw: bytes, name: str) -> str | None:
+    """What a source reported to the rule with an error frame
+    (``runtime.protocol.encode_source_error``), or None for any other bad frame."""
+    prefix = f"source {name!r} ".encode()
+    return raw[len(prefix):].decode("utf-8", "replace") if raw.startswith(prefix) else None
 
 
 def _failure(name: str, exc: HostError, host: PluginHost, shown: LevelFilter | None) -> str:

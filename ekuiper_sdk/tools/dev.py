@@ -7,7 +7,7 @@ refuses (which leaves the plugin deleted, since eKuiper deletes before it instal
 followed by installing the last good zip again. Ctrl-C stops watching and leaves the last
 good version installed.
 
-Watching uses ``watchfiles`` (the ``watch`` extra: ``pip install 'ekuiper-sdk[tools,watch]'``);
+Watching uses ``watchfiles`` (the ``watch`` extra: ``pip install ".[tools,watch]"`` in a checkout);
 :func:`dev_loop` takes any iterable of changes, so it is driven without a watcher in tests.
 
 Example::
@@ -162,8 +162,9 @@ def watch(plugin_dir: PathLike, excludes: Sequence[str] = ()) -> Iterator[object
         watchfiles = importlib.import_module("watchfiles")
     except ImportError:
         raise PackagingError([Problem("watchfiles", "is not installed; `dev` needs it to "
-                                      "watch the folder", "pip install 'ekuiper-sdk[watch]' "
-                                      "(or watchfiles)")]) from None
+                                      "watch the folder", "pip install watchfiles (or the "
+                                      "SDK's watch extra: pip install \".[watch]\" in a "
+                                      "checkout)")]) from None
     root = Path(plugin_dir).resolve()
     patterns = list(DEFAULT_EXCLUDES) + list(excludes) + ["*.zip"]
 

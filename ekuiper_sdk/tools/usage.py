@@ -10,7 +10,7 @@ are found there, with their state, and ``refCount`` only adds any it missed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from urllib.parse import quote
 
 from . import rest
@@ -72,6 +72,6 @@ def describe_rules(client: rest.RestClient, name: str,
     return sorted(found.items())
 
 
-def _names(info: dict[str, object], kind: str) -> Sequence[str]:
+def _names(info: dict[str, object], kind: str) -> tuple[str, ...]:
     value = info.get(kind)
     return tuple(str(v) for v in value) if isinstance(value, list) else ()

@@ -190,3 +190,101 @@ def test_run_tests_and_dev_beside_the_installed_plugin(ekuiper_server: RealEkuip
         session.close()
     assert cycle.ok and (cycle.status or {}).get("status") == "running", cycle
     still_serving("a dev cycle (an update)")
+
+
+FAILING = '''
+import time
+from ekuiper_sdk import Plugin, Sink, Source
+
+app = Plugin("@P@")
+
+
+class BadOpen(Source):
+    def configure(self, datasource, conf):
+        pass
+
+    def open(self, ctx):
+        raise ConnectionError("device unreachable")
+
+    def close(self, ctx):
+        pass
+
+
+class BadConfigure(Sink):
+    def configure(self, conf):
+        raise ValueError("bad setting 'path'")
+
+    def open(self, ctx):
+        pass
+
+    def collect(self, ctx, data):
+        pass
+
+    def close(self, ctx):
+        pass
+
+
+app.source("@P@_open")(BadOpen)
+app.sink("@P@_conf")(BadConfigure)
+
+
+@app.source("@P@_ends")
+def ends(ctx, datasource, conf):
+    yield {"n": 0}
+    time.sleep(0.2)
+    raise RuntimeError("lost the feed")
+
+
+@app.source("@P@_ok")
+def ok(ctx, datasource, conf):
+    while True:
+        ctx.emit_error("sensor 7 out of range")
+        yield {"n": 1}
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
+def test_plugin_errors_reach_the_rules_status(ekuiper_server: RealEkuiper,
+                                              tmp_path: Path) -> None:
+    """What docs/reliability.md's table says eKuiper shows for each failure."""
+    import time
+
+    name = f"fail_{os.getpid()}_{random.getrandbits(24):06x}"
+    folder = tmp_path / name
+    (folder / "sources").mkdir(parents=True)
+    (folder / f"{name}.py").write_text(FAILING.replace("@P@", name))
+    sources = [f"{name}_open", f"{name}_ends", f"{name}_ok"]
+    for source in sources:
+        (folder / "sources" / f"{source}.yaml").write_text("default:\n  x: 1\n")
+    (folder / f"{name}.json").write_text(json.dumps({
+        "version": "v1.0.0", "language": "python", "executable": f"{name}.py",
+        "sources": sources, "sinks": [f"{name}_conf"]}))
+    ekuiper_server.install(folder)
+    for source in sources:
+        ekuiper_server.create_stream(f"{source}_s", source)
+        ekuiper_server.create_rule(f"{source}_r", f"SELECT * FROM {source}_s", [{"log": {}}])
+    ekuiper_server.create_rule(f"{name}_conf_r", f"SELECT * FROM {name}_ok_s",
+                               [{f"{name}_conf": {}}])
+    expected = {f"{name}_open": "open failed: ConnectionError: device unreachable",
+                f"{name}_ends": "failed and sends nothing more: RuntimeError: lost the feed",
+                f"{name}_ok": "error: sensor 7 out of range"}
+    deadline = time.monotonic() + 15
+    for source, text in expected.items():
+        while True:
+            status = ekuiper_server.rule_status(f"{source}_r")
+            seen = status.get(f"source_{source}_s_0_last_exception", "")
+            if f"source '{source}' {text}" in seen:
+                break
+            assert time.monotonic() < deadline, (source, status)
+            time.sleep(0.2)
+        assert status["status"] == "running"
+        assert status[f"source_{source}_s_0_exceptions_total"] >= 1
+    # A configure that raises refuses the start: eKuiper stops the rule and, in v2.4,
+    # leaves its message empty (the text is only in eKuiper's log).
+    while ekuiper_server.rule_status(f"{name}_conf_r")["status"] != "stopped by error":
+        assert time.monotonic() < deadline + 10
+        time.sleep(0.2)
