@@ -249,6 +249,8 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
             warnings.simplefilter("always", SocketNameWarning)
             host.start()
         for warning in seen:
+            if log is None:     # nobody reads the run's lines: a warning the caller sees
+                warnings.warn(warning.message, stacklevel=2)
             run.note(str(warning.message))
         if calls is not None:
             assert func_name is not None

@@ -64,7 +64,7 @@ def _listen(sock: pynng.Socket, url: str) -> None:
                     raise HostError(f"{_ipc_path(url)} is held by a live listener (an eKuiper "
                                     "or another test host using the same name); stop that "
                                     "one or use another name") from None
-                raise
+                raise HostError(f"cannot listen at {url}: {exc}") from None
             time.sleep(0.1)
 
 

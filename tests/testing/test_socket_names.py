@@ -129,6 +129,9 @@ def test_run_beside_the_installed_copy_says_so_in_one_line(plugin) -> None:
         notes = [line for line in log.getvalue().splitlines() if line.startswith("note:")]
         assert len(notes) == 1 and f"/tmp/plugin_{name}.ipc" in notes[0], log.getvalue()
         assert installed.function(function).call("run") == "nur"
+        # Without a log (run_pipeline from a test), the line is a warning pytest shows.
+        with pytest.warns(SocketNameWarning, match="so both keep working"):
+            run_pipeline(script.parent, calls=[["x"]], out=io.StringIO())
 
 
 def test_refusing_to_rename_is_one_line_and_touches_nothing(plugin) -> None:
@@ -176,3 +179,12 @@ def test_rename_true_gives_fresh_names_even_when_free(plugin) -> None:
         with PluginHost(name, script, rename=True) as host:
             assert host.suffix and host.function(function).call("ab") == "ba"
             assert not os.path.exists(f"/tmp/plugin_{name}.ipc")
+
+
+def test_the_testing_package_exports_what_its_docs_name() -> None:
+    import ekuiper_sdk.errors as errors
+    import ekuiper_sdk.testing as testing
+
+    assert testing.RealEkuiperError is errors.RealEkuiperError
+    assert testing.SocketNameWarning is errors.SocketNameWarning
+    assert {"RealEkuiperError", "SocketNameWarning"} <= set(testing.__all__)
