@@ -361,19 +361,40 @@ def test_a_decorator_plugin_with_its_real_configuration(tmp_path: Path) -> None:
         "sends nothing more (the plugin's lines above say why)\n" in err
 
 
-def test_the_summary_of_a_failed_start_comes_after_the_plugins_last_lines(
+def test_the_summary_of_a_refused_start_comes_after_the_plugins_last_lines(
         tmp_path: Path) -> None:
-    # Many lines, then an error and the exit: the host notices the exit while its output
-    # thread is still reading, and the failure line must still count the error.
-    folder, name = make_plugin(tmp_path, sources=False, sinks=False)
+    """The plugin's lines reach the run's log on a thread of their own, and a slow log (a
+    terminal, a pipe) keeps that thread behind. A start the plugin refused, after logging
+    why with a traceback, must still be summed up as 'the plugin's lines above say why'."""
+    import time
+
+    from ekuiper_sdk.errors import HostError
+    from ekuiper_sdk.testing import run_pipeline
+
+    class SlowLog(io.StringIO):
+        def write(self, text: str) -> int:
+            time.sleep(0.01)
+            return super().write(text)
+
+    folder, name = make_plugin(tmp_path, sinks=False, functions=False)
     (folder / "main.py").write_text(
-        "import sys\n"
-        "for n in range(50000):\n    print('starting, step', n)\n"
-        "print('2026-01-01 10:00:00,000 ERROR plugin: cannot start: boom', flush=True)\n"
-        "sys.exit(1)\n")
-    code, _, err = run("run", str(folder), "--call", "1, 2, 3")
-    assert code == 1
-    assert "ERROR plugin: cannot start: boom" in err
-    failure = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert len(failure) == 1 and "the plugin's lines above say why" in failure[0], err[-500:]
-    assert "logged no warning or error" not in err
+        "import logging\n"
+        "from ekuiper_sdk import PluginConfig, Source, plugin\n"
+        "ctx_log = logging.getLogger('rows')\n"
+        "class Rows(Source):\n"
+        "    def configure(self, datasource, conf):\n"
+        "        for n in range(40):\n"
+        "            ctx_log.info('checking, step %d', n)\n"
+        "        raise ValueError('no device')\n"
+        "    def open(self, ctx):\n        pass\n"
+        "    def close(self, ctx):\n        pass\n"
+        f"plugin.start(PluginConfig({name!r}, {{'rows': Rows}}, {{}}, {{}}))\n")
+    log = SlowLog()
+    with pytest.raises(HostError) as failed:
+        # -v: INFO lines are shown (slowly) but are no problems, so the reader lags
+        # behind on them while the refusal arrives.
+        run_pipeline(folder, use_function=False, out=io.StringIO(), log=log, timeout=20,
+                     verbose=True)
+    assert "configure failed: ValueError: no device" in str(failed.value)
+    assert "ValueError: no device" in log.getvalue()
+    assert "the plugin's lines above say why" in str(failed.value), str(failed.value)
