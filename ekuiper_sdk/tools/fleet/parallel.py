@@ -1,0 +1,75 @@
+"""Run a step on many servers at once, with a cap, and stay interruptible.
+
+The workers are daemon threads, so the main thread keeps Ctrl-C: a first one sets the
+``stop`` event (workers finish the REST call they are in and start no new step), and a
+second one stops waiting at once. A REST call cannot outlive its own timeout, so a wave
+takes as long as its slowest server, never longer than that server's bounded steps.
+
+Example::
+
+    >>> results = run_all([1, 2, 3], lambda n: n * n, width=2, stop=threading.Event())
+    >>> results
+    [1, 4, 9]
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Interrupted(Exception):
+    """A second Ctrl-C while a wave was finishing: the steps still running are abandoned."""
+
+
+def run_all(items: Sequence[T], step: Callable[[T], R], *, width: int,
+            stop: threading.Event, on_interrupt: Callable[[], None] | None = None) -> list[R]:
+    """``step(item)`` for every item, at most ``width`` at a time; the results in order.
+
+    ``step`` must not raise (it reports failures in its result). Items not yet started
+    when ``stop`` is set are never started and have no result: the list then holds the
+    results of the items that ran, still in order; callers keep their own record of what
+    each item did.
+    """
+    results: dict[int, R] = {}
+    lock = threading.Lock()
+    queue = list(enumerate(items))
+    finished = threading.Event()
+    running = [0]
+
+    def worker() -> None:
+        while True:
+            with lock:
+                if not queue or stop.is_set():
+                    running[0] -= 1
+                    if running[0] == 0:
+                        finished.set()
+                    return
+                index, item = queue.pop(0)
+            result = step(item)
+            with lock:
+                results[index] = result
+
+    count = max(1, min(width, len(queue)))
+    if not queue:
+        return []
+    running[0] = count
+    for n in range(count):
+        threading.Thread(target=worker, name=f"fleet-{n}", daemon=True).start()
+    interrupts = 0
+    while True:
+        try:
+            if finished.wait(0.2):
+                break
+        except KeyboardInterrupt:
+            interrupts += 1
+            stop.set()
+            if on_interrupt is not None:
+                on_interrupt()
+            if interrupts > 1:
+                raise Interrupted() from None
+    return [results[i] for i in sorted(results)]
