@@ -4,7 +4,8 @@ Every server is read once (:func:`inspect`): reachable or not, the plugin's vers
 whether the release history knows that version's zip. Then each server gets its part:
 
 * ``skip``: it already runs this exact zip (the same version, and the history says the
-  same content hash went there);
+  same content hash went there and passed its check: a server whose check was cut short
+  is changed and checked again);
 * ``change``: it will be updated (or the plugin installed), and rolling back means the
   zip the history holds for its current version, or deleting the plugin when it had none;
 * ``unreachable``: it did not answer (the rollout stops before any change unless
@@ -84,7 +85,7 @@ def decide(server: Server, before: Snapshot, release: Release, history: ReleaseH
         plan.reason = "not installed: rolling back deletes it"
         return plan
     last = history.last(server.url, release.plugin)
-    if (before.version == release.version and last is not None and not last.absent
+    if (before.version == release.version and last is not None and last.action == "checked"
             and last.version == release.version and last.sha256 == release.sha256):
         plan.action, plan.reason = SKIP, "already runs this zip"
         return plan

@@ -79,7 +79,7 @@ class Entry:
     version: str
     sha256: str
     zip: str            # relative to the history folder; "" when absent
-    action: str         # installed, updated, rolled back, deleted
+    action: str         # installed, updated, checked, rolled back, deleted, ...
     at: float
 
     @property

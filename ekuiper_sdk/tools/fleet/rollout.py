@@ -119,7 +119,7 @@ class Rollout:
         verdict = settle(client_for(plan.server, self.options.timeout), self.release.plugin,
                          before, self.options.settle, taking=taking, stop=self.stop)
         if verdict.reason == "interrupted":
-            plan.state, plan.detail = "interrupted", f"{name}: not checked (interrupted)"
+            plan.state, plan.detail = "interrupted", f"changed, {name} cut short by Ctrl-C"
             self._step(plan, name, False, "interrupted", started)
             return False
         rules = f", {len(before.rules)} rule(s) kept running" if before.rules else ""
@@ -164,6 +164,8 @@ class Rollout:
                    f"(via {done.via})", started)
         if self._watch(plan, before, taking, "check"):
             plan.state = "checked"
+            # Only a checked server is skipped by a later run: one cut short is redone.
+            self._note(plan, self.release, "checked")
         elif plan.state != "interrupted":
             plan.state = "failed"
         return plan
@@ -211,6 +213,7 @@ class Rollout:
         if self._watch(plan, plan.before, frozenset(), "recheck"):
             plan.state = "rolled back"
             plan.detail = reason
+            self._note(plan, plan.previous, "checked")
         elif plan.state != "interrupted":
             plan.state = "rollback failed"
         return plan
@@ -290,8 +293,8 @@ def rollout(servers: Sequence[Server], release: Release, history: ReleaseHistory
             for p in todo:
                 if p.state == "planned":
                     p.state = "not started"
-            return result("interrupted", plans, "interrupted; re-run the same command to go "
-                          "on (servers done are skipped)", waves)
+            return result("interrupted", plans, "stopped by Ctrl-C; re-run the same command "
+                          "to go on (the servers checked are skipped)", waves)
         if not failed:
             return result("done", plans, f"{sum(p.state == 'checked' for p in todo)} "
                           f"server(s) changed, {sum(p.state == 'skipped' for p in plans)} "

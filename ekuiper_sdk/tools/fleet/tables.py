@@ -30,14 +30,14 @@ def rollout_table(result: Result) -> str:
     """Every server: version before, version now as far as the rollout knows, state."""
     rows = []
     for plan in result.plans:
-        if plan.state in ("checked", "updated", "installed") or (
-                plan.state == "failed" and plan.changed):
-            now = result.release.version
-        elif plan.state == "skipped":
-            now = result.release.version
+        if plan.state in ("checked", "skipped") or (
+                plan.state in ("failed", "interrupted") and plan.changed):
+            # A failed update may have left the plugin deleted: the table says "?" then.
+            now = result.release.version if plan.state != "failed" or \
+                plan.steps[-1]["step"] == "check" else "?"
         elif plan.state == "rolled back":
             now = plan.previous.version if plan.previous else "absent"
-        elif plan.state in ("rollback failed", "interrupted"):
+        elif plan.state == "rollback failed":
             now = "?"
         else:
             now = plan.before_text

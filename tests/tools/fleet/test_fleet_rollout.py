@@ -208,6 +208,9 @@ def test_a_stop_between_steps_says_where_each_server_stands(
         assert servers[0].version_of(zips["2.0"].plugin) == "2.0"
         assert all(s.version_of(zips["1.0"].plugin) == "1.0" for s in servers[1:])
         assert "re-run the same command" in result.message
+        # The canary was changed but never checked: a re-run changes and checks it again.
+        again, _ = run([s.url for s in servers], zips["2.0"], history, parallel=4)
+        assert [p.state for p in again.plans] == ["checked"] * 4
 
 
 def test_a_hundred_servers_ten_at_a_time_take_ten_waves_not_a_hundred_settles(

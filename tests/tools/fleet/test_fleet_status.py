@@ -139,6 +139,6 @@ def test_ctrl_c_stops_between_steps_and_says_where_each_server_stands(
         assert "interrupted: finishing the steps under way" in rest
         assert "check FAILED: interrupted" in rest
         table = rest.splitlines()
-        assert any(line.split()[1:4] == ["absent", "?", "interrupted"] for line in table)
+        assert any(line.split()[1:4] == ["absent", "1.0", "interrupted"] for line in table)
         assert sum("not started" in line for line in table) == 2
         assert servers[1].version_of(zips["1.0"].plugin) is None
