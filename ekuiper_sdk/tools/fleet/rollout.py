@@ -188,6 +188,12 @@ class Rollout:
         client = client_for(plan.server, self.options.timeout)
         plugin = self.release.plugin
         started = time.monotonic()
+        if plan.previous is not None and plan.previous.sha256 == self.release.sha256 and \
+                plan.state != "failed":
+            # It ran this very zip before (a run cut short had changed it): nothing to undo.
+            plan.state, plan.detail = "rolled back", "it ran this zip before the rollout"
+            self._step(plan, "rollback", True, "nothing to undo", started)
+            return plan
         try:
             now = snapshot(client, plugin, with_rules=False)
             if not now.reachable:

@@ -209,8 +209,18 @@ def test_a_stop_between_steps_says_where_each_server_stands(
         assert all(s.version_of(zips["1.0"].plugin) == "1.0" for s in servers[1:])
         assert "re-run the same command" in result.message
         # The canary was changed but never checked: a re-run changes and checks it again.
+        servers[1].dies_on = {"2.0": 0.0}
+        puts = sum(m == "PUT" for m, _, _ in servers[0].requests)
         again, _ = run([s.url for s in servers], zips["2.0"], history, parallel=4)
-        assert [p.state for p in again.plans] == ["checked"] * 4
+        assert [p.state for p in again.plans] == ["rolled back"] * 4
+        # The canary is updated to the zip it ran and checked, and left on it: it ran this
+        # zip before the rollout, so going back changes nothing there.
+        assert sum(m == "PUT" for m, _, _ in servers[0].requests) == puts + 1
+        assert servers[0].version_of(zips["2.0"].plugin) == "2.0"
+        assert [s.version_of(zips["1.0"].plugin) for s in servers[1:]] == ["1.0"] * 3
+        servers[1].dies_on = {}
+        third, _ = run([s.url for s in servers], zips["2.0"], history, parallel=4)
+        assert [p.state for p in third.plans] == ["skipped"] + ["checked"] * 3
 
 
 def test_a_hundred_servers_ten_at_a_time_take_ten_waves_not_a_hundred_settles(
