@@ -272,8 +272,8 @@ def rollout(servers: Sequence[Server], release: Release, history: ReleaseHistory
             plan.state, plan.detail = "skipped", plan.reason
         elif plan.action == UNREACHABLE:
             plan.state, plan.detail = "unreachable", plan.reason
-        say(plan, f"{plan.action}: {plan.before_text}" + (f"; {plan.reason}" if plan.reason
-                                                          else ""))
+        seen = [plan.before_text] if plan.before.reachable else []
+        say(plan, f"{plan.action}: " + "; ".join(seen + ([plan.reason] if plan.reason else [])))
     unreachable = [p for p in plans if p.action == UNREACHABLE]
     refused = [p for p in plans if p.action == REFUSE]
     if unreachable and not options.skip_unreachable:
@@ -289,7 +289,8 @@ def rollout(servers: Sequence[Server], release: Release, history: ReleaseHistory
         for number, wave in enumerate(waves):
             if stop.is_set():
                 break
-            label = "canary" if number == 0 and options.canary > 0 else f"wave {number}"
+            canary = options.canary > 0
+            label = "canary" if number == 0 and canary else f"wave {number + (not canary)}"
             say(None, f"{label}: {', '.join(p.server.label for p in wave)}")
             run_all(wave, work.change, width=len(wave), stop=stop, on_interrupt=interrupted)
             if any(p.state == "failed" for p in wave):
