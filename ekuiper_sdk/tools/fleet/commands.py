@@ -54,7 +54,8 @@ def _cmd_rollout(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     if previous is not None:
         history.store(previous)
     options = Options(canary=args.canary, parallel=args.parallel, settle=args.settle,
-                      timeout=args.timeout, skip_unreachable=args.skip_unreachable,
+                      timeout=args.timeout, read_timeout=args.read_timeout,
+                      skip_unreachable=args.skip_unreachable,
                       previous=previous, no_rollback=args.no_rollback, via=args.via,
                       observe=min(args.settle, 2.0))
     # With --json the steps go to stderr and stdout holds one JSON object.
@@ -99,8 +100,9 @@ def _common(p: argparse.ArgumentParser, timeout: float) -> None:
                    help="Authorization header for servers without a token of their own "
                    "(default: $EKUIPER_TOKEN)")
     p.add_argument("--timeout", type=_positive(float, 0.1), default=timeout,
-                   help=f"seconds each REST call may take (default: {timeout:g}; an install "
-                   "waits for the plugin to start)")
+                   help=f"seconds each REST call may take (default: {timeout:g})"
+                   + ("; for rollout, each install or update, which waits for the plugin "
+                      "to start" if timeout > 10 else ""))
     p.add_argument("--parallel", type=_positive(int, 1), default=10,
                    help="servers handled at once (default: 10)")
     p.add_argument("--releases", metavar="DIR",
@@ -124,6 +126,9 @@ def add_fleet_commands(sub: Any) -> None:
                    help="servers changed first, alone (default: 1; the first in the file)")
     p.add_argument("--settle", type=_positive(float, 0), default=30.0,
                    help="seconds each changed server must stay healthy (default: 30)")
+    p.add_argument("--read-timeout", type=_positive(float, 0.1), default=10.0,
+                   help="seconds each other REST call may take: reading a server, each look "
+                   "of the settle window (default: 10)")
     p.add_argument("--skip-unreachable", action="store_true",
                    help="go on without the servers that do not answer")
     p.add_argument("--previous", metavar="ZIP",

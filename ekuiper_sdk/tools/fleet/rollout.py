@@ -49,7 +49,10 @@ class Options:
     canary: int = 1
     parallel: int = 5
     settle: float = 30.0
+    #: Seconds an install or update may take (it waits for the plugin's start).
     timeout: float = 120.0
+    #: Seconds any other call may take: reading a server, each look of a settle window.
+    read_timeout: float = 10.0
     skip_unreachable: bool = False
     previous: Release | None = None
     no_rollback: bool = False
@@ -116,7 +119,8 @@ class Rollout:
     def _watch(self, plan: Plan, before: Snapshot, taking: frozenset[str],
                name: str) -> bool:
         started = time.monotonic()
-        verdict = settle(client_for(plan.server, self.options.timeout), self.release.plugin,
+        verdict = settle(client_for(plan.server, self.options.read_timeout),
+                         self.release.plugin,
                          before, self.options.settle, taking=taking, stop=self.stop)
         if verdict.reason == "interrupted":
             plan.state, plan.detail = "interrupted", f"changed, {name} cut short by Ctrl-C"
@@ -136,12 +140,13 @@ class Rollout:
             plan.state = "not started"
             return plan
         client = client_for(plan.server, self.options.timeout)
+        reader = client_for(plan.server, self.options.read_timeout)
         # Which rules take records: two looks, at least ``observe`` seconds apart.
         wait = self.options.observe - (time.monotonic() - plan.before.at)
         if plan.before.rules and wait > 0 and self.stop.wait(wait):
             plan.state = "not started"
             return plan
-        before = snapshot(client, self.release.plugin, rule_ids=sorted(plan.before.rules)) \
+        before = snapshot(reader, self.release.plugin, rule_ids=sorted(plan.before.rules)) \
             if plan.before.rules else plan.before
         taking = taking_records(plan.before, before) if plan.before.rules else frozenset()
         update = plan.before.installed
@@ -175,7 +180,7 @@ class Rollout:
         try:
             if release is None:
                 # After a failed update the plugin may or may not be there; look.
-                shot = snapshot(client_for(plan.server, self.options.timeout),
+                shot = snapshot(client_for(plan.server, self.options.read_timeout),
                                 self.release.plugin, with_rules=False)
                 if shot.reachable and shot.installed:
                     return  # still the old one: the history's last entry stays true
@@ -195,7 +200,8 @@ class Rollout:
             self._step(plan, "rollback", True, "nothing to undo", started)
             return plan
         try:
-            now = snapshot(client, plugin, with_rules=False)
+            now = snapshot(client_for(plan.server, self.options.read_timeout), plugin,
+                           with_rules=False)
             if not now.reachable:
                 raise RestError(now.error)
             if plan.previous is None:
@@ -228,7 +234,7 @@ class Rollout:
 def _waves(todo: list[Plan], canary: int, parallel: int) -> list[list[Plan]]:
     """The canary set, then waves of at most ``parallel`` servers.
 
-    >>> [len(w) for w in _waves(list(range(12)), 1, 5)]     # doctest: +SKIP
+    >>> [len(w) for w in _waves(list(range(12)), 1, 5)]
     [1, 5, 5, 1]
     """
     waves: list[list[Plan]] = []
@@ -261,7 +267,7 @@ def rollout(servers: Sequence[Server], release: Release, history: ReleaseHistory
     say(None, f"rollout of {release.short} to {len(servers)} server(s)")
     try:
         plans = inspect(servers, release, history, width=max(options.parallel, 1), stop=stop,
-                        timeout=options.timeout, previous=options.previous,
+                        timeout=options.read_timeout, previous=options.previous,
                         no_rollback=options.no_rollback)
     except Interrupted:
         return result("interrupted", [], "interrupted while reading the servers")

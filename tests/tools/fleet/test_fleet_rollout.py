@@ -157,6 +157,19 @@ def test_unreachable_servers_stop_the_rollout_before_any_change(
         assert [p.state for p in result.plans] == ["checked"] * 3 + ["unreachable"]
 
 
+def test_a_server_slower_than_the_read_timeout_counts_as_unreachable_at_once(
+        tmp_path: Path, zips: dict[str, Release]) -> None:
+    history = ReleaseHistory(tmp_path / "releases")
+    with fleet(tmp_path, 2) as servers:
+        servers[1].delay = 2.0
+        started = time.monotonic()
+        result, _ = run([s.url for s in servers], zips["1.0"], history, read_timeout=0.3)
+        assert time.monotonic() - started < 1.5
+        assert result.outcome == "refused"
+        assert "did not answer GET" in result.plans[1].detail
+        assert servers[0].version_of(zips["1.0"].plugin) is None
+
+
 def test_a_version_the_history_does_not_know_is_refused_unless_told(
         tmp_path: Path, zips: dict[str, Release]) -> None:
     history = ReleaseHistory(tmp_path / "releases")
