@@ -4,7 +4,8 @@
 a rollout watches: ``GET /rules/<id>/status`` with a records counter that grows only while
 the plugin the rule uses is running, and knobs for the ways a real server goes wrong: slow
 answers, a version whose plugin dies after it started, a version whose install fails (the
-plugin is then deleted, as eKuiper's update deletes before it installs). :func:`fleet`
+plugin is then deleted, as eKuiper's update deletes before it installs), a version under
+which the rules stop, or run and take no records. :func:`fleet`
 starts N of them; :func:`dead_url` is a port nothing listens on.
 """
 
@@ -28,11 +29,16 @@ class FleetServer(FakeEkuiper):
 
     def __init__(self, root: Path, *, delay: float = 0.0,
                  dies_on: dict[str, float] | None = None,
-                 install_fails_on: tuple[str, ...] = ()) -> None:
+                 install_fails_on: tuple[str, ...] = (),
+                 stops_rules_on: tuple[str, ...] = (),
+                 starves_on: tuple[str, ...] = ()) -> None:
         super().__init__(root)
         self.delay = delay
         self.dies_on = dict(dies_on or {})
         self.install_fails_on = install_fails_on
+        #: Versions under which the plugin's rules read as stopped, or take no records.
+        self.stops_rules_on = stops_rules_on
+        self.starves_on = starves_on
         self.installed_at: dict[str, float] = {}
         self.rule_plugin: dict[str, str] = {}
         self.records: dict[str, int] = {}
@@ -83,9 +89,13 @@ class FleetServer(FakeEkuiper):
                     return 404, "text/plain", json.dumps(
                         {"error": 1002, "message": f"rule {rid} is not found"}).encode()
                 plugin = self.rule_plugin.get(rid, "")
-                if self.statuses.get(plugin, {}).get("status") == "running":
+                version = self.version_of(plugin)
+                if self.statuses.get(plugin, {}).get("status") == "running" and \
+                        version not in self.starves_on:
                     self.records[rid] += 1
-                status = {"status": "running", "message": "",
+                stopped = version in self.stops_rules_on
+                status = {"status": "stopped" if stopped else "running",
+                          "message": "run Select error" if stopped else "",
                           "source_s_0_records_in_total": self.records[rid],
                           "op_2_project_0_records_in_total": self.records[rid]}
                 return self._json(status)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from pathlib import Path
 
 import pytest
 
+from ekuiper_sdk.tools.fleet import inventory
 from ekuiper_sdk.tools.fleet.inventory import FleetFileError, parse_fleet, read_fleet
 
 
@@ -47,6 +49,20 @@ def test_toml_when_a_reader_is_installed(tmp_path: Path) -> None:
     f.write_text('[[servers]]\nurl = "10.0.0.5:9081"\nname = "gw-5"\n\n'
                  '[[servers]]\nurl = "10.0.0.6:9081"\n')
     assert [s.label for s in read_fleet(f)] == ["gw-5", "10.0.0.6:9081"]
+
+
+def test_toml_without_a_reader_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.import_module
+
+    def without_toml(name: str) -> object:
+        if name in ("tomllib", "tomli"):
+            raise ImportError(name)
+        return real(name)
+
+    monkeypatch.setattr(inventory.importlib, "import_module", without_toml)
+    with pytest.raises(FleetFileError, match="needs Python 3.11 or the tomli package") as info:
+        parse_fleet(Path("f.toml"), 'servers = []', env={})
+    assert "pip install tomli" in info.value.hint
 
 
 @pytest.mark.parametrize("name, text, message", [

@@ -104,6 +104,26 @@ def test_a_server_that_had_no_plugin_loses_it_again_on_rollback(
         assert history.last(servers[0].url, zips["1.0"].plugin).absent  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("knob, reason", [
+    ("stops_rules_on", "rule h25rule is stopped (was running)"),
+    ("starves_on", "rule h25rule took no records in 0.3 s (it was taking them before)"),
+])
+def test_the_gate_watches_the_rules_that_used_the_plugin(
+        tmp_path: Path, zips: dict[str, Release], knob: str, reason: str) -> None:
+    history = ReleaseHistory(tmp_path / "releases")
+    function = read_zip_manifest(zips["1.0"].path).functions[0]
+    with fleet(tmp_path, 2) as servers:
+        on_v1(servers, zips["1.0"], history)
+        for s in servers:
+            s.add_rule("h25rule", zips["1.0"].plugin, function)
+        setattr(servers[1], knob, ("2.0",))
+        result, _ = run([s.url for s in servers], zips["2.0"], history, settle=0.3,
+                        observe=0.2, canary=1)
+        assert result.exit_code == 3
+        assert result.plans[1].detail == reason
+        assert [s.version_of(zips["1.0"].plugin) for s in servers] == ["1.0", "1.0"]
+
+
 def test_a_rerun_skips_the_servers_already_on_this_zip(tmp_path: Path,
                                                        zips: dict[str, Release]) -> None:
     history = ReleaseHistory(tmp_path / "releases")
