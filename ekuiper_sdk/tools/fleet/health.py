@@ -135,6 +135,10 @@ def snapshot(client: RestClient, plugin: str, *, with_rules: bool = True,
             shot.rules[rid] = rule_state(client, rid)
     except RestError as exc:
         shot.error = exc.message
+    except (ValueError, TypeError, AttributeError) as exc:
+        # A 200 answer that is not the JSON eKuiper sends: some other server.
+        shot.error = (f"{client.server} answered with something other than eKuiper's JSON "
+                      f"({type(exc).__name__}: {exc}); is it eKuiper's REST API?")
     shot.at = time.monotonic()
     return shot
 

@@ -30,12 +30,14 @@ def run_all(items: Sequence[T], step: Callable[[T], R], *, width: int,
             stop: threading.Event, on_interrupt: Callable[[], None] | None = None) -> list[R]:
     """``step(item)`` for every item, at most ``width`` at a time; the results in order.
 
-    ``step`` must not raise (it reports failures in its result). Items not yet started
+    ``step`` should report failures in its result; if it raises, no new item starts and
+    the first exception is raised here once the running ones are done. Items not yet started
     when ``stop`` is set are never started and have no result: the list then holds the
     results of the items that ran, still in order; callers keep their own record of what
     each item did.
     """
     results: dict[int, R] = {}
+    errors: list[BaseException] = []
     lock = threading.Lock()
     queue = list(enumerate(items))
     finished = threading.Event()
@@ -50,7 +52,13 @@ def run_all(items: Sequence[T], step: Callable[[T], R], *, width: int,
                         finished.set()
                     return
                 index, item = queue.pop(0)
-            result = step(item)
+            try:
+                result = step(item)
+            except Exception as exc:  # noqa: BLE001 - raised again in the calling thread
+                with lock:
+                    errors.append(exc)
+                    queue.clear()
+                continue
             with lock:
                 results[index] = result
 
@@ -72,4 +80,6 @@ def run_all(items: Sequence[T], step: Callable[[T], R], *, width: int,
                 on_interrupt()
             if interrupts > 1:
                 raise Interrupted() from None
+    if errors:
+        raise errors[0]
     return [results[i] for i in sorted(results)]

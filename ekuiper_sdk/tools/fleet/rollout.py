@@ -108,7 +108,6 @@ class Rollout:
         self.options = options
         self.say = say
         self.stop = stop
-        self.failed = threading.Event()
 
     def _step(self, plan: Plan, name: str, ok: bool, text: str, started: float) -> None:
         seconds = time.monotonic() - started
@@ -135,7 +134,16 @@ class Rollout:
         return verdict.ok
 
     def change(self, plan: Plan) -> Plan:
-        """Update (or install) the zip on one server, then watch it."""
+        """Update (or install) the zip on one server, then watch it; never raises."""
+        try:
+            return self._change(plan)
+        except Exception as exc:  # noqa: BLE001 - one server's surprise must not stop the rest
+            plan.changed = True   # it may have been changed: going back is the safe side
+            plan.state, plan.detail = "failed", f"unexpected {type(exc).__name__}: {exc}"
+            self.say(plan, f"FAILED: {plan.detail}")
+            return plan
+
+    def _change(self, plan: Plan) -> Plan:
         if self.stop.is_set():
             plan.state = "not started"
             return plan
@@ -189,7 +197,15 @@ class Rollout:
             self.say(plan, f"history not written: {exc}")
 
     def back(self, plan: Plan) -> Plan:
-        """Put one changed server back as it was, then watch it."""
+        """Put one changed server back as it was, then watch it; never raises."""
+        try:
+            return self._back(plan)
+        except Exception as exc:  # noqa: BLE001 - the other rollbacks must go on
+            plan.state, plan.detail = "rollback failed", f"unexpected {type(exc).__name__}: {exc}"
+            self.say(plan, f"rollback FAILED: {plan.detail}")
+            return plan
+
+    def _back(self, plan: Plan) -> Plan:
         client = client_for(plan.server, self.options.timeout)
         plugin = self.release.plugin
         started = time.monotonic()
@@ -218,7 +234,7 @@ class Rollout:
             plan.state, plan.detail = "rollback failed", str(exc).splitlines()[0]
             self._step(plan, "rollback", False, plan.detail, started)
             return plan
-        self.history.record(plan.server.url, plan.previous, plugin, "rolled back")
+        self._note(plan, plan.previous, "rolled back")
         self._step(plan, "rollback", True, f"-> {plan.previous.version} (via {done.via})",
                    started)
         reason = plan.detail

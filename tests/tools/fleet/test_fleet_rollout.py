@@ -3,6 +3,7 @@ rollback, skips, refusals, and the time a wave takes."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import shutil
 import threading
@@ -188,6 +189,35 @@ def test_a_server_slower_than_the_read_timeout_counts_as_unreachable_at_once(
         assert result.outcome == "refused"
         assert "did not answer GET" in result.plans[1].detail
         assert servers[0].version_of(zips["1.0"].plugin) is None
+
+
+class NotEkuiper(http.server.BaseHTTPRequestHandler):
+    """A server that answers every request with JSON eKuiper never sends."""
+
+    def do_GET(self) -> None:
+        body = b"[1, 2, 3]"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_server_that_is_not_ekuiper_is_named_not_a_hang(tmp_path: Path,
+                                                          zips: dict[str, Release]) -> None:
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotEkuiper)
+    threading.Thread(target=other.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        result, _ = run([url], zips["1.0"], ReleaseHistory(tmp_path / "r"))
+        assert result.outcome == "refused"
+        assert "is it eKuiper's REST API?" in result.plans[0].detail
+    finally:
+        other.shutdown()
+        other.server_close()
 
 
 def test_a_version_the_history_does_not_know_is_refused_unless_told(
