@@ -90,7 +90,7 @@ def _cmd_fleet_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> i
     return 0 if all(r.ok for r in reports) else 1
 
 
-def _common(p: argparse.ArgumentParser, timeout: float) -> None:
+def _common(p: argparse.ArgumentParser, timeout: float, timeout_help: str) -> None:
     p.add_argument("--fleet", required=True, metavar="FILE",
                    help="the servers: one URL a line (# comments), or .yaml/.toml/.json "
                    "with url, name, token or token_env, groups")
@@ -100,9 +100,7 @@ def _common(p: argparse.ArgumentParser, timeout: float) -> None:
                    help="Authorization header for servers without a token of their own "
                    "(default: $EKUIPER_TOKEN)")
     p.add_argument("--timeout", type=_positive(float, 0.1), default=timeout,
-                   help=f"seconds each REST call may take (default: {timeout:g})"
-                   + ("; for rollout, each install or update, which waits for the plugin "
-                      "to start" if timeout > 10 else ""))
+                   help=f"{timeout_help} (default: {timeout:g})")
     p.add_argument("--parallel", type=_positive(int, 1), default=10,
                    help="servers handled at once (default: 10)")
     p.add_argument("--releases", metavar="DIR",
@@ -121,7 +119,8 @@ def add_fleet_commands(sub: Any) -> None:
                        "130: interrupted.")
     p.add_argument("zip", help="the plugin zip")
     p.add_argument("--name", help="plugin name, when the zip root holds several manifests")
-    _common(p, 120.0)
+    _common(p, 120.0, "seconds each install or update may take (eKuiper answers once the "
+            "plugin has started)")
     p.add_argument("--canary", type=_positive(int, 0), default=1,
                    help="servers changed first, alone (default: 1; the first in the file)")
     p.add_argument("--settle", type=_positive(float, 0), default=30.0,
@@ -147,5 +146,5 @@ def add_fleet_commands(sub: Any) -> None:
                              "the drift from the version most servers run (exit 1 on drift, "
                              "an unreachable server or a plugin in error)")
     p.add_argument("name", nargs="?", help="the plugin (default: every portable plugin found)")
-    _common(p, 10.0)
+    _common(p, 10.0, "seconds each REST call may take")
     p.set_defaults(func=_cmd_fleet_status)
