@@ -14,16 +14,42 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-class Interrupted(Exception):
-    """A second Ctrl-C while a wave was finishing: the steps still running are abandoned."""
+class Interrupted(KeyboardInterrupt):
+    """A second Ctrl-C while a wave was finishing: the steps still running are abandoned.
+    A KeyboardInterrupt, so that a caller that does not catch it ends as Ctrl-C ends."""
+
+
+@contextlib.contextmanager
+def patient(on_first: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, a first Ctrl-C only calls ``on_first`` and a second raises
+    :class:`Interrupted`: for work that must not stop half-way (a rollback). Only the main
+    thread can set a signal handler; elsewhere Ctrl-C is left as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    presses = [0]
+
+    def handler(signum: int, frame: object) -> None:
+        presses[0] += 1
+        if presses[0] > 1:
+            raise Interrupted()
+        on_first()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_all(items: Sequence[T], step: Callable[[T], R], *, width: int,

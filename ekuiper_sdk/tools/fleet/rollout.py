@@ -30,7 +30,7 @@ from ...errors import PackagingError, RestError
 from ..rest import install_zip
 from .health import Snapshot, settle, snapshot, taking_records
 from .inventory import Server
-from .parallel import Interrupted, run_all
+from .parallel import Interrupted, patient, run_all
 from .plan import CHANGE, REFUSE, SKIP, UNREACHABLE, Plan, client_for, inspect
 from .releases import Release, ReleaseHistory
 
@@ -89,7 +89,8 @@ class Reporter:
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
-        self.lock = threading.Lock()
+        # Reentrant: a Ctrl-C handler prints from the main thread, maybe inside a print.
+        self.lock = threading.RLock()
 
     def __call__(self, plan: Plan | None, text: str) -> None:
         line = f"{plan.server.label}: {text}" if plan is not None else text
@@ -285,7 +286,7 @@ def rollout(servers: Sequence[Server], release: Release, history: ReleaseHistory
         plans = inspect(servers, release, history, width=max(options.parallel, 1), stop=stop,
                         timeout=options.read_timeout, previous=options.previous,
                         no_rollback=options.no_rollback)
-    except Interrupted:
+    except KeyboardInterrupt:
         return result("interrupted", [], "interrupted while reading the servers")
     if stop.is_set():
         return result("interrupted", plans, "interrupted while reading the servers")
@@ -339,19 +340,26 @@ def rollout(servers: Sequence[Server], release: Release, history: ReleaseHistory
                     p.detail = "left on the new version (--no-rollback)"
             return result("not rolled back", plans, f"{first.server.label} failed its check "
                           f"({first.detail}); --no-rollback: nothing was rolled back", waves)
-        say(None, f"{first.server.label} failed ({first.detail}): rolling back "
-            f"{len(changed)} server(s)")
-        stop.clear()  # a rollback is not cut short by an earlier Ctrl-C
-        run_all(changed, work.back, width=max(options.parallel, 1), stop=stop,
-                on_interrupt=interrupted)
+
+        def rolling_back() -> None:
+            say(None, "rolling back: it goes on to the end (Ctrl-C again to stop waiting)")
+
+        # A rollback is not cut short by an earlier Ctrl-C, nor by a first one now.
+        with patient(rolling_back):
+            stop.clear()
+            say(None, f"{first.server.label} failed ({first.detail}): rolling back "
+                f"{len(changed)} server(s)")
+            run_all(changed, work.back, width=max(options.parallel, 1), stop=stop)
         if all(p.state == "rolled back" for p in changed):
             return result("rolled back", plans, f"{first.server.label} failed its check "
                           f"({first.detail}); every changed server is back", waves)
         return result("not rolled back", plans, f"{first.server.label} failed its check "
                       f"({first.detail}); some servers are not back: see the table", waves)
-    except Interrupted:
+    except KeyboardInterrupt as exc:
+        # A second Ctrl-C in a wave (Interrupted), or one between two waves.
         for p in todo:
             if p.state == "planned":
                 p.state = "not started"
-        return result("interrupted", plans, "stopped waiting; steps under way may still "
-                      "finish on the servers", waves)
+        message = ("stopped waiting; steps under way may still finish on the servers"
+                   if isinstance(exc, Interrupted) else "stopped by Ctrl-C between waves")
+        return result("interrupted", plans, message, waves)

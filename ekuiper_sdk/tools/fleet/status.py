@@ -23,7 +23,7 @@ from typing import Any
 from ...errors import RestError
 from .health import Snapshot, snapshot
 from .inventory import Server
-from .parallel import run_all
+from .parallel import Interrupted, run_all
 from .plan import client_for
 from .releases import ReleaseHistory
 
@@ -97,6 +97,11 @@ def find_drift(rows: Sequence[Row]) -> tuple[str, str, list[Row]]:
     return majority, sha, drift
 
 
+def _give_up() -> None:
+    # A status changes nothing: Ctrl-C ends it at once rather than printing part of a fleet.
+    raise Interrupted()
+
+
 def fleet_status(servers: Sequence[Server], plugin: str, history: ReleaseHistory, *,
                  width: int = 10, timeout: float = 10.0,
                  stop: threading.Event | None = None) -> FleetReport:
@@ -114,7 +119,8 @@ def fleet_status(servers: Sequence[Server], plugin: str, history: ReleaseHistory
                 row.sha256 = last.sha256
         return row
 
-    rows = run_all(servers, look, width=width, stop=stop or threading.Event())
+    rows = run_all(servers, look, width=width, stop=stop or threading.Event(),
+                   on_interrupt=_give_up)
     majority, sha, drift = find_drift(rows)
     return FleetReport(plugin, rows, majority, sha, drift)
 
@@ -129,6 +135,7 @@ def plugins_on(servers: Sequence[Server], *, width: int, timeout: float) -> list
             return set()
 
     found: set[str] = set()
-    for group in run_all(servers, names, width=width, stop=threading.Event()):
+    for group in run_all(servers, names, width=width, stop=threading.Event(),
+                         on_interrupt=_give_up):
         found |= group
     return sorted(found)

@@ -142,3 +142,46 @@ def test_ctrl_c_stops_between_steps_and_says_where_each_server_stands(
         assert any(line.split()[1:4] == ["absent", "1.0", "interrupted"] for line in table)
         assert sum("not started" in line for line in table) == 2
         assert servers[1].version_of(zips["1.0"].plugin) is None
+
+
+def test_a_first_ctrl_c_during_the_rollback_does_not_cut_it_short(
+        tmp_path: Path, zips: dict[str, Release]) -> None:
+    releases = str(tmp_path / "r")
+    with fleet(tmp_path, 3) as servers:
+        f = write_fleet(tmp_path / "fleet.txt", [s.url for s in servers])
+        assert cli("rollout", str(zips["1.0"].path), "--fleet", str(f), "--settle", "0",
+                   "--parallel", "3", "--releases", releases)[0] == 0
+        servers[2].dies_on = {"2.0": 0.0}
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ekuiper_sdk.tools.cli", "rollout", str(zips["2.0"].path),
+             "--fleet", str(f), "--settle", "1.5", "--canary", "0", "--parallel", "3",
+             "--releases", releases],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if "rolling back 3 server(s)" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 3, "".join(seen) + rest
+        assert "rolling back: it goes on to the end" in rest
+        assert rest.count("recheck ok") == 3
+        assert [s.version_of(zips["1.0"].plugin) for s in servers] == ["1.0"] * 3
+
+
+def test_ctrl_c_ends_a_fleet_status_at_once(tmp_path: Path) -> None:
+    with fleet(tmp_path, 2, delay=5.0) as servers:
+        f = write_fleet(tmp_path / "fleet.txt", [s.url for s in servers])
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ekuiper_sdk.tools.cli", "fleet", "status", "demo",
+             "--fleet", str(f), "--timeout", "20"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        assert time.monotonic() - started < 2
+        assert proc.returncode == 130 and out == "" and err.strip() == "interrupted"
