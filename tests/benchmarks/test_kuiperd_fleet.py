@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.fake_fleet import free_port_runs
 from helpers.fake_kuiperd import make_fake_kuiperd, started
 
-from benchmarks.kuiperd import KuiperdError, free_ports
+from benchmarks.kuiperd import KuiperdError, Ports
 from benchmarks.kuiperd_fleet import Fleet, parse_env
 
 
@@ -52,7 +53,7 @@ def test_each_server_has_its_own_ports_env_and_tmp(outside_tmp: Path,
     binary = make_fake_kuiperd(outside_tmp / "ek", "serve")
     marker = Path(tempfile.gettempdir()) / f"kuiperd-fleet-{uuid.uuid4().hex}"
     marker.write_text("only on the host's /tmp")
-    base = free_ports()
+    base = Ports(*free_port_runs(2))
     fleet = Fleet(binary, "/usr/bin/python3", 2, outside_tmp / "runs", base,
                   {1: {"H25_MARK": "one"}}, keep=False)
     try:

@@ -119,3 +119,29 @@ def fleet(root: Path, count: int, **knobs: Any) -> Iterator[list[FleetServer]]:
         yield servers
 
 
+
+
+def free_port_runs(count: int) -> tuple[int, int, int]:
+    """Three first ports (REST, CLI, http) each followed by ``count - 1`` free ports, as
+    ``benchmarks.kuiperd_fleet`` numbers them; held together while checked, so they differ."""
+    for _ in range(100):
+        held: list[socket.socket] = []
+        try:
+            firsts = []
+            for _ in range(3):
+                s = socket.socket()
+                held.append(s)
+                s.bind(("127.0.0.1", 0))
+                first = s.getsockname()[1]
+                for i in range(1, count):
+                    t = socket.socket()
+                    held.append(t)
+                    t.bind(("127.0.0.1", first + i))
+                firsts.append(first)
+            return firsts[0], firsts[1], firsts[2]
+        except OSError:
+            continue
+        finally:
+            for s in held:
+                s.close()
+    raise RuntimeError(f"found no {count} consecutive free ports")

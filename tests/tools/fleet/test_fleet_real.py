@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.fake_fleet import free_port_runs
 from helpers.pack_helpers import manifest_of, new_plugin, write_manifest
 
-from benchmarks.kuiperd import free_ports
+from benchmarks.kuiperd import Ports
 from benchmarks.kuiperd_fleet import Fleet
 from ekuiper_sdk.tools.fleet.inventory import Server
 from ekuiper_sdk.tools.fleet.releases import Release, ReleaseHistory
@@ -36,7 +37,7 @@ def servers(pytestconfig: pytest.Config) -> Iterator[list[str]]:
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("needs unshare --mount as root")
     base = Path(tempfile.mkdtemp(prefix="fleet-real-", dir="/var/tmp"))
-    fleet = Fleet(Path(binary), sys.executable, 3, base / "runs", free_ports(),
+    fleet = Fleet(Path(binary), sys.executable, 3, base / "runs", Ports(*free_port_runs(3)),
                   {2: {BROKEN: "1"}}, keep=False)
     try:
         fleet.start()
