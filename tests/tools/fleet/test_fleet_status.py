@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,17 @@ from ekuiper_sdk.tools.manifest import read_zip_manifest
 @pytest.fixture(scope="module")
 def zips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Release]:
     return versions(tmp_path_factory.mktemp("status-zips"), "1.0", "2.0")
+
+
+@pytest.fixture
+def children() -> Iterator[list[subprocess.Popen[str]]]:
+    """The processes a test starts; any still running at its end (a failed check) is killed."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def cli(*argv: str) -> tuple[int, str, str]:
@@ -116,7 +128,7 @@ def test_bad_options_are_one_line_errors(tmp_path: Path, zips: dict[str, Release
 
 
 def test_ctrl_c_stops_between_steps_and_says_where_each_server_stands(
-        tmp_path: Path, zips: dict[str, Release]) -> None:
+        tmp_path: Path, zips: dict[str, Release], children: list[subprocess.Popen[str]]) -> None:
     with fleet(tmp_path, 3) as servers:
         f = write_fleet(tmp_path / "fleet.txt", [s.url for s in servers])
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -124,6 +136,7 @@ def test_ctrl_c_stops_between_steps_and_says_where_each_server_stands(
             [sys.executable, "-m", "ekuiper_sdk.tools.cli", "rollout", str(zips["1.0"].path),
              "--fleet", str(f), "--settle", "30", "--releases", str(tmp_path / "r")],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        children.append(proc)
         assert proc.stdout is not None
         seen = []
         for line in proc.stdout:
@@ -145,7 +158,7 @@ def test_ctrl_c_stops_between_steps_and_says_where_each_server_stands(
 
 
 def test_a_first_ctrl_c_during_the_rollback_does_not_cut_it_short(
-        tmp_path: Path, zips: dict[str, Release]) -> None:
+        tmp_path: Path, zips: dict[str, Release], children: list[subprocess.Popen[str]]) -> None:
     releases = str(tmp_path / "r")
     with fleet(tmp_path, 3) as servers:
         f = write_fleet(tmp_path / "fleet.txt", [s.url for s in servers])
@@ -158,6 +171,7 @@ def test_a_first_ctrl_c_during_the_rollback_does_not_cut_it_short(
              "--fleet", str(f), "--settle", "1.5", "--canary", "0", "--parallel", "3",
              "--releases", releases],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        children.append(proc)
         assert proc.stdout is not None
         seen = []
         for line in proc.stdout:
@@ -172,13 +186,15 @@ def test_a_first_ctrl_c_during_the_rollback_does_not_cut_it_short(
         assert [s.version_of(zips["1.0"].plugin) for s in servers] == ["1.0"] * 3
 
 
-def test_ctrl_c_ends_a_fleet_status_at_once(tmp_path: Path) -> None:
+def test_ctrl_c_ends_a_fleet_status_at_once(tmp_path: Path,
+                                            children: list[subprocess.Popen[str]]) -> None:
     with fleet(tmp_path, 2, delay=5.0) as servers:
         f = write_fleet(tmp_path / "fleet.txt", [s.url for s in servers])
         proc = subprocess.Popen(
             [sys.executable, "-m", "ekuiper_sdk.tools.cli", "fleet", "status", "demo",
              "--fleet", str(f), "--timeout", "20"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        children.append(proc)
         time.sleep(1.0)
         started = time.monotonic()
         proc.send_signal(signal.SIGINT)
