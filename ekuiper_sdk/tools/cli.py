@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 from .. import __version__
 from ..errors import HostError, PackagingError, Problem, RestError
 from . import rest
+from .fleet.commands import add_fleet_commands
 from .manifest import KINDS
 from .pack import pack
 from .uimeta import MISSING_MESSAGE
@@ -417,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     server_args(p)
     p.set_defaults(func=_cmd_status)
+    add_fleet_commands(sub)
     return parser
 
 
