@@ -5,7 +5,7 @@ A :class:`Snapshot` is read over REST: the plugin's manifest (``GET
 how many records they have taken. A rule uses the plugin when eKuiper counts it in the
 status's ``refCount`` (eKuiper's source says it does so for the rules that start one of
 the plugin's sources or sinks; functions are shared and counted under no rule) or when its
-SQL or actions name one of the plugin's symbols (``dev.rules_using``).
+SQL or actions name one of the plugin's symbols (``usage.rules_using``).
 
 :func:`settle` watches a server after a change for a window of seconds: the plugin must
 be ``running`` with no error message at every look, every rule that ran before must still
@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import RestError
-from ..dev import rules_using
 from ..manifest import Manifest
 from ..rest import RestClient
+from ..usage import rules_using
 
 
 @dataclass(frozen=True)
