@@ -132,7 +132,7 @@ def connect_to_ekuiper(plugin: str) -> channels.InvertedReplier:
     """Dial eKuiper's control channel for ``plugin``; exits the process when none listens."""
     url = protocol.control_url(plugin)
     try:
-        return channels.InvertedReplier(url)
+        return channels.InvertedReplier(url, what="control channel")
     except ConnectionError:
         log.error("no eKuiper is listening at %s: a portable plugin is started by eKuiper "
                   "(or by ekuiper_sdk.testing), not by hand", url)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Any
 
 from ..api import Function
 from ..errors import ProtocolError
 from . import channels, codec, inflight, protocol
 from .context import SymbolContext, instance_logger
+from .log_limit import LogLimiter
 from .runner import Runner, check_out_of_memory
 
-#: Call sites whose parsed context a function keeps (rules x calls in them).
+#: Call sites whose parsed context a function keeps (rules x calls in them). Rules come
+#: and go with fresh ids and eKuiper never says a call site is gone, so the oldest is
+#: forgotten first: memory stays bounded and new sites still take the fast path. A
+#: forgotten site that calls again gets a new context (a context holds no user state).
 MAX_CALL_SITES = 4096
 
 
@@ -24,15 +29,18 @@ class FunctionRunner(Runner):
         self.function = function
         self.plugin = plugin
         self.logger = instance_logger(plugin, protocol.Meta(), control.symbol_name)
-        self._contexts: dict[tuple[protocol.Meta, int], SymbolContext] = {}
+        self._contexts: OrderedDict[tuple[protocol.Meta, int], SymbolContext] = OrderedDict()
         # The context of a call site by the text the host sends for it: a rule sends the
         # same text with every call, and parsing it again cost more than the rest of the
-        # call's Python work (see docs/performance.md).
-        self._by_wire: dict[str, SymbolContext] = {}
+        # call's Python work (see docs/performance.md). An OrderedDict's get is dict's own,
+        # so the per-call lookup costs the same; only a new site pays for the order.
+        self._by_wire: OrderedDict[str, SymbolContext] = OrderedDict()
+        self._failures = LogLimiter(self.logger, max_keys=16)
         self._stopped = threading.Event()
         self._is_aggregate: bool | None = None
         self.channel = channels.InvertedReplier(protocol.function_url(control.symbol_name),
-                                                dial_deadline_s=dial_deadline_s)
+                                                dial_deadline_s=dial_deadline_s,
+                                                what="function channel")
 
     def start(self) -> None:
         threading.Thread(target=self._serve, name=f"function {self.control.symbol_name}",
@@ -118,8 +126,9 @@ class FunctionRunner(Runner):
         """An ``Exec`` whose call site is not cached yet: check it, cache it, call."""
         args, where = protocol.split_exec_arg(arg)  # raises for a bad call site
         ctx = self._context(where)
-        if len(self._by_wire) < MAX_CALL_SITES:
-            self._by_wire[arg[-1]] = ctx
+        if len(self._by_wire) >= MAX_CALL_SITES:
+            self._by_wire.popitem(last=False)
+        self._by_wire[arg[-1]] = ctx
         return self._call(args, ctx)
 
     def _call(self, args: list[Any], ctx: SymbolContext) -> bytes:
@@ -127,8 +136,10 @@ class FunctionRunner(Runner):
             return protocol.func_reply(True, self.function.exec(args, ctx))
         except Exception as exc:  # noqa: BLE001 - the rule gets the error, the log the traceback
             check_out_of_memory(exc, f"Exec of {self.control.label()}")
-            self.logger.exception("Exec failed")
-            return protocol.func_reply(False, protocol.exception_line(exc))
+            error = protocol.exception_line(exc)
+            # A function that fails on every record would log a traceback per call.
+            self._failures.error(type(exc), "Exec failed: %s", error, exc_info=True)
+            return protocol.func_reply(False, error)
 
     def _aggregate(self) -> bool:
         if self._is_aggregate is None:
@@ -139,6 +150,8 @@ class FunctionRunner(Runner):
         key = (where.meta, where.func_id)
         ctx = self._contexts.get(key)
         if ctx is None:
+            if len(self._contexts) >= MAX_CALL_SITES:
+                self._contexts.popitem(last=False)
             logger = instance_logger(self.plugin, where.meta, self.control.symbol_name,
                                      where.func_id)
             ctx = self._contexts[key] = SymbolContext(where.meta, logger, func_id=where.func_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Callable
 
@@ -9,6 +10,7 @@ from ..api import Sink
 from ..errors import ChannelStopped
 from . import channels, protocol, sinkboard
 from .context import SymbolContext, instance_logger
+from .log_limit import LogLimiter
 from .runner import Runner, check_out_of_memory, run_guarded
 
 
@@ -31,6 +33,7 @@ class SinkRunner(Runner):
         self.sink = sink
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
         self.require_ack = control.config.get("requireAck") is True
+        self._failures = LogLimiter(self.logger, max_keys=16)
         self._stopped = threading.Event()
         self._left: list[bytes] = []  # taken from the socket by a stop, not yet collected
         self._acked = False
@@ -40,7 +43,7 @@ class SinkRunner(Runner):
         self.inlet = channels.SinkInlet(protocol.sink_url(control.meta))
         try:
             self.acks = channels.Outlet(protocol.sink_ack_url(control.meta), send_timeout_ms,
-                                        "sink")
+                                        "sink", label="sink's ack channel")
         except BaseException:
             self.inlet.close()
             raise
@@ -92,6 +95,7 @@ class SinkRunner(Runner):
             if last:
                 break
         self._handle_all(self._left, handle, tally)
+        self._failures.flush(logging.ERROR)  # the failures not yet counted in the log
         run_guarded(self.logger, "close", self.sink.close, self.ctx)
         self.acks.close()
         if tally is not None:
@@ -125,8 +129,9 @@ class SinkRunner(Runner):
             error = None
         except Exception as exc:  # noqa: BLE001 - reported as an ack error and logged
             check_out_of_memory(exc, f"collect of {self.control.label()}")
-            self.logger.exception("collect failed")
             error = protocol.exception_line(exc)
+            # A collect that fails on every record would log a traceback per frame.
+            self._failures.error(type(exc), "collect failed: %s", error, exc_info=True)
         # A rule with requireAck waits for exactly one ack per frame: send the one the
         # plugin did not send itself, so a forgotten ack_ok never stalls the rule.
         if self.require_ack and not self._acked:

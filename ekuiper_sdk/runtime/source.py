@@ -20,7 +20,8 @@ class SourceRunner(Runner):
         self.source = source
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
         self.outlet = channels.Outlet(protocol.source_url(control.meta), send_timeout_ms,
-                                      "source", channels.SOURCE_SEND_BUFFER)
+                                      "source", channels.SOURCE_SEND_BUFFER,
+                                      label="source's data channel")
         self.ctx = SymbolContext(control.meta, self.logger, emitter=self._emit, plugin=plugin,
                                  symbol=control.symbol_name, config=control.config)
         self._close_once = threading.Lock()

@@ -45,7 +45,8 @@ class SupervisorLink(channels.CommandLink):
     """
 
     def __init__(self, url: str) -> None:
-        super().__init__(pynng.Pair0(recv_timeout=RECEIVE_POLL_MS, recv_max_size=0), url)
+        super().__init__(pynng.Pair0(recv_timeout=RECEIVE_POLL_MS, recv_max_size=0), url,
+                         what="supervisor link")
 
     def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None:
         def handle_or_refuse(frame: bytes) -> bytes:
