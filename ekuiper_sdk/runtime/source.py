@@ -6,7 +6,7 @@ import threading
 
 from ..api import Source
 from ..errors import ChannelStopped, SendTimeout, SourceFailed, SymbolStopped
-from . import channels, protocol
+from . import channels, lingering, protocol
 from .context import SymbolContext, instance_logger
 from .runner import Runner, check_out_of_memory, run_guarded
 
@@ -17,6 +17,7 @@ class SourceRunner(Runner):
     def __init__(self, control: protocol.Control, source: Source, plugin: str,
                  send_timeout_ms: int) -> None:
         super().__init__(control)
+        lingering.LINGERING.check_room(control.symbol_name)
         self.source = source
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
         self.outlet = channels.Outlet(protocol.source_url(control.meta), send_timeout_ms,
@@ -26,6 +27,7 @@ class SourceRunner(Runner):
                                  symbol=control.symbol_name, config=control.config)
         self._close_once = threading.Lock()
         self._closed = False
+        self._thread: threading.Thread | None = None
 
     def _emit(self, frame: bytes) -> None:
         try:
@@ -34,7 +36,9 @@ class SourceRunner(Runner):
             raise SymbolStopped(f"{self.control.label()} was stopped") from None
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name=f"source {self.control.key}", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name=f"source {self.control.key}",
+                                        daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         try:
@@ -69,3 +73,10 @@ class SourceRunner(Runner):
                 self._closed = True
                 run_guarded(self.logger, "close", self.source.close, self.ctx)
         self.finished.set()
+        # An open() that ignores close() keeps its thread: say so once, and count it.
+        thread = self._thread
+        if thread is not None:
+            thread.join(lingering.LINGER_S)
+            if thread.is_alive():
+                lingering.LINGERING.add(thread, self.control.symbol_name,
+                                        self.control.label(), self.logger)
