@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 from ..api import Function
@@ -32,9 +32,11 @@ class FunctionRunner(Runner):
         self._contexts: OrderedDict[tuple[protocol.Meta, int], SymbolContext] = OrderedDict()
         # The context of a call site by the text the host sends for it: a rule sends the
         # same text with every call, and parsing it again cost more than the rest of the
-        # call's Python work (see docs/performance.md). An OrderedDict's get is dict's own,
-        # so the per-call lookup costs the same; only a new site pays for the order.
-        self._by_wire: OrderedDict[str, SymbolContext] = OrderedDict()
+        # call's Python work (see docs/performance.md). A plain dict, whose get is the
+        # fastest (an OrderedDict's costs 10 ns more per call); the order to forget in is
+        # kept beside it, touched only by a new site.
+        self._by_wire: dict[str, SymbolContext] = {}
+        self._wire_order: deque[str] = deque()
         self._failures = LogLimiter(self.logger, max_keys=16)
         self._stopped = threading.Event()
         self._is_aggregate: bool | None = None
@@ -126,9 +128,12 @@ class FunctionRunner(Runner):
         """An ``Exec`` whose call site is not cached yet: check it, cache it, call."""
         args, where = protocol.split_exec_arg(arg)  # raises for a bad call site
         ctx = self._context(where)
-        if len(self._by_wire) >= MAX_CALL_SITES:
-            self._by_wire.popitem(last=False)
-        self._by_wire[arg[-1]] = ctx
+        wire = arg[-1]
+        if wire not in self._by_wire:
+            if len(self._wire_order) >= MAX_CALL_SITES:
+                self._by_wire.pop(self._wire_order.popleft(), None)
+            self._wire_order.append(wire)
+        self._by_wire[wire] = ctx
         return self._call(args, ctx)
 
     def _call(self, args: list[Any], ctx: SymbolContext) -> bytes:

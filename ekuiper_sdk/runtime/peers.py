@@ -94,6 +94,15 @@ def listen_private(sock: pynng.Socket, url: str, what: str = "socket") -> None:
     """
     check_path(url)
     admit_own_user(sock, what)
+    listen_mode_first(sock, url)
+
+
+def listen_mode_first(sock: pynng.Socket, url: str) -> None:
+    """Listen on ``url`` with its file made mode 0600 between ``bind`` and ``listen``.
+
+    Add the socket's pipe callbacks before: the listener accepts as soon as it starts.
+    """
+    check_path(url)
     lib, ffi = pynng.lib, pynng.ffi
     listener = ffi.new("nng_listener *")
     pynng.exceptions.check_err(lib.nng_listener_create(listener, sock.socket, url.encode()))

@@ -72,9 +72,11 @@ class WorkerProcess:
         self._copying = threading.Lock()  # held while a line is being copied
         self._sock = pynng.Pair0(recv_timeout=POLL_MS, send_timeout=1000, recv_max_size=0)
         try:
-            # Only this user (peers), and of this user only the worker's pid (_admit).
-            channels.listen_private(self._sock, self.url, "worker link")
+            # Only this user (peers), and of this user only the worker's pid (_admit),
+            # checked in that order, both in place before the listener accepts.
+            peers.admit_own_user(self._sock, "worker link")
             self._sock.add_pre_pipe_connect_cb(self._admit)
+            peers.listen_mode_first(self._sock, self.url)
             full_env = dict(os.environ)
             full_env.update(env or {})
             full_env[WORKER_ENV] = self.url
