@@ -65,12 +65,20 @@ class Lingering:
             symbols = [symbol] if symbol is not None else list(self._threads)
             return sum(len(self._alive(s)) for s in symbols)
 
-    def add(self, thread: threading.Thread, symbol: str, label: str,
-            logger: logging.Logger) -> None:
-        """Count ``thread``, still in ``open`` :data:`LINGER_S` after its stop; log it."""
-        where = blocked_at(thread)
+    def track(self, thread: threading.Thread, symbol: str) -> None:
+        """Count ``thread`` from its instance's stop until its ``open`` returns.
+
+        Counted at once, not only once reported: a rule restarted in a tight loop would
+        otherwise start many more before the first is :data:`LINGER_S` late. A healthy
+        ``open`` returns within moments of ``close``, so it counts only that long.
+        """
         with self._lock:
             self._threads.setdefault(symbol, []).append(thread)
+
+    def report(self, thread: threading.Thread, symbol: str, label: str) -> None:
+        """Log ``thread``, still in ``open`` :data:`LINGER_S` after its stop (rate-limited)."""
+        where = blocked_at(thread)
+        with self._lock:
             here = len(self._alive(symbol))
         total = self.count()
         self._log.warning(

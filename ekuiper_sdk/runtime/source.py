@@ -64,6 +64,8 @@ class SourceRunner(Runner):
         # then let close() run away from the control thread.
         self.outlet.close()
         self.released.set()
+        if self._thread is not None:
+            lingering.LINGERING.track(self._thread, self.control.symbol_name)
         threading.Thread(target=self._close, name=f"close {self.control.key}",
                          daemon=True).start()
 
@@ -78,5 +80,5 @@ class SourceRunner(Runner):
         if thread is not None:
             thread.join(lingering.LINGER_S)
             if thread.is_alive():
-                lingering.LINGERING.add(thread, self.control.symbol_name,
-                                        self.control.label(), self.logger)
+                lingering.LINGERING.report(thread, self.control.symbol_name,
+                                           self.control.label())
