@@ -143,7 +143,7 @@ class FunctionRunner(Runner):
             check_out_of_memory(exc, f"Exec of {self.control.label()}")
             error = protocol.exception_line(exc)
             # A function that fails on every record would log a traceback per call.
-            self._failures.error(type(exc), "Exec failed: %s", error, exc_info=True)
+            self._failures.error(type(exc).__qualname__, "Exec failed: %s", error, exc_info=True)
             return protocol.func_reply(False, error)
 
     def _aggregate(self) -> bool:

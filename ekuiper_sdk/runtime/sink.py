@@ -131,7 +131,7 @@ class SinkRunner(Runner):
             check_out_of_memory(exc, f"collect of {self.control.label()}")
             error = protocol.exception_line(exc)
             # A collect that fails on every record would log a traceback per frame.
-            self._failures.error(type(exc), "collect failed: %s", error, exc_info=True)
+            self._failures.error(type(exc).__qualname__, "collect failed: %s", error, exc_info=True)
         # A rule with requireAck waits for exactly one ack per frame: send the one the
         # plugin did not send itself, so a forgotten ack_ok never stalls the rule.
         if self.require_ack and not self._acked:

@@ -68,8 +68,8 @@ def _looks_secret(name: str, path: Path) -> bool:
     return SECRET_MARKERS[0] in head and SECRET_MARKERS[1] in head
 
 
-def scan(plugin_dir: Path | str, patterns: Sequence[str],
-         skip: Iterable[Path | str] = ()) -> Tree:
+def scan(plugin_dir: str | os.PathLike[str], patterns: Sequence[str],
+         skip: Iterable[str | os.PathLike[str]] = ()) -> Tree:
     """Walk ``plugin_dir`` as ``pack`` does (see the module's text)."""
     root = Path(plugin_dir).resolve()
     skipped = {Path(s).resolve() for s in skip}
