@@ -28,8 +28,8 @@ from ..errors import (
     SourceConfigWarning,
 )
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
-from .handles import FunctionHandle, SinkHandle, SourceHandle
-from .host import PluginHost, wait_for
+from .handles import FunctionHandle, SinkHandle, SourceHandle, wait_for
+from .host import PluginHost
 from .pipeline import run_pipeline
 
 if TYPE_CHECKING:

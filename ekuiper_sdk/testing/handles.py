@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 from typing import (
     Any,
+    Callable,
     Protocol,
 )
 
@@ -196,8 +197,10 @@ class SinkHandle:
     """
 
     def __init__(self, host: HandleOwner, control: dict[str, Any], push: pynng.Socket,
-                 ack: pynng.Socket, require_ack: bool, url: str, ack_url: str) -> None:
+                 ack: pynng.Socket, require_ack: bool, url: str, ack_url: str,
+                 close_ack: bool = True) -> None:
         self.host = host
+        self._close_ack = close_ack  # a 1.x host leaves it open (testing/generation.py)
         self.control = control
         self.symbol: str = control["symbolName"]
         self.require_ack = require_ack
@@ -314,7 +317,8 @@ class SinkHandle:
             if not self._stopped:
                 self._stopped = True
                 self._push.close()
-                self._ack.close()
+                if self._close_ack:
+                    self._ack.close()
         self.host._forget(self)
 
 
@@ -445,3 +449,20 @@ class FunctionHandle:
             if not self._closed:
                 self._closed = True
                 self._sock.close()
+
+
+def wait_for(check: Callable[[], object], timeout: float = 5.0,
+             what: str = "condition") -> None:
+    """Poll ``check`` until it returns something true; ``AssertionError`` after ``timeout``.
+
+    For what a plugin does in its own time (a sink writing a file, a source closing).
+
+    Example::
+
+        wait_for(lambda: out.exists(), 5, "the sink writing its file")
+    """
+    give_up = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"{what} did not happen within {timeout:g} s")
+        time.sleep(0.02)

@@ -41,14 +41,15 @@ import time
 from typing import (
     IO,
     Any,
-    Callable,
 )
 
 import pynng
 
 from ..errors import HostError
+from ..hosts import HostGeneration
+from . import generation as generations
 from .gojson import _go_dumps_prepared, _go_value
-from .handles import FunctionHandle, SinkHandle, SourceHandle
+from .handles import FunctionHandle, SinkHandle, SourceHandle, wait_for
 from .sockets import (
     FUNCTION_TIMEOUT,
     MANGOS_QUEUE_LENGTH,
@@ -66,6 +67,7 @@ from .sockets import (
 from .source_config import start_config
 
 _TAIL_LINES = 20
+__all__ = ["PluginHost", "wait_for"]
 
 
 class PluginHost:
@@ -93,6 +95,8 @@ class PluginHost:
         language: ``"python"`` or ``"go"`` (a Go plugin's executable is run directly).
         echo: also write the plugin's output lines to this stream (True: ``sys.stderr``).
         output_lines: how many of the plugin's last output lines :attr:`output` keeps.
+        generation: the eKuiper generation to behave like (``ekuiper_sdk.hosts``; default
+            the newest); see :mod:`.generation` for what changes.
 
     Example::
 
@@ -106,7 +110,8 @@ class PluginHost:
                  function_timeout: float = FUNCTION_TIMEOUT,
                  env: dict[str, str] | None = None, conda_env: str | None = None,
                  language: str = "python", echo: bool | IO[str] = False,
-                 output_lines: int = 2000) -> None:
+                 output_lines: int = 2000,
+                 generation: HostGeneration = generations.DEFAULT) -> None:
         if not name or "/" in name or "\x00" in name:
             raise ValueError(f"plugin name {name!r} cannot be part of a socket path")
         if language not in ("python", "go"):
@@ -123,6 +128,9 @@ class PluginHost:
         self.language = language
         self._echo: IO[str] | None = sys.stderr if echo is True else (echo or None)
         self.control_url = _ipc_url(f"plugin_{name}")
+        self.generation = generation
+        self._kept_acks: list[pynng.Socket] = []  # ack sockets a 1.x host never closes
+        self._lazy_stop = generations.LazyStop(self._stop_idle)
 
         self._ctrl: pynng.Socket | None = None
         # One command at a time on the control socket, as the Go host's mutex does; every
@@ -172,8 +180,9 @@ class PluginHost:
                 sock = pynng.Rep0()
                 self._ctrl = sock
                 _listen(sock, self.control_url)
-                self._launch()
-                self._handshake()
+                if not self.generation.lazy_start:  # else the first symbol's start does it
+                    self._launch()
+                    self._handshake()
             except BaseException:
                 self.close()
                 raise
@@ -234,7 +243,10 @@ class PluginHost:
                 except (HostError, pynng.NNGException):
                     handle._shutdown()
             self._closing = True
+            self._lazy_stop.cancel()
             self._kill_process()
+            for ack in self._kept_acks:
+                ack.close()
             for func in list(self._functions.values()):
                 func._close()
             with self._ctrl_lock:
@@ -454,7 +466,7 @@ class PluginHost:
                                     f"command {_short(raw, 120)}{extra}") from None
                 except pynng.NNGException as exc:
                     raise HostError(f"control channel of plugin {self.name}: {exc}") from None
-                if answer[:1] == b"h":
+                if generations.resends_after(self.generation, answer):
                     keepalives += 1
                     continue
                 return answer
@@ -474,6 +486,14 @@ class PluginHost:
                 self._commands[key] = raw
             else:
                 self._commands.pop(key, None)
+            idle = not self._commands
+        if cmd == "stop" and idle and self.generation.lazy_start:
+            self._lazy_stop.schedule()
+
+    def _stop_idle(self) -> None:
+        with self._life_lock, self._commands_lock:
+            if not self._commands and not self._closed:
+                self._kill_process()
 
     # -- symbols ---------------------------------------------------------------
 
@@ -543,14 +563,7 @@ class PluginHost:
             sink = host.start_sink("print", "rule1", config={"requireAck": True})
             sink.send({"a": 1})
         """
-        require_ack = False
-        for key, value in (config or {}).items():
-            # eKuiper reads requireAck with mapstructure: any key case, a bool or nothing.
-            if isinstance(key, str) and key.casefold() == "requireack" and value is not None:
-                if not isinstance(value, bool):
-                    raise HostError(f"1 error(s) decoding:\n\n* '{key}' expected type 'bool', "
-                                    f"got unconvertible type '{type(value).__name__}'")
-                require_ack = value
+        require_ack = generations.sink_reads_acks(self.generation, config)
         self._ensure_running()
         control = _control(symbol, "sink", rule_id, op_id, instance_id, "", config)
         stem = f"{rule_id}_{op_id}_{instance_id}"
@@ -577,7 +590,10 @@ class PluginHost:
                 pass
             raise HostError(f"can't dial on push socket: {exc} (the plugin answered ok to the "
                             f"start of sink {symbol!r} but is not listening at {url})") from None
-        handle = SinkHandle(self, control, push, ack, require_ack, url, ack_url)
+        if not self.generation.closes_ack_socket:
+            self._kept_acks.append(ack)
+        handle = SinkHandle(self, control, push, ack, require_ack, url, ack_url,
+                            close_ack=self.generation.closes_ack_socket)
         self._handles.append(handle)
         return handle
 
@@ -629,20 +645,3 @@ def _control(symbol: str, plugin_type: str, rule_id: str, op_id: str, instance_i
     if config:
         control["config"] = _go_value(dict(config))
     return control
-
-
-def wait_for(check: Callable[[], object], timeout: float = 5.0,
-             what: str = "condition") -> None:
-    """Poll ``check`` until it returns something true; ``AssertionError`` after ``timeout``.
-
-    For what a plugin does in its own time (a sink writing a file, a source closing).
-
-    Example::
-
-        wait_for(lambda: out.exists(), 5, "the sink writing its file")
-    """
-    give_up = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.02)
