@@ -443,6 +443,8 @@ class PluginHost:
 
             assert host.send_command(b'{"cmd":"stop","arg":"{}"}') != b""
         """
+        if self.generation.lazy_start:
+            self._ensure_running()  # 1.x starts the process on first use
         self._require_started()
         return self._exchange(bytes(raw), timeout)
 

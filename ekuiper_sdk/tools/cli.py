@@ -199,8 +199,17 @@ def _cmd_install(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                               log=err)
     status = (result.status or {}).get("status")
     text = f"{result.message} (via {result.via})" + (f"; status: {status}" if status else "")
-    _emit(args, out, result.to_dict(), text)
+    _emit(args, out, result.to_dict(), text + _server_note(result.status))
     return EXIT_OK
+
+
+def _server_note(status: dict[str, Any] | None) -> str:
+    """What the server is, after a status line: its version, and on 1.x why no state."""
+    server = (status or {}).get("server")
+    if not isinstance(server, dict):
+        return ""
+    note = f" [eKuiper {server.get('version')}, generation {server.get('generation')}]"
+    return note + (f"; {status['note']}" if status and status.get("note") else "")
 
 
 def _cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -224,7 +233,7 @@ def _cmd_list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    status = _client(args).status(args.name)
+    status = _client(args).plugin_status(args.name)
     state = status.get("status")
     refs = status.get("refCount") or {}
     text = f"{args.name}: {state}"
@@ -232,7 +241,8 @@ def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         text += f" ({status['errMsg']})"
     if refs:
         text += "; used by " + ", ".join(f"{rule} ({n})" for rule, n in sorted(refs.items()))
-    _emit(args, out, dict(status, ok=state != "error", name=args.name), text)
+    _emit(args, out, dict(status, ok=state != "error", name=args.name),
+          text + _server_note(status))
     # A plugin in "error" makes the command fail, so scripts can test it.
     return EXIT_FAIL if state == "error" else EXIT_OK
 
