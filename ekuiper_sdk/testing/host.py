@@ -111,7 +111,7 @@ class PluginHost:
                  env: dict[str, str] | None = None, conda_env: str | None = None,
                  language: str = "python", echo: bool | IO[str] = False,
                  output_lines: int = 2000,
-                 generation: HostGeneration = generations.DEFAULT) -> None:
+                 generation: HostGeneration | None = None) -> None:
         if not name or "/" in name or "\x00" in name:
             raise ValueError(f"plugin name {name!r} cannot be part of a socket path")
         if language not in ("python", "go"):
@@ -128,7 +128,7 @@ class PluginHost:
         self.language = language
         self._echo: IO[str] | None = sys.stderr if echo is True else (echo or None)
         self.control_url = _ipc_url(f"plugin_{name}")
-        self.generation = generation
+        self.generation = generation or generations.DEFAULT
         self._kept_acks: list[pynng.Socket] = []  # ack sockets a 1.x host never closes
         self._lazy_stop = generations.LazyStop(self._stop_idle)
 
