@@ -45,7 +45,7 @@ LOG_NAME = "kuiperd.out"
 FOLDER_PREFIX = "ekuiper-bench-kuiperd-"
 #: In the run folder: the benchmark's pid and the run's name prefixes, for a later sweep.
 OWNER_FILE = "owner.json"
-#: What eKuiper 2.0 and 2.1 log when their fixed pprof port is taken; new ports cannot help.
+#: What eKuiper before 2.2 logs when its fixed pprof port is taken; new ports cannot help.
 PPROF_IN_USE = "listen tcp :6060: bind: address already in use"
 
 
@@ -311,7 +311,7 @@ class PrivateKuiperd:
                 if PPROF_IN_USE in tail:
                     raise KuiperdError(
                         "kuiperd exited: this build always serves pprof on port 6060 (eKuiper "
-                        "2.0 and 2.1 do, on every interface, whatever kuiper.yaml says) and "
+                        "before 2.2 does, on every interface, whatever kuiper.yaml says) and "
                         "another process holds the port; stop it, or run this in a network "
                         "namespace of its own (unshare --net)")
                 if "address already in use" in tail:

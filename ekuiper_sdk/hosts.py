@@ -57,17 +57,6 @@ class HostGeneration:
         # A 1.x host reads acks when the property is a Go int above 0 (a bool is not one).
         return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
-    def describe(self) -> str:
-        """One line on what this generation offers a plugin's tools."""
-        parts = [f"eKuiper {self.name}"]
-        parts.append("sink acks by requiredACKs" if self.ack_property == "requiredACKs"
-                     else "sink acks by requireAck")
-        if self.lazy_start:
-            parts.append("a plugin runs only while a rule uses it")
-        if not self.status_route:
-            parts.append("no plugin status route")
-        return ", ".join(parts)
-
 
 #: 1.14.x, the last 1.x line.
 V1 = HostGeneration("1.x", (1, 0, 0), skips_keepalives=False, ack_property="requiredACKs",

@@ -148,12 +148,6 @@ class ServerInfo:
     version: str
     generation: HostGeneration
 
-    def describe(self) -> str:
-        """``eKuiper 1.14.7 (1.x: sink acks by requiredACKs, ...)``."""
-        what = self.generation.describe().split(", ", 1)
-        return f"eKuiper {self.version} ({self.generation.name}" + (
-            f": {what[1]})" if len(what) > 1 else ")")
-
 
 #: The state ``plugin_status`` gives on a server with no status route (eKuiper 1.x).
 INSTALLED = "installed"

@@ -36,9 +36,3 @@ def test_each_generation_reads_acks_by_its_own_property(config: dict[str, object
 def test_only_the_newest_generation_skips_a_keepalive_on_the_control_channel() -> None:
     assert [g.skips_keepalives for g in hosts.GENERATIONS] == [False, False, True]
     assert hosts.every_host_skips_keepalives() is False
-
-
-def test_the_description_says_what_a_server_offers() -> None:
-    assert hosts.V1.describe() == ("eKuiper 1.x, sink acks by requiredACKs, a plugin runs "
-                                   "only while a rule uses it, no plugin status route")
-    assert hosts.V2.describe() == "eKuiper 2.1.3+, sink acks by requireAck"

@@ -11,7 +11,7 @@ Run as a script, it does what ``mode`` says:
 - ``stubborn``: as ``serve``, but ignores SIGTERM.
 - ``exit``: writes two log lines and exits with code 3.
 - ``silent``: never answers.
-- ``pprof-busy``: exits as eKuiper 2.0 and 2.1 do when their fixed pprof port is taken.
+- ``pprof-busy``: exits as eKuiper before 2.2 does when its fixed pprof port is taken.
 - ``busy-once``: the first start writes eKuiper's "address already in use" and exits, as when
   another process took the port first; the second serves.
 
