@@ -44,6 +44,10 @@ class HostGeneration:
     #: The sink's ack socket is closed when its rule stops; when not (eKuiper #3156),
     #: the rule cannot start again until eKuiper restarts ("address in use").
     closes_ack_socket: bool
+    #: A sink with ``batchSize`` or ``lingerInterval`` gets a batch as one frame (each row
+    #: in a list of its own unless ``sendSingle``); when not (seen on v1.14.7), the batch
+    #: is framed as unbatched rows are: one array, or each row alone with ``sendSingle``.
+    frames_batches: bool = True
 
     def reads_acks(self, config: Mapping[str, Any]) -> bool:
         """Whether this host waits for an ack after each frame of a sink with ``config``.
@@ -60,7 +64,8 @@ class HostGeneration:
 
 #: 1.14.x, the last 1.x line.
 V1 = HostGeneration("1.x", (1, 0, 0), skips_keepalives=False, ack_property="requiredACKs",
-                    lazy_start=True, status_route=False, closes_ack_socket=False)
+                    lazy_start=True, status_route=False, closes_ack_socket=False,
+                    frames_batches=False)
 #: 2.0.0 to 2.1.2: v2's REST API and acks, the 1.x control channel.
 V2_EARLY = HostGeneration("2.0-2.1.2", (2, 0, 0), skips_keepalives=False,
                           ack_property="requireAck", lazy_start=False, status_route=True,

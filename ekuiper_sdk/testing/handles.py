@@ -16,6 +16,7 @@ from typing import (
 import pynng
 
 from ..errors import FunctionError, HostError, InvalidFrameError, SinkAckError
+from ..hosts import HostGeneration
 from .gojson import (
     FuncReply,
     SourceTuple,
@@ -41,6 +42,7 @@ class HandleOwner(Protocol):
     """What a handle needs of the host that started it (:class:`~.host.PluginHost`)."""
 
     name: str
+    generation: HostGeneration
 
     def output_tail(self, lines: int = ...) -> str: ...
 
@@ -246,7 +248,8 @@ class SinkHandle:
         Seen on a real eKuiper v2: with ``batchSize`` or ``lingerInterval`` the rows go as
         one frame, ``[{...}, {...}]`` with ``sendSingle`` and ``[[{...}], [{...}]]``
         without; with neither, ``sendSingle`` sends each row as a frame of its own and the
-        default sends the rows as one array (a window's output).
+        default sends the rows as one array (a window's output). Seen on v1.14.7: a batch
+        is framed as if there were none (``HostGeneration.frames_batches``).
 
         Example::
 
@@ -254,7 +257,8 @@ class SinkHandle:
         """
         config = {str(k).casefold(): v for k, v in (self.control.get("config") or {}).items()}
         single = config.get("sendsingle") is True
-        batched = bool(config.get("batchsize")) or bool(config.get("lingerinterval"))
+        batched = self.host.generation.frames_batches and (
+            bool(config.get("batchsize")) or bool(config.get("lingerinterval")))
         frames: list[Any]
         if batched:
             frames = [list(rows) if single else [[row] for row in rows]]

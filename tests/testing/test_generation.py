@@ -86,3 +86,29 @@ def test_a_non_bool_require_ack_fails_the_start_on_2x_only(
     sink = start(plugin_host_factory, unique_name, hosts.V1).start_sink(
         "recorder", unique_name(), config=config)
     assert sink.require_ack is False  # 1.x never looks at requireAck
+
+
+@pytest.mark.parametrize("generation", hosts.GENERATIONS, ids=lambda g: g.name)
+@pytest.mark.parametrize("framing", [{"batchSize": 3}, {"batchSize": 3, "sendSingle": True},
+                                     {"lingerInterval": 100}])
+def test_a_batch_is_framed_as_each_generation_frames_it(
+        generation: HostGeneration, framing: dict[str, object],
+        plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[[], str],
+        tmp_path: Path) -> None:
+    # Seen on the real servers: 2.x sends a batch as one frame, each row in a list of its
+    # own unless sendSingle; v1.14.7 frames a batch as it frames rows with no batching.
+    host = start(plugin_host_factory, unique_name, generation)
+    acks = {"requireAck": True} if generation.ack_property == "requireAck" else {"requiredACKs": 1}
+    config = {"record": str(tmp_path / "s"), **acks, **framing}
+    sink = host.start_sink("recorder", unique_name(), config=config)
+    sink.send_rows([{"n": 1}, {"n": 2}, {"n": 3}])
+    sink.stop()
+    frames = [line for line in (tmp_path / "s").read_text().splitlines() if line != "closed"]
+    single = framing.get("sendSingle") is True
+    if generation.frames_batches:
+        rows = '{"n":1},{"n":2},{"n":3}' if single else '[{"n":1}],[{"n":2}],[{"n":3}]'
+        assert frames == [f"[{rows}]"]
+    elif single:
+        assert frames == ['{"n":1}', '{"n":2}', '{"n":3}']
+    else:
+        assert frames == ['[{"n":1},{"n":2},{"n":3}]']
