@@ -65,8 +65,9 @@ def test_edits_are_packed_and_sent_and_a_failed_step_keeps_the_last_good(
     assert [c.step for c in cycles] == ["done", "pack", "done", "update"]
     assert cycles[0].rules == [("by_function", "running"), ("by_sink", "running"),
                                ("by_stream", "running")]
-    assert lines[0].startswith(f"ok: {name} 0.1.0 installed; status running; used by "
-                               "by_function (running), by_sink (running), by_stream (running)")
+    assert lines[0].startswith(f"ok: {name} 0.1.0 installed; status running [eKuiper ")
+    assert lines[0].endswith("; used by by_function (running), by_sink (running), "
+                             "by_stream (running)")
     assert lines[1].startswith("failed at pack: ") and "main.py" in lines[1]
     assert lines[2].startswith(f"ok: {name} 0.2.0 updated")
     assert lines[3].startswith("failed at update: ") and "no room left" in lines[3]
@@ -92,9 +93,10 @@ def test_each_cycle_says_what_the_server_offers_and_names_the_1x_ack_socket_bug(
                                 "actions": [{sink: {}}], "status": in_use}}
         dev_loop(plugin, rest.RestClient(ek.url, timeout=60), iter(()), out=out)
     first = out.getvalue().splitlines()[0]
-    state = ("status installed (eKuiper 1.14.7 has no plugin status; it starts the plugin "
-             "when a rule first uses it" if not host_generation.status_route
-             else "status running;")
+    server = f"[eKuiper {VERSIONS[host_generation.name]}, generation {host_generation.name}]"
+    state = (f"status installed {server} (eKuiper 1.14.7 has no plugin status; it starts the "
+             "plugin when a rule first uses it" if not host_generation.status_route
+             else f"status running {server};")
     assert state in first
     assert first.endswith(f"used by by_sink ({in_use}); {rest.ACK_SOCKET_HINT}")
 
