@@ -11,7 +11,12 @@ asks this module, at the few points where the generations differ:
 - 1.x starts the plugin process when a symbol is first started, and kills it one second
   after the last source or sink stops while no function was started;
 - 1.x leaves a sink's ack socket open when its rule stops, so the same rule's sink cannot
-  start again (``address in use``) until the host closes.
+  start again (``address in use``) until the host closes;
+- 1.x frames a batch (``batchSize``, ``lingerInterval``) as rows with no batching
+  (``SinkHandle.send_rows``, through ``HostGeneration.frames_batches``).
+
+All of these were seen on real v1.14.7 and v2.1.2 servers (docs/protocol.md, "Host
+generations").
 
 Example::
 
