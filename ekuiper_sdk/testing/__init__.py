@@ -31,8 +31,9 @@ from ..errors import (
 )
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
-from .host import PluginHost, wait_for
+from .host import PluginHost
 from .pipeline import run_pipeline
+from .waiting import wait_for
 
 if TYPE_CHECKING:
     from .real import Capture, RealEkuiper
