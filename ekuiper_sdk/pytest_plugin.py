@@ -89,6 +89,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ekuiper-python", default=None, metavar="X.Y",
                     help="that eKuiper's Python version, for the vendored wheels "
                          "(default: $EKUIPER_PYTHON_VERSION or 3.12)")
+    group.addoption("--snapshot-update", action="store_true", default=False,
+                    help="write the snapshots ekuiper_sdk.testing.assert_snapshot compares "
+                         "with, instead of comparing")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--snapshot-update", default=False):
+        from .testing.snapshot import UPDATE_ENV
+
+        os.environ[UPDATE_ENV] = "1"
 
 
 @pytest.fixture

@@ -6,6 +6,9 @@
   source configuration eKuiper builds (:mod:`.source_config`).
 - :func:`run_pipeline` (:mod:`.pipeline`) runs a plugin folder like a small rule; it is
   what ``ekuiper-plugin run`` shows.
+- :func:`replay` (:mod:`.replay`) replays a fixture ``ekuiper-plugin record`` took on a
+  real eKuiper, and :func:`assert_snapshot` (:mod:`.snapshot`) compares what came out with
+  a stored snapshot.
 - :class:`RealEkuiper` (:mod:`.real`) does the same things on a running eKuiper server.
 
 Example::
@@ -31,6 +34,8 @@ from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .host import PluginHost, wait_for
 from .pipeline import run_pipeline
+from .replay import Outcome, Replay, replay
+from .snapshot import SnapshotMismatch, assert_snapshot
 
 if TYPE_CHECKING:
     from .real import Capture, RealEkuiper
@@ -38,7 +43,8 @@ if TYPE_CHECKING:
 __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
     "HostError", "InvalidFrameError", "SinkAckError", "FunctionError",
-    "SourceConfigWarning", "run_pipeline",
+    "SourceConfigWarning", "run_pipeline", "replay", "Replay", "Outcome", "assert_snapshot",
+    "SnapshotMismatch",
     "go_json_dumps", "decode_source_frame", "wait_for", "RealEkuiper", "Capture",
 ]
 

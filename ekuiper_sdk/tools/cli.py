@@ -25,6 +25,8 @@ from ..errors import HostError, PackagingError, Problem, RestError
 from . import rest
 from .manifest import KINDS
 from .pack import pack
+from .record import add_record_parser
+from .replay_cli import add_replay_argument, cmd_replay
 from .uimeta import MISSING_MESSAGE
 from .validate import validate
 
@@ -137,6 +139,8 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     # Imported here: only `run` needs the built-in host, and it loads the socket library.
     from ..testing.pipeline import RunSummary, run_pipeline
 
+    if args.replay:
+        return cmd_replay(args, out, err)
     try:
         inputs = _run_inputs(args)
     except (ValueError, OSError) as exc:
@@ -339,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-code", action="store_true",
                    help="do not ask the code for its symbols before the run (a plugin on the "
                    "official ekuiper package cannot list them)")
+    add_replay_argument(p)
     p.set_defaults(func=_cmd_run)
 
     def server_args(p: argparse.ArgumentParser) -> None:
@@ -403,6 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     server_args(p)
     p.set_defaults(func=_cmd_status)
+
+    add_record_parser(sub, server_args)
     return parser
 
 
