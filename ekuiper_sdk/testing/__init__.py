@@ -36,6 +36,7 @@ from .host import PluginHost, wait_for
 from .pipeline import run_pipeline
 from .replay import Outcome, Replay, replay
 from .snapshot import SnapshotMismatch, assert_snapshot
+from ..tools.fixture import Fixture, FixtureError, frame_bytes, frame_records, read_fixture
 
 if TYPE_CHECKING:
     from .real import Capture, RealEkuiper
@@ -44,7 +45,8 @@ __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
     "HostError", "InvalidFrameError", "SinkAckError", "FunctionError",
     "SourceConfigWarning", "run_pipeline", "replay", "Replay", "Outcome", "assert_snapshot",
-    "SnapshotMismatch",
+    "SnapshotMismatch", "Fixture", "FixtureError", "read_fixture", "frame_bytes",
+    "frame_records",
     "go_json_dumps", "decode_source_frame", "wait_for", "RealEkuiper", "Capture",
 ]
 

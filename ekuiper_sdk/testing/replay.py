@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import pynng
+
 from ..errors import FunctionError, HostError, PackagingError, SinkAckError
 from ..tools.fixture import Fixture, compact_json, frame_bytes, frame_records, read_fixture
 from ..tools.manifest import find_manifest, load_manifest
@@ -59,7 +61,7 @@ class Outcome:
         if e["kind"] == "source":
             return f"{head}, source {e['symbol']}: {self.error}"
         records = frame_records(e)
-        frame = json.dumps(e.get("frame", e.get("text")), ensure_ascii=False)
+        frame = frame_bytes(e).decode("utf-8", "replace")
         if self.culprit is not None:
             index, record = self.culprit
             what = (f"record {json.dumps(record, ensure_ascii=False)} (record {index + 1} "
@@ -235,6 +237,10 @@ def replay(fixture: PathLike | Fixture, plugin_dir: PathLike, *,
             else:
                 result.outcomes.append(session.source(event, timeout))
         session.stop()
+    except pynng.AddressInUse:
+        raise HostError(f"plugin {name}: an IPC socket it needs (/tmp/plugin_{name}.ipc, "
+                        f"/tmp/func_<function>.ipc) is in use: an eKuiper on this machine "
+                        f"runs this plugin; replay where it does not run, or stop it") from None
     finally:
         host.close()
         result.output = list(host.output)

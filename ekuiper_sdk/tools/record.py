@@ -366,6 +366,34 @@ class Recording:
             tap.records += 1
         self._failed.clear()
 
+    def _running_again(self, rule_id: str, timeout: float = 10.0) -> str | None:
+        """Wait for a restored rule to run; restart it when it stopped by error.
+
+        eKuiper can fail a rule it restarts at once with ``can't listen on pull socket for
+        ipc:///tmp/<rule>_<stream>_0.ipc: address in use`` (seen on v2.4 when a rule was
+        deleted and created again within a second): the old source socket is not yet closed.
+        """
+        deadline = time.monotonic() + timeout
+        restarted = False
+        while True:
+            try:
+                status = str(self.client.request("GET", f"/rules/{rule_id}/status").json()
+                             .get("status"))
+            except RestError as exc:
+                return f"status of rule {rule_id}: {exc.message}"
+            if status == "running":
+                return None
+            if time.monotonic() >= deadline:
+                return f"rule {rule_id} is {status} after the recording"
+            if status.startswith("stopped") and not restarted:
+                time.sleep(1.0)
+                try:
+                    self.client.request("POST", f"/rules/{rule_id}/restart")
+                except RestError as exc:
+                    return f"restart rule {rule_id}: {exc.message}"
+                restarted = True
+            time.sleep(0.2)
+
     def restore(self) -> list[str]:
         """Put everything back; the problems met (each also tried to the end)."""
         problems = []
@@ -382,6 +410,10 @@ class Recording:
                     patch.applied = False
                 except RecordError as exc:
                     problems.append(str(exc))
+        for patch in self.patches:
+            problem = self._running_again(patch.rule_id)
+            if problem:
+                problems.append(problem)
         if self.installed is not None:
             try:
                 self.client.delete(self.installed)

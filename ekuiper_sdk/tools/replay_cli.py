@@ -30,7 +30,7 @@ def cmd_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from ..errors import HostError
     from ..testing.replay import replay
     from ..testing.run_inputs import parse_property
-    from .fixture import FixtureError, read_fixture
+    from .fixture import FixtureError, frame_bytes, read_fixture
 
     try:
         fixture = read_fixture(args.replay)
@@ -52,7 +52,7 @@ def cmd_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         event, got = outcome.event, outcome.output
         counts[event["kind"]] += 1
         if event["kind"] == "sink":
-            frame = _dump(event.get("frame", event.get("text", event.get("base64"))))
+            frame = frame_bytes(event).decode("utf-8", "replace")
             out.write(f"sink {event['symbol']} <- {frame} (rule {event['rule']}, frame "
                       f"{got['frame']}): {got.get('ack') or 'error'}\n")
         elif event["kind"] == "call":
