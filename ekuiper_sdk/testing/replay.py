@@ -114,7 +114,7 @@ def _sink_config(recorded: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[
 
 def _alone(event: dict[str, Any], record: Any) -> bytes:
     """One record in a frame of the failed frame's shape."""
-    frame = event["frame"]
+    frame = event["frame"] if "frame" in event else json.loads(str(event.get("text")))
     if isinstance(frame, list):
         return compact_json([[record]] if frame and isinstance(frame[0], list) else [record])
     return compact_json(record)

@@ -94,9 +94,13 @@ def frame_records(event: dict[str, Any]) -> list[Any]:
     >>> frame_records({"frame": [[{"n": 1}], [{"n": 2}]]})
     [{'n': 1}, {'n': 2}]
     """
-    if "frame" not in event:
-        return []
-    value = event["frame"]
+    if "frame" in event:
+        value = event["frame"]
+    else:
+        try:    # a frame kept as text (Go's escapes, say) can still be JSON
+            value = json.loads(str(event.get("text")))
+        except ValueError:
+            return []
     if not isinstance(value, list):
         return [value]
     return [row for item in value for row in (item if isinstance(item, list) else [item])]
