@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from helpers.pack_helpers import unique_name
+from helpers.replay_plugin import make_plugin
 
 from ekuiper_sdk.testing import (
     FixtureError,
@@ -27,64 +28,6 @@ from ekuiper_sdk.tools.fixture import FixtureWriter, frame_fields
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "example" / "h26demo"
-
-# A sink that keeps every frame it gets in a file (one line each) and rejects a row whose
-# "n" is not a number; a source of numbered rows; a function.
-PLUGIN = '''
-import json, threading
-from ekuiper_sdk import Function, PluginConfig, Sink, Source, plugin
-
-class Tick(Source):
-    def configure(self, datasource, conf):
-        self.conf, self.datasource, self.stopped = conf, datasource, threading.Event()
-    def open(self, ctx):
-        n = 0
-        while not self.stopped.is_set():
-            n += 1
-            ctx.emit({"n": n, "ds": self.datasource, "step": self.conf.get("step")}, None)
-            self.stopped.wait(0.01)
-    def close(self, ctx):
-        self.stopped.set()
-
-class Keep(Sink):
-    def configure(self, conf):
-        self.path, self.conf = conf["path"], conf
-    def collect(self, ctx, data):
-        with open(self.path, "ab") as f:
-            f.write(data + b"\\n")
-        value = json.loads(data)
-        rows = value if isinstance(value, list) else [value]
-        for row in rows:
-            row = row[0] if isinstance(row, list) else row
-            if not isinstance(row.get("n"), int):
-                raise ValueError(f"n must be a number, got {row.get('n')!r}")
-
-class Up(Function):
-    def validate(self, args):
-        return ""
-    def exec(self, args, ctx):
-        return str(args[0]).upper()
-    def is_aggregate(self):
-        return False
-
-if __name__ == "__main__":
-    plugin.start(PluginConfig(NAME, {NAME + "_tick": Tick}, {NAME + "_keep": Keep},
-                              {NAME + "_up": Up}))
-'''
-
-
-def make_plugin(tmp_path: Path) -> tuple[Path, str]:
-    name = unique_name("rp")
-    folder = tmp_path / name
-    (folder / "sources").mkdir(parents=True)
-    (folder / "main.py").write_text(f"NAME = {name!r}\n" + PLUGIN)
-    (folder / f"{name}.json").write_text(json.dumps({
-        "version": "1.0.0", "language": "python", "executable": "main.py",
-        "sources": [f"{name}_tick"], "sinks": [f"{name}_keep"], "functions": [f"{name}_up"]}))
-    (folder / "sources" / f"{name}_tick.yaml").write_text(
-        "default:\n  step: 1\nfast:\n  step: 5\n")
-    return folder, name
-
 
 def write_fixture(path: Path, name: str, events: list[dict[str, Any]]) -> Path:
     with FixtureWriter(path, {"plugin": name, "server": "http://127.0.0.1:9081"}) as out:
