@@ -30,13 +30,13 @@ from ..errors import (
     SinkAckError,
     SourceConfigWarning,
 )
+from ..tools.fixture import Fixture, FixtureError, frame_bytes, frame_records, read_fixture
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .host import PluginHost, wait_for
 from .pipeline import run_pipeline
 from .replay import Outcome, Replay, replay
 from .snapshot import SnapshotMismatch, assert_snapshot
-from ..tools.fixture import Fixture, FixtureError, frame_bytes, frame_records, read_fixture
 
 if TYPE_CHECKING:
     from .real import Capture, RealEkuiper

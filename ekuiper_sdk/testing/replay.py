@@ -201,8 +201,10 @@ class _Session:
 
     def stop(self) -> None:
         # A sink collects what it was sent before it answers the stop (as in run_pipeline).
-        for handle in [*self.sources.values(), *self.sinks.values()]:
-            handle.stop()
+        for source in self.sources.values():
+            source.stop()
+        for sink in self.sinks.values():
+            sink.stop()
 
 
 def replay(fixture: PathLike | Fixture, plugin_dir: PathLike, *,

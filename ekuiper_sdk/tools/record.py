@@ -38,7 +38,7 @@ from typing import IO, Any
 
 from ..errors import PackagingError, RestError
 from . import rest
-from .fixture import FixtureWriter, framing, frame_fields, frame_records
+from .fixture import FixtureWriter, frame_fields, frame_records, framing
 from .recorder_plugin import ADDRESS_KEY, TAG_KEY, Listener, recorder_name, write_recorder_plugin
 from .sql_calls import wrap_calls
 
@@ -143,7 +143,8 @@ class Recording:
         wanted = list(self.rules) or [str(r["id"]) for r in
                                       self.client.request("GET", "/rules").json() or []]
         self._listener()
-        said, streams = [], {}
+        said: list[str] = []
+        streams: dict[str, tuple[str, list[str]]] = {}
         for rule_id in wanted:
             try:
                 definition = self.client.request("GET", f"/rules/{rule_id}").json()

@@ -38,7 +38,8 @@ def _skip_quoted(sql: str, i: int) -> int:
 
 def _close_paren(sql: str, open_at: int) -> tuple[int, list[str]]:
     """The index of the ``)`` matching ``sql[open_at]`` and the top-level argument texts."""
-    depth, i, begin, args = 0, open_at, open_at + 1, []
+    depth, i, begin = 0, open_at, open_at + 1
+    args: list[str] = []
     while i < len(sql):
         ch = sql[i]
         if ch in "'\"`":
@@ -63,7 +64,7 @@ def _close_paren(sql: str, open_at: int) -> tuple[int, list[str]]:
 def find_calls(sql: str, names: Collection[str]) -> list[Call]:
     """Every call of a function in ``names`` (case-insensitive), outermost first.
 
-    >>> [(c.name, c.args) for c in find_calls("SELECT up(a, 'x,)'), b FROM s", {"up"}])]
+    >>> [(c.name, c.args) for c in find_calls("SELECT up(a, 'x,)'), b FROM s", {"up"})]
     [('up', ('a', "'x,)'"))]
     """
     wanted = {n.casefold() for n in names}
