@@ -26,6 +26,7 @@ import io
 import json
 import queue
 import random
+import re
 import signal
 import tempfile
 import time
@@ -115,10 +116,12 @@ class Recording:
     vendor: bool = True
     listen: str = "127.0.0.1"
     advertise: str | None = None
+    aggregates: Sequence[str] = ()
     taps: dict[str, Tap] = field(default_factory=dict)
     patches: list[RulePatch] = field(default_factory=list)
     added_rules: list[str] = field(default_factory=list)
     installed: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         port = urllib.parse.urlsplit(self.client.server).port or 80
@@ -200,12 +203,21 @@ class Recording:
                                                "call": sql[call.start:call.end]})
                 uses.append(f"function {call.name}")
                 quoted = address.replace("'", "''")
-                return (f"{self.recorder}_result({self.recorder}_args('{quoted}', '{site}'"
+                group = call.name.casefold() in {a.casefold() for a in self.aggregates}
+                args_fn = f"{self.recorder}_{'groupargs' if group else 'args'}"
+                return (f"{self.recorder}_result({args_fn}('{quoted}', '{site}'"
                         f"{''.join(', ' + a for a in call.args)}), {text})")
             try:
-                new_sql, _ = wrap_calls(sql, functions, wrap)
+                new_sql, calls = wrap_calls(sql, functions, wrap)
             except ValueError as exc:
                 raise RecordError(f"rule {rule_id}: {exc}") from None
+            marked = {a.casefold() for a in self.aggregates}
+            if re.search(r"\bgroup\s+by\b|window\s*\(", sql, re.I):
+                for name in sorted({c.name for c in calls if c.name.casefold() not in marked}):
+                    self.warnings.append(
+                        f"rule {rule_id} groups rows: if {name} is an aggregate function, "
+                        f"give --aggregate {name}, or its calls are recorded with one row's "
+                        f"values instead of the group's")
         elif not isinstance(sql, str) and (added or functions):
             if added:
                 raise RecordError(f"rule {rule_id} has no SQL (a graph rule): the recording "
@@ -455,7 +467,8 @@ def record(client: rest.RestClient, plugin: str, out: str | Path, *,
            rules: Sequence[str] = (), seconds: float | None = None,
            records: int | None = None, log: IO[str] | None = None,
            python_version: str = "3.12", vendor: bool = True,
-           listen: str = "127.0.0.1", advertise: str | None = None) -> int:
+           listen: str = "127.0.0.1", advertise: str | None = None,
+           aggregates: Sequence[str] = ()) -> int:
     """Record what ``plugin`` receives on the server into the fixture ``out``; returns the
     number of events written. The server is restored before this returns or raises,
     also on KeyboardInterrupt (which is raised again after the restore)."""
@@ -463,7 +476,7 @@ def record(client: rest.RestClient, plugin: str, out: str | Path, *,
         raise RecordError("say how long to record: --seconds N or --records N")
     log = log if log is not None else io.StringIO()
     session = Recording(client, plugin, Path(out), log, rules, python_version, vendor,
-                        listen, advertise)
+                        listen, advertise, aggregates)
     writer: FixtureWriter | None = None
     before: ServerState | None = None
     interrupted = False
@@ -480,6 +493,8 @@ def record(client: rest.RestClient, plugin: str, out: str | Path, *,
                           for p in session.patches}})
             for line in said:
                 log.write(f"recording {line}\n")
+            for line in session.warnings:
+                log.write(f"warning: {line}\n")
             session.start()
             limit = (f"{seconds:g} s" if seconds is not None else "") + (
                 " or " if seconds is not None and records is not None else "") + (
@@ -518,7 +533,8 @@ def _cmd_record(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         count = record(client, args.plugin, args.out, rules=args.rule or (),
                        seconds=args.seconds, records=args.records, log=err,
                        python_version=args.python_version, vendor=not args.no_vendor,
-                       listen=args.listen, advertise=args.advertise)
+                       listen=args.listen, advertise=args.advertise,
+                       aggregates=args.aggregate or ())
     except RecordError as exc:
         err.write(f"error: {exc}\n")
         return 1
@@ -542,6 +558,9 @@ def add_record_parser(sub: Any, server_args: Any) -> None:
     p.add_argument("--seconds", type=float, help="record for this long")
     p.add_argument("--records", type=int,
                    help="record until each sink, function call and source has this many")
+    p.add_argument("--aggregate", action="append", metavar="FUNCTION",
+                   help="a function of the plugin that is an aggregate (repeatable): its "
+                   "calls are recorded with the group's lists of values, as it gets them")
     p.add_argument("--out", required=True, metavar="FILE.jsonl", help="the fixture to write")
     p.add_argument("--python-version", default="3.12",
                    help="the server's Python, for the recorder plugin's wheels (default 3.12)")

@@ -9,7 +9,8 @@ functions wrap a call of the plugin's function in the rule's SQL,
 so ``A`` sends the arguments ``f`` is about to get (as eKuiper encodes them for a portable
 function, which is what ``f`` receives) and returns a token, then ``R`` sends ``f``'s
 result under that token and returns it, unchanged, to the rule. A call that fails on the
-server leaves its arguments without a result.
+server leaves its arguments without a result. For an aggregate ``f``, ``A`` is the
+aggregate ``<name>_groupargs``, so that it gets the group's lists as ``f`` does.
 
 Messages go over plain TCP, each a 4-byte length, a JSON header line and the raw payload,
 so that neither end needs more than the standard library and ``ekuiper_sdk``.
@@ -93,6 +94,18 @@ class Arguments(Function):
         return False
 
 
+class GroupArguments(Arguments):
+    """For an aggregate function: each argument is the list of the group's values, the
+    address and site (literals) repeated once per row."""
+
+    def exec(self, args, ctx):
+        address, site = (a[0] if isinstance(a, list) else a for a in args[:2])
+        return super().exec([address, site, *args[2:]], ctx)
+
+    def is_aggregate(self):
+        return True
+
+
 class Result(Function):
     def validate(self, args):
         return "" if len(args) == 2 else "@NAME@_result needs a token and a value"
@@ -109,7 +122,8 @@ class Result(Function):
 
 if __name__ == "__main__":
     plugin.start(PluginConfig("@NAME@", {}, {"@NAME@": Forward},
-                              {"@NAME@_args": Arguments, "@NAME@_result": Result}))
+                              {"@NAME@_args": Arguments, "@NAME@_groupargs": GroupArguments,
+                               "@NAME@_result": Result}))
 '''
 
 
@@ -130,7 +144,9 @@ def write_recorder_plugin(folder: Path, name: str) -> Path:
     (folder / f"{name}.py").write_text(script, encoding="utf-8")
     (folder / f"{name}.json").write_text(json.dumps({
         "version": "v1.0.0", "language": "python", "executable": f"{name}.py",
-        "sinks": [name], "functions": [f"{name}_args", f"{name}_result"]}), encoding="utf-8")
+        "sinks": [name],
+        "functions": [f"{name}_args", f"{name}_groupargs", f"{name}_result"]}),
+        encoding="utf-8")
     return folder
 
 

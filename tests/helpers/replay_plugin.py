@@ -1,5 +1,6 @@
 """A plugin for the record and replay tests: a source of numbered rows, a function, and a
-sink that keeps every frame it gets in a file and rejects a row whose "n" is no number.
+sink that keeps every frame it gets in a file and rejects a row whose "n" is no number,
+and an aggregate.
 Every symbol is named after the plugin, which has a unique name (sockets are global)."""
 
 from __future__ import annotations
@@ -48,9 +49,17 @@ class Up(Function):
     def is_aggregate(self):
         return False
 
+class Total(Function):
+    def validate(self, args):
+        return ""
+    def exec(self, args, ctx):
+        return sum(args[0] or [])
+    def is_aggregate(self):
+        return True
+
 if __name__ == "__main__":
     plugin.start(PluginConfig(NAME, {NAME + "_tick": Tick}, {NAME + "_keep": Keep},
-                              {NAME + "_up": Up}))
+                              {NAME + "_up": Up, NAME + "_total": Total}))
 '''
 
 
@@ -61,7 +70,7 @@ def make_plugin(tmp_path: Path, prefix: str = "rp") -> tuple[Path, str]:
     (folder / "main.py").write_text(f"NAME = {name!r}\n" + PLUGIN)
     (folder / f"{name}.json").write_text(json.dumps({
         "version": "1.0.0", "language": "python", "executable": "main.py",
-        "sources": [f"{name}_tick"], "sinks": [f"{name}_keep"], "functions": [f"{name}_up"]}))
+        "sources": [f"{name}_tick"], "sinks": [f"{name}_keep"], "functions": [f"{name}_up", f"{name}_total"]}))
     (folder / "sources" / f"{name}_tick.yaml").write_text(
         "default:\n  step: 1\nfast:\n  step: 5\n")
     return folder, name

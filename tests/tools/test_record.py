@@ -151,3 +151,29 @@ def test_ctrl_c_ends_the_recording_and_restores_the_server(setup: Setup,
     assert "interrupted: wrote" in err and "warning" not in err, err
     assert setup.state().differences(before) == []
     assert read_fixture(out).of_kind("sink")
+
+
+def test_an_aggregate_is_recorded_with_the_groups_values(setup: Setup,
+                                                          tmp_path: Path) -> None:
+    rule = unique_name(PREFIX + "a")
+    setup.server.create_rule(
+        rule, f"SELECT {setup.name}_total(n) AS t FROM {setup.stream} GROUP BY CountWindow(3)",
+        [{f"{setup.name}_keep": {"path": str(tmp_path / "agg.txt"), "sendSingle": True}}])
+    before = server_state(setup.server.client, [rule])
+    out = tmp_path / "rec.jsonl"
+    log = __import__("io").StringIO()
+    record(setup.server.client, setup.name, out, rules=[rule], records=2, log=log,
+           aggregates=[f"{setup.name}_total"], python_version=setup.server.python_version)
+    assert server_state(setup.server.client, [rule]).differences(before) == []
+    assert "warning" not in log.getvalue()
+    calls = read_fixture(out).of_kind("call")
+    assert len(calls) >= 2
+    for call in calls:
+        (values,) = call["args"]
+        assert len(values) == 3 and call["result"] == sum(values)
+    folder, name = make_plugin(tmp_path / "copy", PREFIX)
+    renamed = tmp_path / "renamed.jsonl"
+    renamed.write_text(out.read_text().replace(setup.name, name))
+    result = replay(renamed, folder, kinds=("call",))
+    assert result.errors == [] and result.changed_calls() == []
+    assert len(result.outcomes) == len(calls)
