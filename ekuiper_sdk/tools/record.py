@@ -129,6 +129,10 @@ class Recording:
         self.listener: Listener | None = None
         self._pending: dict[str, tuple[str, list[Any]]] = {}
         self._failed: list[tuple[str, list[Any]]] = []
+        #: The aggregates' call sites, and the call each has open: its arguments, or None
+        #: until the aggregate-side function describes them (never, for an empty group).
+        self._groups: dict[str, int] = {}     # site: the call's number of arguments
+        self._open: dict[str, list[Any] | None] = {}
 
     # -- what to record -----------------------------------------------------------
 
@@ -205,8 +209,11 @@ class Recording:
                 quoted = address.replace("'", "''")
                 group = call.name.casefold() in {a.casefold() for a in self.aggregates}
                 args_fn = f"{self.recorder}_{'groupargs' if group else 'args'}"
-                return (f"{self.recorder}_result({args_fn}('{quoted}', '{site}'"
-                        f"{''.join(', ' + a for a in call.args)}), {text})")
+                enter = f"{self.recorder}_enter('{quoted}', '{site}'), " if group else ""
+                if group:
+                    self._groups[site] = len(call.args)
+                return (f"{self.recorder}_result('{quoted}', '{site}', {enter}{args_fn}("
+                        f"'{quoted}', '{site}'{''.join(', ' + a for a in call.args)}), {text})")
             try:
                 new_sql, calls = wrap_calls(sql, functions, wrap)
             except ValueError as exc:
@@ -343,6 +350,13 @@ class Recording:
                      **frame_fields(payload)}
             tap.records += max(1, len(frame_records(event)))
             writer.write(event)
+        elif kind == "enter":
+            site = str(header.get("site"))
+            if site in self._open:      # the one before never got its result: it failed
+                self._failed.append((site, self._open[site] or self._nulls(site)))
+            self._open[site] = None
+        elif kind == "args" and str(header.get("site")) in self._groups:
+            self._open[str(header.get("site"))] = list(header.get("args") or [])
         elif kind == "args":
             site, token = str(header.get("site")), str(header.get("token"))
             # Calls of one site come one after another: an older one still waiting for its
@@ -353,13 +367,22 @@ class Recording:
                     del self._pending[older]
             self._pending[token] = (site, list(header.get("args") or []))
         elif kind == "result":
-            pending = self._pending.pop(str(header.get("token")), None)
-            tap = self.taps.get(str(header.get("site")))
+            site = str(header.get("site"))
+            tap = self.taps.get(site)
+            if site in self._groups:
+                opened = self._open.pop(site, None)
+                pending: tuple[str, list[Any]] | None = (site, opened or self._nulls(site))
+            else:
+                pending = self._pending.pop(str(header.get("token")), None)
             if pending is None or tap is None:
                 return
             writer.write({"kind": "call", **tap.info, "args": pending[1],
                           "result": header.get("result")})
             tap.records += 1
+
+    def _nulls(self, site: str) -> list[Any]:
+        """What an aggregate gets over an empty group: null for each argument (v2.4)."""
+        return [None] * self._groups.get(site, 1)
 
     def write_failures(self, writer: FixtureWriter) -> None:
         """The calls that failed on the server, with the rule's last error."""
@@ -374,7 +397,10 @@ class Recording:
                     status = {}
                 found = [str(v) for k, v in status.items()
                          if k.endswith("_last_exception") and v]
-                errors[rule] = found[0] if found else "the call failed on the server"
+                # "run Select error: alias: ... meet error, err:call func f error: X":
+                # the part after the last "err:" is the function's, without our wrapping.
+                errors[rule] = (found[0].rsplit("err:", 1)[-1] if found
+                                else "the call failed on the server")
             writer.write({"kind": "call", **tap.info, "args": args, "error": errors[rule]})
             tap.records += 1
         self._failed.clear()

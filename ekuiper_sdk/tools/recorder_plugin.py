@@ -5,12 +5,17 @@ The plugin (``sdkrecord<port>``) has one sink and two functions. The sink forwar
 frame a rule gives it, unchanged, with the tag its action carries; added beside a plugin's
 sink action, with the same properties, it gets the frames the plugin's sink gets. The
 functions wrap a call of the plugin's function in the rule's SQL,
-``R(A('addr', 'site', a, b), f(a, b))``: eKuiper evaluates a function's arguments in order,
-so ``A`` sends the arguments ``f`` is about to get (as eKuiper encodes them for a portable
-function, which is what ``f`` receives) and returns a token, then ``R`` sends ``f``'s
+``R('addr', 'site', A('addr', 'site', a, b), f(a, b))``: eKuiper evaluates a function's
+arguments in order, so ``A`` sends the arguments ``f`` is about to get (as eKuiper encodes
+them for a portable function, which is what ``f`` receives) and returns a token, then
+``R`` sends ``f``'s
 result under that token and returns it, unchanged, to the rule. A call that fails on the
 server leaves its arguments without a result. For an aggregate ``f``, ``A`` is the
-aggregate ``<name>_groupargs``, so that it gets the group's lists as ``f`` does.
+aggregate ``<name>_groupargs``, so that it gets the group's lists as ``f`` does; over an
+empty group eKuiper gives each argument of ``A`` and ``f`` null (seen on v2.4), the
+address and site among them, so an aggregate's call is opened first by the scalar
+``E('addr', 'site')``, as ``R('addr', 'site', E(...), A(...), f(...))``, and a call that
+``A`` did not describe was one over an empty group.
 
 Messages go over plain TCP, each a 4-byte length, a JSON header line and the raw payload,
 so that neither end needs more than the standard library and ``ekuiper_sdk``.
@@ -99,21 +104,40 @@ class GroupArguments(Arguments):
     address and site (literals) repeated once per row."""
 
     def exec(self, args, ctx):
-        address, site = (a[0] if isinstance(a, list) else a for a in args[:2])
+        address, site = (a[0] if isinstance(a, list) and a else a for a in args[:2])
+        if not isinstance(address, str):
+            # An empty group: eKuiper gives each argument null (seen on v2.4), the address
+            # and site among them; the enter and result functions record the call.
+            return ""
         return super().exec([address, site, *args[2:]], ctx)
 
     def is_aggregate(self):
         return True
 
 
-class Result(Function):
+class Enter(Function):
+    """Says that an aggregate's call begins (even over an empty group)."""
+
     def validate(self, args):
-        return "" if len(args) == 2 else "@NAME@_result needs a token and a value"
+        return "" if len(args) == 2 else "@NAME@_enter needs an address and a site"
 
     def exec(self, args, ctx):
-        token, value = str(args[0]), args[1]
-        address, site, _ = token.split("|", 2)
-        send(address, {"kind": "result", "site": site, "token": token, "result": value})
+        send(str(args[0]), {"kind": "enter", "site": str(args[1]), "rule": ctx.get_rule_id()})
+        return ""
+
+    def is_aggregate(self):
+        return False
+
+
+class Result(Function):
+    def validate(self, args):
+        return "" if len(args) in (4, 5) else "@NAME@_result needs an address, a site, a " \
+            "token and a value"
+
+    def exec(self, args, ctx):
+        address, site, token, value = str(args[0]), str(args[1]), str(args[-2] or ""), args[-1]
+        send(address, {"kind": "result", "site": site, "token": token, "result": value,
+                       "empty": token == ""})
         return value
 
     def is_aggregate(self):
@@ -123,7 +147,7 @@ class Result(Function):
 if __name__ == "__main__":
     plugin.start(PluginConfig("@NAME@", {}, {"@NAME@": Forward},
                               {"@NAME@_args": Arguments, "@NAME@_groupargs": GroupArguments,
-                               "@NAME@_result": Result}))
+                               "@NAME@_enter": Enter, "@NAME@_result": Result}))
 '''
 
 
@@ -145,7 +169,8 @@ def write_recorder_plugin(folder: Path, name: str) -> Path:
     (folder / f"{name}.json").write_text(json.dumps({
         "version": "v1.0.0", "language": "python", "executable": f"{name}.py",
         "sinks": [name],
-        "functions": [f"{name}_args", f"{name}_groupargs", f"{name}_result"]}),
+        "functions": [f"{name}_args", f"{name}_groupargs", f"{name}_enter",
+                      f"{name}_result"]}),
         encoding="utf-8")
     return folder
 

@@ -70,7 +70,8 @@ def make_plugin(tmp_path: Path, prefix: str = "rp") -> tuple[Path, str]:
     (folder / "main.py").write_text(f"NAME = {name!r}\n" + PLUGIN)
     (folder / f"{name}.json").write_text(json.dumps({
         "version": "1.0.0", "language": "python", "executable": "main.py",
-        "sources": [f"{name}_tick"], "sinks": [f"{name}_keep"], "functions": [f"{name}_up", f"{name}_total"]}))
+        "sources": [f"{name}_tick"], "sinks": [f"{name}_keep"],
+        "functions": [f"{name}_up", f"{name}_total"]}))
     (folder / "sources" / f"{name}_tick.yaml").write_text(
         "default:\n  step: 1\nfast:\n  step: 5\n")
     return folder, name
