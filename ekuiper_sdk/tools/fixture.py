@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Union
@@ -186,18 +185,3 @@ class FixtureWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def iter_groups(events: list[dict[str, Any]], *keys: str) -> Iterator[list[dict[str, Any]]]:
-    """Runs of consecutive events with the same ``keys``, in order.
-
-    >>> [len(g) for g in iter_groups([{"a": 1}, {"a": 1}, {"a": 2}], "a")]
-    [2, 1]
-    """
-    run: list[dict[str, Any]] = []
-    for event in events:
-        if run and any(run[0].get(k) != event.get(k) for k in keys):
-            yield run
-            run = []
-        run.append(event)
-    if run:
-        yield run

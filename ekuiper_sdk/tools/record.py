@@ -158,6 +158,11 @@ class Recording:
             except RestError:
                 raise RecordError(f"rule {rule_id} is not on {self.client.server}; "
                                   f"GET /rules lists the rules") from None
+            if not isinstance(definition.get("sql"), str):
+                if self.rules:
+                    raise RecordError(f"rule {rule_id} has no SQL (a graph rule): the "
+                                      f"recording handles SQL rules only")
+                continue
             uses = self._plan_rule(rule_id, definition, sinks, functions)
             for stream, symbol in self._plugin_streams(rule_id, sources):
                 streams.setdefault(stream, (symbol, []))[1].append(rule_id)
@@ -225,10 +230,6 @@ class Recording:
                         f"rule {rule_id} groups rows: if {name} is an aggregate function, "
                         f"give --aggregate {name}, or its calls are recorded with one row's "
                         f"values instead of the group's")
-        elif not isinstance(sql, str) and (added or functions):
-            if added:
-                raise RecordError(f"rule {rule_id} has no SQL (a graph rule): the recording "
-                                  f"handles SQL rules only")
         if added or new_sql != sql:
             patched = dict(definition, actions=actions + added)
             if new_sql != sql:
