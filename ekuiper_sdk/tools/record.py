@@ -335,6 +335,11 @@ class Recording:
             self._take(writer, message.header, message.payload)
 
     def _take(self, writer: FixtureWriter, header: dict[str, Any], payload: bytes) -> None:
+        self._take_one(writer, header, payload)
+        if self._failed:        # written where they happened, with the rule's error
+            self.write_failures(writer)
+
+    def _take_one(self, writer: FixtureWriter, header: dict[str, Any], payload: bytes) -> None:
         kind = header.get("kind")
         if kind == "frame":
             tap = self.taps.get(str(header.get("tag")))
@@ -414,7 +419,7 @@ class Recording:
         deleted and created again within a second): the old source socket is not yet closed.
         """
         deadline = time.monotonic() + timeout
-        restarted = False
+        restarted = seen_running = False
         while True:
             try:
                 status = str(self.client.request("GET", f"/rules/{rule_id}/status").json()
@@ -422,7 +427,12 @@ class Recording:
             except RestError as exc:
                 return f"status of rule {rule_id}: {exc.message}"
             if status == "running":
-                return None
+                if seen_running:
+                    return None
+                # A rule that fails to start shows "running" for a moment first.
+                seen_running = True
+                time.sleep(1.0)
+                continue
             if time.monotonic() >= deadline:
                 return f"rule {rule_id} is {status} after the recording"
             if status.startswith("stopped") and not restarted:
@@ -431,7 +441,7 @@ class Recording:
                     self.client.request("POST", f"/rules/{rule_id}/restart")
                 except RestError as exc:
                     return f"restart rule {rule_id}: {exc.message}"
-                restarted = True
+                restarted, seen_running = True, False
             time.sleep(0.2)
 
     def restore(self) -> list[str]:
