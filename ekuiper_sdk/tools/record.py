@@ -29,6 +29,7 @@ import random
 import re
 import signal
 import tempfile
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
@@ -481,6 +482,9 @@ def _interrupts_end_the_recording() -> Iterator[None]:
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
+    if threading.current_thread() is not threading.main_thread():
+        yield           # signals reach the main thread only
+        return
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
@@ -491,6 +495,9 @@ def _interrupts_end_the_recording() -> Iterator[None]:
 @contextmanager
 def _uninterrupted() -> Iterator[None]:
     """A second Ctrl-C must not stop the restoring half-way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     previous_term = signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:

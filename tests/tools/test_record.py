@@ -183,3 +183,25 @@ def test_an_aggregate_is_recorded_with_the_groups_values(setup: Setup, tmp_path:
     result = replay(renamed, folder, kinds=("call",))
     assert result.errors == [] and result.changed_calls() == []
     assert len(result.outcomes) == len(calls)
+
+
+def test_record_runs_from_a_thread_other_than_the_main_one(tmp_path: Path) -> None:
+    # Signal handlers can only be set in the main thread: elsewhere the recording goes
+    # without them, and still reports its errors.
+    import threading
+
+    from ekuiper_sdk.tools.rest import RestClient
+
+    caught: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            record(RestClient("http://127.0.0.1:9", timeout=2), "p", tmp_path / "f.jsonl",
+                   seconds=1)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            caught.append(exc)
+
+    thread = threading.Thread(target=go)
+    thread.start()
+    thread.join(30)
+    assert len(caught) == 1 and isinstance(caught[0], RecordError), caught
