@@ -27,7 +27,9 @@ from ..errors import (
     FunctionError,
     HostError,
     InvalidFrameError,
+    RealEkuiperError,
     SinkAckError,
+    SocketNameWarning,
     SourceConfigWarning,
 )
 from ..tools.fixture import Fixture, FixtureError, frame_bytes, frame_records, read_fixture
@@ -44,9 +46,9 @@ if TYPE_CHECKING:
 __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
     "HostError", "InvalidFrameError", "SinkAckError", "FunctionError",
-    "SourceConfigWarning", "run_pipeline", "replay", "Replay", "Outcome", "assert_snapshot",
-    "SnapshotMismatch", "Fixture", "FixtureError", "read_fixture", "frame_bytes",
-    "frame_records",
+    "SourceConfigWarning", "SocketNameWarning", "RealEkuiperError", "run_pipeline",
+    "replay", "Replay", "Outcome", "assert_snapshot", "SnapshotMismatch", "Fixture",
+    "FixtureError", "read_fixture", "frame_bytes", "frame_records",
     "go_json_dumps", "decode_source_frame", "wait_for", "RealEkuiper", "Capture",
 ]
 
