@@ -26,6 +26,8 @@ from . import rest
 from .fleet.commands import add_fleet_commands
 from .manifest import KINDS
 from .pack import pack
+from .record import add_record_parser
+from .replay_cli import add_replay_argument, cmd_replay
 from .uimeta import MISSING_MESSAGE
 from .usage import describe_rules
 from .validate import validate
@@ -139,6 +141,8 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     # Imported here: only `run` needs the built-in host, and it loads the socket library.
     from ..testing.pipeline import RunSummary, run_pipeline
 
+    if args.replay:
+        return cmd_replay(args, out, err)
     try:
         inputs = _run_inputs(args)
     except (ValueError, OSError) as exc:
@@ -362,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-code", action="store_true",
                    help="do not ask the code for its symbols before the run (a plugin on the "
                    "official ekuiper package cannot list them)")
+    add_replay_argument(p)
     p.set_defaults(func=_cmd_run)
 
     def server_args(p: argparse.ArgumentParser) -> None:
@@ -430,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_args(p)
     p.set_defaults(func=_cmd_status)
     add_fleet_commands(sub)
+    add_record_parser(sub, server_args)
     return parser
 
 
