@@ -6,6 +6,9 @@
   source configuration eKuiper builds (:mod:`.source_config`).
 - :func:`run_pipeline` (:mod:`.pipeline`) runs a plugin folder like a small rule; it is
   what ``ekuiper-plugin run`` shows.
+- :func:`replay` (:mod:`.replay`) replays a fixture ``ekuiper-plugin record`` took on a
+  real eKuiper, and :func:`assert_snapshot` (:mod:`.snapshot`) compares what came out with
+  a stored snapshot.
 - :class:`RealEkuiper` (:mod:`.real`) does the same things on a running eKuiper server.
 
 Example::
@@ -29,10 +32,14 @@ from ..errors import (
     SocketNameWarning,
     SourceConfigWarning,
 )
+from ..tools.fixture import Fixture, FixtureError, frame_bytes, frame_records, read_fixture
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
-from .host import PluginHost, wait_for
+from .host import PluginHost
 from .pipeline import run_pipeline
+from .replay import Outcome, Replay, replay
+from .snapshot import SnapshotMismatch, assert_snapshot
+from .waiting import wait_for
 
 if TYPE_CHECKING:
     from .real import Capture, RealEkuiper
@@ -41,6 +48,8 @@ __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
     "HostError", "InvalidFrameError", "SinkAckError", "FunctionError",
     "SourceConfigWarning", "SocketNameWarning", "RealEkuiperError", "run_pipeline",
+    "replay", "Replay", "Outcome", "assert_snapshot", "SnapshotMismatch", "Fixture",
+    "FixtureError", "read_fixture", "frame_bytes", "frame_records",
     "go_json_dumps", "decode_source_frame", "wait_for", "RealEkuiper", "Capture",
 ]
 

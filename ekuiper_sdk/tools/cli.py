@@ -26,6 +26,8 @@ from . import rest
 from .fleet.commands import add_fleet_commands
 from .manifest import KINDS
 from .pack import pack
+from .record import add_record_parser
+from .replay_cli import add_replay_argument, cmd_replay
 from .uimeta import MISSING_MESSAGE
 from .usage import describe_rules
 from .validate import validate
@@ -139,6 +141,8 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     # Imported here: only `run` needs the built-in host, and it loads the socket library.
     from ..testing.pipeline import RunSummary, run_pipeline
 
+    if args.replay:
+        return cmd_replay(args, out, err)
     try:
         inputs = _run_inputs(args)
     except (ValueError, OSError) as exc:
@@ -206,9 +210,19 @@ def _cmd_install(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         text += f" ({problem})"
     if status == "running" and args.settle > 0:
         text += f" after {args.settle:g} s"
-    _emit(args, out, dict(result.to_dict(), ok=status != "error"), text)
+    _emit(args, out, dict(result.to_dict(), ok=status != "error"),
+          text + _server_note(result.status))
     # A plugin that started and died within the settle time failed to install, for a script.
     return EXIT_FAIL if status == "error" else EXIT_OK
+
+
+def _server_note(status: dict[str, Any] | None) -> str:
+    """What the server is, after a status line: its version, and on 1.x why no state."""
+    server = (status or {}).get("server")
+    if not isinstance(server, dict):
+        return ""
+    note = f" [eKuiper {server.get('version')}, generation {server.get('generation')}]"
+    return note + (f"; {status['note']}" if status and status.get("note") else "")
 
 
 def _cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -232,7 +246,7 @@ def _cmd_list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    status = _client(args).status(args.name)
+    status = _client(args).plugin_status(args.name)
     state = status.get("status")
     refs = status.get("refCount") or {}
     text = f"{args.name}: {state}"
@@ -244,7 +258,8 @@ def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         rules = [(rule, f"state unknown: {exc.message}") for rule in sorted(refs)]
     if rules:
         text += "; used by " + ", ".join(f"{rule} ({state})" for rule, state in rules)
-    _emit(args, out, dict(status, ok=state != "error", name=args.name), text)
+    _emit(args, out, dict(status, ok=state != "error", name=args.name),
+          text + _server_note(status))
     # A plugin in "error" makes the command fail, so scripts can test it.
     return EXIT_FAIL if state == "error" else EXIT_OK
 
@@ -351,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-code", action="store_true",
                    help="do not ask the code for its symbols before the run (a plugin on the "
                    "official ekuiper package cannot list them)")
+    add_replay_argument(p)
     p.set_defaults(func=_cmd_run)
 
     def server_args(p: argparse.ArgumentParser) -> None:
@@ -419,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     server_args(p)
     p.set_defaults(func=_cmd_status)
     add_fleet_commands(sub)
+    add_record_parser(sub, server_args)
     return parser
 
 
