@@ -360,7 +360,8 @@ if [ -z "$py" ] && [ -z "$conda_env" ]; then
     for candidate in python python3; do
         if command -v "$candidate" >/dev/null 2>&1; then py=$candidate; break; fi
     done
-    [ -n "$py" ] || fail "no python or python3 on PATH; install Python 3 or set EKUIPER_PYTHON"
+    [ -n "$py" ] || fail "no python or python3 on PATH; install Python 3, or point eKuiper" \
+        "at one with portable.pythonBin in etc/kuiper.yaml (or KUIPER__PORTABLE__PYTHONBIN)"
 fi
 run_python() {
     if [ -n "$conda_env" ] && [ -z "${EKUIPER_PYTHON:-}" ]; then
@@ -373,12 +374,23 @@ run_python() {
     fail "$wheels/requirements.txt is missing; pack the plugin again with --vendor"
 # Importing pip is the check, since starting pip's command line costs half a second.
 run_python -c 'import pip' >/dev/null 2>&1 ||
-    fail "pip is not available for ${py:-conda env $conda_env}; install pip for it" \
-        "(python -m ensurepip, or apt-get install python3-pip) or set EKUIPER_PYTHON" \
-        "to an interpreter that has pip"
+    fail "pip is not available for ${py:-conda env $conda_env}, the Python eKuiper runs" \
+        "plugins with; install pip for it (apt-get install python3-pip, apk add py3-pip)," \
+        "or point portable.pythonBin in etc/kuiper.yaml (or KUIPER__PORTABLE__PYTHONBIN)" \
+        "at an interpreter that has pip"
 tags=$(run_python -c 'import sys, platform
 print("%s %d.%d on %s %s" % (platform.python_implementation(), sys.version_info[0],
       sys.version_info[1], sys.platform, platform.machine()))' 2>/dev/null)
+# The one command that packs for this machine: its Python version, architecture and libc.
+repack=$(run_python -c 'import sys, platform
+libc, version = platform.libc_ver()
+machine = platform.machine()
+if libc == "glibc":
+    where = "--platform %s --glibc %s" % (machine, version)
+else:
+    where = "--platform musllinux_1_2_%s" % machine
+print("ekuiper-plugin pack <plugin folder> --vendor --python-version %d.%d %s"
+      % (sys.version_info[0], sys.version_info[1], where))' 2>/dev/null)
 # --isolated: no pip configuration or PIP_* variable may add an index or other wheel folders.
 pip_install() {
     PIP_ROOT_USER_ACTION=ignore run_python -m pip --isolated install --no-index \
@@ -389,7 +401,38 @@ pip_install() {
 missing() {
     printf '%s\n' "$out" >&2
     fail "a wheel for $tags is missing in @WHEELS@/ (see pip's message above);" \
-        "pack again with --vendor --python-version and --platform matching this machine"
+        "pack again for this machine: $repack"
+}
+# Every native module is loaded once, so that a shared library the system lacks (pynng's
+# aarch64 wheel needs libatomic.so.1, which a minimal Debian does not have) fails the
+# install here, naming the library, instead of killing the plugin at its first start.
+# Prints "<package> <library>" for the first module that does not load.
+unloadable() {
+    run_python -c 'import ctypes, os, re, sys
+root = sys.argv[1]
+for folder, _, files in sorted(os.walk(root)):
+    for name in sorted(files):
+        if not re.search(r"\.so(\.|$)", name):
+            continue
+        try:
+            ctypes.CDLL(os.path.join(folder, name))
+        except OSError as exc:
+            top = os.path.relpath(folder, root).split(os.sep)[0]
+            top = name.split(".")[0] if top == "." else top
+            lib = re.search(r"([^/: ]+): cannot open shared object", str(exc))
+            print(re.sub(r"\.libs$", "", top), lib.group(1) if lib else str(exc))
+            sys.exit(1)' "$1" 2>/dev/null
+}
+# The system package that brings a library, on Debian (Raspberry Pi OS) and on Alpine.
+system_package() {
+    case "$1" in
+        libatomic.so.*) echo "apt-get install libatomic1; apk add libatomic" ;;
+        libstdc++.so.*) echo "apt-get install libstdc++6; apk add libstdc++" ;;
+        libgcc_s.so.*) echo "apt-get install libgcc-s1; apk add libgcc" ;;
+        libz.so.*) echo "apt-get install zlib1g; apk add zlib" ;;
+        libffi.so.*) echo "apt-get install libffi8; apk add libffi" ;;
+        *) echo "install the system package that provides $1" ;;
+    esac
 }
 if [ -n "$own_folder" ]; then
     # The plugin's own folder, rebuilt from the wheels each time (eKuiper runs this script
@@ -400,6 +443,12 @@ if [ -n "$own_folder" ]; then
     if ! out=$(pip_install --no-compile --target "$target.new" 2>&1); then
         rm -rf "$target.new"
         missing
+    fi
+    if broken=$(unloadable "$target.new"); [ -n "$broken" ]; then
+        rm -rf "$target.new"
+        fail "${broken%% *} cannot load on $tags: it needs ${broken#* }, which this" \
+            "system lacks; install it ($(system_package "${broken#* }")), then install the" \
+            "plugin again"
     fi
     rm -rf "$target" && mv "$target.new" "$target" ||
         fail "cannot replace $target; check the permissions of the plugin folder"

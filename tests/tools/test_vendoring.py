@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import platform
 import re
+import shutil
 import subprocess
 import venv
 import zipfile
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import ekuiper_install_rules as rules
 from helpers.pack_helpers import builtin_host, new_plugin, require_pypi
-from helpers.vendor_helpers import bare_venv_with_borrowed_pip, clean_env, local_options
+from helpers.vendor_helpers import PY, bare_venv_with_borrowed_pip, clean_env, local_options
 
 from ekuiper_sdk.errors import PackagingError, VendorError
 from ekuiper_sdk.tools import manifest
@@ -94,7 +96,8 @@ def test_install_sh_refuses_without_pip(tmp_path: Path) -> None:
                           env=clean_env(EKUIPER_PYTHON=str(bare / "bin" / "python")), check=False)
     assert proc.returncode != 0
     [line] = proc.stderr.strip().splitlines()
-    assert "pip is not available" in line and "EKUIPER_PYTHON" in line
+    assert "pip is not available" in line and "portable.pythonBin" in line
+    assert "KUIPER__PORTABLE__PYTHONBIN" in line and "ensurepip" not in line
 
 
 def test_vendor_refuses_a_go_plugin_and_an_own_install_sh(tmp_path: Path) -> None:
@@ -237,3 +240,81 @@ def test_install_sh_reads_as_written() -> None:
     continued = [line for line in INSTALL_SH.splitlines() if line.endswith(" \\")]
     assert len(continued) >= 4, continued
     assert 'py="${EKUIPER_PYTHON:-${KUIPER__PORTABLE__PYTHONBIN:-}}"' in INSTALL_SH
+
+
+def _wheel_with_native_module(folder: Path, needs: str) -> Path:
+    """A wheel of ``h24native`` whose extension module is linked against ``lib<needs>.so.1``,
+    a library built for the occasion and deleted again, as a system that lacks it would be."""
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("needs a C compiler to build a native module")
+    build = folder / "build"
+    build.mkdir()
+    (build / "gone.c").write_text("int gone(void) { return 1; }\n")
+    (build / "mod.c").write_text("int gone(void);\nint h24native_value(void) { return gone(); }\n")
+    lib = build / f"lib{needs}.so.1"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), f"-Wl,-soname,{lib.name}",
+                    str(build / "gone.c")], check=True)
+    (build / f"lib{needs}.so").symlink_to(lib.name)
+    module = build / "_mod.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(module), str(build / "mod.c"),
+                    f"-L{build}", f"-l{needs}"], check=True)
+    wheel = folder / "h24native-1.0-py3-none-any.whl"
+    files = {"h24native/__init__.py": b"", "h24native/_mod.so": module.read_bytes(),
+             "h24native-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: h24native\n"
+                                                 b"Version: 1.0\n",
+             "h24native-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\n"
+                                              b"Tag: py3-none-any\n"}
+    record = "".join(f"{name},,\n" for name in files) + "h24native-1.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr("h24native-1.0.dist-info/RECORD", record)
+    shutil.rmtree(build)   # the library is gone: only the module's need for it stays
+    return wheel
+
+
+def test_install_sh_names_a_system_library_a_wheel_needs(tmp_path: Path) -> None:
+    """A native module that cannot load fails install.sh at once, in one line naming the
+    package and the library, and leaves no half-filled package folder behind."""
+    plugin = new_plugin(tmp_path)
+    m = manifest.Manifest.from_dict(json.loads(next(plugin.glob("*.json")).read_text()),
+                                     plugin.name)
+    folder = tmp_path / "plugin"
+    (folder / "wheels").mkdir(parents=True)
+    _wheel_with_native_module(folder / "wheels", "h24gone")
+    (folder / "wheels" / "requirements.txt").write_text("h24native\n")
+    (folder / "install.sh").write_text(vendoring.install_script(m))
+    python, lend = bare_venv_with_borrowed_pip(tmp_path)
+    proc = subprocess.run(["/bin/sh", str(folder / "install.sh")], cwd=folder, timeout=120,
+                          env=clean_env(EKUIPER_PYTHON=str(python), PYTHONPATH=str(lend)),
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("install.sh: h24native cannot load on CPython "), line
+    assert "it needs libh24gone.so.1, which this system lacks" in line
+    assert "provides libh24gone.so.1" in line and line.endswith("install the plugin again")
+    assert sorted(p.name for p in folder.iterdir()) == ["install.sh", "wheels"]
+
+
+def test_install_sh_gives_the_one_command_that_packs_for_this_machine(
+        tmp_path: Path) -> None:
+    """A zip without a wheel for this Python names the exact `pack` command that has one."""
+    plugin = new_plugin(tmp_path)
+    m = manifest.Manifest.from_dict(json.loads(next(plugin.glob("*.json")).read_text()),
+                                     plugin.name)
+    folder = tmp_path / "plugin"
+    (folder / "wheels").mkdir(parents=True)
+    (folder / "wheels" / "requirements.txt").write_text("h24absent\n")
+    (folder / "install.sh").write_text(vendoring.install_script(m))
+    python, lend = bare_venv_with_borrowed_pip(tmp_path)
+    proc = subprocess.run(["/bin/sh", str(folder / "install.sh")], cwd=folder, timeout=120,
+                          env=clean_env(EKUIPER_PYTHON=str(python), PYTHONPATH=str(lend)),
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    machine = platform.machine()
+    glibc = platform.libc_ver()[1]
+    assert last.endswith(f"pack again for this machine: ekuiper-plugin pack <plugin folder> "
+                         f"--vendor --python-version {PY} --platform {machine} --glibc {glibc}"
+                         ), last
