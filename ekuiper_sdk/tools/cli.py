@@ -77,9 +77,11 @@ def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
 
     chosen = [p.strip() for value in (args.platform or []) for p in value.split(",")]
     platforms = tuple(p for p in chosen if p) or DEFAULT_PLATFORMS
-    return VendorOptions(python_version=args.python_version, platforms=platforms,
-                         glibc=args.glibc, sdk_wheel=args.sdk_wheel,
-                         shared_python=args.shared_python)
+    options = VendorOptions(python_version=args.python_version, platforms=platforms,
+                            glibc=args.glibc, sdk_wheel=args.sdk_wheel,
+                            shared_python=args.shared_python)
+    from .doctor import retarget
+    return retarget(args, options, sys.stderr)
 
 
 def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -193,10 +195,12 @@ def _emit(args: argparse.Namespace, out: IO[str], data: Any, text: str) -> None:
 
 
 def _cmd_install(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    result = rest.install_zip(_client(args), args.zip, update=args.command == "update",
-                              via=args.via, name=args.name, serve_address=args.serve_address,
-                              advertise=args.advertise, shell_paras=args.shell_para or (),
-                              log=err)
+    from .failed_install import install_cleanly
+
+    result = install_cleanly(_client(args), args.zip, update=args.command == "update",
+                             via=args.via, name=args.name, serve_address=args.serve_address,
+                             advertise=args.advertise, shell_paras=args.shell_para or (),
+                             log=err)
     status = (result.status or {}).get("status")
     text = f"{result.message} (via {result.via})" + (f"; status: {status}" if status else "")
     _emit(args, out, result.to_dict(), text)
@@ -293,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shared-python", action="store_true",
                    help="with --vendor: install.sh installs the wheels into eKuiper's Python, "
                    "shared by every plugin, instead of the plugin's own __pypackages__/")
+    from .doctor import add_target_args
+    add_target_args(p)
     p.set_defaults(func=_cmd_pack)
 
     p = sub.add_parser("run", help="run the plugin under the built-in host and show what flows",
@@ -403,6 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     server_args(p)
     p.set_defaults(func=_cmd_status)
+
+    from .doctor import add_doctor_parser
+    add_doctor_parser(sub, server_args)
     return parser
 
 

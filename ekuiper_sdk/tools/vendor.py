@@ -71,7 +71,8 @@ class VendorOptions:
     """Which wheels ``pack --vendor`` ships.
 
     ``platforms`` takes ``x86_64``/``amd64``, ``aarch64``/``arm64`` (glibc Linux up to
-    ``glibc``) or any pip platform tag such as ``musllinux_1_2_x86_64``. ``sdk_wheel`` uses
+    ``glibc``), ``musl-x86_64``/``musl-aarch64`` (musl Linux, as on Alpine) or any pip
+    platform tag such as ``musllinux_1_2_x86_64``. ``sdk_wheel`` uses
     a given ekuiper-sdk wheel instead of building one from the installed package.
 
     >>> [t.label for t in VendorOptions().targets()]
@@ -100,10 +101,17 @@ def platform_target(python_version: str, platform: str, glibc: str = DEFAULT_GLI
 
     >>> platform_target("3.12", "arm64", "2.28").platforms[:2]
     ('manylinux_2_28_aarch64', 'manylinux_2_27_aarch64')
+    >>> platform_target("3.12", "musl-arm64").platforms
+    ('musllinux_1_2_aarch64', 'musllinux_1_1_aarch64')
     """
     if not re.match(r"^\d+\.\d+$", python_version):
         raise VendorError([Problem("--python-version", f"{python_version!r} is not like 3.12",
                                    "pass MAJOR.MINOR")])
+    if platform.startswith("musl-") and platform[5:] in _ARCH_ALIASES:
+        # Alpine (musl libc): pip does not widen musllinux tags by itself either.
+        musl_arch = _ARCH_ALIASES[platform[5:]]
+        return Target(python_version, f"linux {musl_arch} (musl)",
+                      (f"musllinux_1_2_{musl_arch}", f"musllinux_1_1_{musl_arch}"))
     arch = _ARCH_ALIASES.get(platform)
     if arch is None:
         if not re.match(r"^[a-z0-9_]+$", platform):
