@@ -277,7 +277,8 @@ def render(report: Report) -> str:
             ok, detail = report.module(name)
             mods.append(f"{name} {detail}" if ok else f"{name} missing")
         lines.append("  packages   " + ", ".join(mods))
-        libs = [k[4:] for k in sorted(f) if k.startswith("py_lib_") and f[k] == "missing"]
+        libs = [k[len("py_lib_"):] for k in sorted(f)
+                if k.startswith("py_lib_") and f[k] == "missing"]
         lines.append("  system libraries  " + ("missing: " + ", ".join(libs) if libs
                                                else "libatomic, libstdc++, libgcc_s present"))
     def writable(key: str) -> str:

@@ -519,6 +519,10 @@ def vendor_entries(plugin_dir: Path, manifest: Manifest, options: VendorOptions,
     with tempfile.TemporaryDirectory(prefix="ekuiper-vendor-") as tmp:
         wheels = download_wheels(to_download, targets, Path(tmp) / WHEELS_DIR,
                                  pip=options.pip, log=log)
+        from .wheel_check import notes
+
+        for line in notes(wheels):
+            log.write(f"note: {line}\n")
         entries = [ZipEntry(f"{WHEELS_DIR}/{w.name}", w.read_bytes()) for w in wheels
                    if w.name != sdk_name]
     entries.append(ZipEntry(f"{WHEELS_DIR}/{sdk_name}", sdk_data))

@@ -11,7 +11,6 @@ import io
 import json
 import platform
 import re
-import shutil
 import subprocess
 import venv
 import zipfile
@@ -20,7 +19,13 @@ from pathlib import Path
 import pytest
 from helpers import ekuiper_install_rules as rules
 from helpers.pack_helpers import builtin_host, new_plugin, require_pypi
-from helpers.vendor_helpers import PY, bare_venv_with_borrowed_pip, clean_env, local_options
+from helpers.vendor_helpers import (
+    PY,
+    bare_venv_with_borrowed_pip,
+    clean_env,
+    local_options,
+    wheel_with_native_module,
+)
 
 from ekuiper_sdk.errors import PackagingError, VendorError
 from ekuiper_sdk.tools import manifest
@@ -242,38 +247,6 @@ def test_install_sh_reads_as_written() -> None:
     assert 'py="${EKUIPER_PYTHON:-${KUIPER__PORTABLE__PYTHONBIN:-}}"' in INSTALL_SH
 
 
-def _wheel_with_native_module(folder: Path, needs: str) -> Path:
-    """A wheel of ``h24native`` whose extension module is linked against ``lib<needs>.so.1``,
-    a library built for the occasion and deleted again, as a system that lacks it would be."""
-    cc = shutil.which("cc")
-    if cc is None:
-        pytest.skip("needs a C compiler to build a native module")
-    build = folder / "build"
-    build.mkdir()
-    (build / "gone.c").write_text("int gone(void) { return 1; }\n")
-    (build / "mod.c").write_text("int gone(void);\nint h24native_value(void) { return gone(); }\n")
-    lib = build / f"lib{needs}.so.1"
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), f"-Wl,-soname,{lib.name}",
-                    str(build / "gone.c")], check=True)
-    (build / f"lib{needs}.so").symlink_to(lib.name)
-    module = build / "_mod.so"
-    subprocess.run([cc, "-shared", "-fPIC", "-o", str(module), str(build / "mod.c"),
-                    f"-L{build}", f"-l{needs}"], check=True)
-    wheel = folder / "h24native-1.0-py3-none-any.whl"
-    files = {"h24native/__init__.py": b"", "h24native/_mod.so": module.read_bytes(),
-             "h24native-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: h24native\n"
-                                                 b"Version: 1.0\n",
-             "h24native-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: false\n"
-                                              b"Tag: py3-none-any\n"}
-    record = "".join(f"{name},,\n" for name in files) + "h24native-1.0.dist-info/RECORD,,\n"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for name, data in files.items():
-            zf.writestr(name, data)
-        zf.writestr("h24native-1.0.dist-info/RECORD", record)
-    shutil.rmtree(build)   # the library is gone: only the module's need for it stays
-    return wheel
-
-
 def test_install_sh_names_a_system_library_a_wheel_needs(tmp_path: Path) -> None:
     """A native module that cannot load fails install.sh at once, in one line naming the
     package and the library, and leaves no half-filled package folder behind."""
@@ -282,7 +255,7 @@ def test_install_sh_names_a_system_library_a_wheel_needs(tmp_path: Path) -> None
                                      plugin.name)
     folder = tmp_path / "plugin"
     (folder / "wheels").mkdir(parents=True)
-    _wheel_with_native_module(folder / "wheels", "h24gone")
+    wheel_with_native_module(folder / "wheels", "h24gone")
     (folder / "wheels" / "requirements.txt").write_text("h24native\n")
     (folder / "install.sh").write_text(vendoring.install_script(m))
     python, lend = bare_venv_with_borrowed_pip(tmp_path)
