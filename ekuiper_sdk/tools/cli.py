@@ -79,7 +79,8 @@ def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
     platforms = tuple(p for p in chosen if p) or DEFAULT_PLATFORMS
     options = VendorOptions(python_version=args.python_version, platforms=platforms,
                             glibc=args.glibc, sdk_wheel=args.sdk_wheel,
-                            shared_python=args.shared_python)
+                            shared_python=args.shared_python,
+                            find_links=tuple(getattr(args, "find_links", None) or ()))
     from .doctor import retarget
     return retarget(args, options, sys.stderr)
 

@@ -201,7 +201,7 @@ def vendor_options_for(report: Report, base: VendorOptions | None = None) -> Ven
     glibc = version if libc == "glibc" and version.startswith("2.") else base.glibc
     return VendorOptions(python_version=report.python_version, platforms=(platform,),
                          glibc=glibc, sdk_wheel=base.sdk_wheel, pip=base.pip,
-                         shared_python=base.shared_python)
+                         shared_python=base.shared_python, find_links=base.find_links)
 
 
 def _findings(report: Report) -> list[Finding]:
@@ -328,6 +328,9 @@ def add_target_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=sorted(IMAGE_TARGETS), help="with --vendor: wheels "
                    "for this eKuiper image flavour (lfedge/ekuiper:<tag>-<flavour>), on "
                    "x86_64 and aarch64")
+    p.add_argument("--find-links", action="append", metavar="DIR", help="with --vendor: "
+                   "also take wheels from this folder (repeatable), e.g. armv7 wheels built "
+                   "on or for the device")
     p.add_argument("--for", dest="for_server", metavar="URL", help="with --vendor: ask this "
                    "eKuiper server (as `doctor` does) and pack for exactly its Python, "
                    "architecture and C library")
@@ -348,7 +351,8 @@ def retarget(args: argparse.Namespace, options: VendorOptions, log: IO[str]) -> 
         version, platforms = IMAGE_TARGETS[target]
         return VendorOptions(python_version=version, platforms=platforms, glibc=options.glibc,
                              sdk_wheel=options.sdk_wheel, pip=options.pip,
-                             shared_python=options.shared_python)
+                             shared_python=options.shared_python,
+                             find_links=options.find_links)
     if server:
         client = RestClient(server, token=getattr(args, "token", None))
         report = probe(client, log=log)

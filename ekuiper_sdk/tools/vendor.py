@@ -40,7 +40,11 @@ WHEELS_DIR = "wheels"
 DEFAULT_PYTHON_VERSION = "3.12"
 DEFAULT_PLATFORMS = ("x86_64", "aarch64")
 DEFAULT_GLIBC = "2.36"
-_ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+_ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
+                 "armv7l": "armv7l", "armv7": "armv7l", "arm": "armv7l"}
+#: Requirements that have a pure-Python form, built (with this environment) where no
+#: binary wheel fits a target: PyPI has no armv7 wheel of msgpack.
+PURE_PYTHON_FORMS = {"msgpack": {"MSGPACK_PUREPYTHON": "1"}}
 _MISSING_RE = re.compile(r"No matching distribution found for (\S+)")
 _NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -87,6 +91,9 @@ class VendorOptions:
     #: Install into the interpreter eKuiper runs (shared by every plugin) instead of the
     #: plugin's own ``__pypackages__/`` folder.
     shared_python: bool = False
+    #: Folders of wheels built elsewhere (for armv7: on the device, or under emulation),
+    #: used besides the package index.
+    find_links: tuple[str, ...] = ()
 
     def targets(self) -> list[Target]:
         """The targets, each with the pip platform tags it accepts."""
@@ -125,6 +132,10 @@ def platform_target(python_version: str, platform: str, glibc: str = DEFAULT_GLI
                                    "pass e.g. 2.36 (Debian bookworm)")])
     tags = [f"manylinux_2_{minor}_{arch}" for minor in range(int(match.group(1)), 16, -1)]
     tags.append(f"manylinux2014_{arch}")  # pip adds manylinux2010/1 for x86_64 itself
+    if arch == "armv7l":
+        # PyPI has few armv7 wheels; one built on or for the device (--find-links) is
+        # tagged linux_armv7l.
+        tags.append("linux_armv7l")
     return Target(python_version, f"linux {arch} (glibc <= {glibc})", tuple(tags))
 
 
@@ -298,8 +309,26 @@ def _run_pip(cmd: Sequence[str], log: IO[str]) -> tuple[int, str]:
         return proc.wait(), "".join(seen)
 
 
+def pure_python_wheel(name: str, dest: Path, pip: Sequence[str], log: IO[str]) -> bool:
+    """Build the pure-Python wheel of ``name`` (one of ``PURE_PYTHON_FORMS``) into ``dest``
+    from its source release; whether it was built."""
+    env = PURE_PYTHON_FORMS.get(_canonical(name))
+    if env is None:
+        return False
+    pip_cmd = list(pip) or [sys.executable, "-m", "pip"]
+    log.write(f"building the pure-Python form of {name} (no binary wheel fits)\n")
+    done = subprocess.run(pip_cmd + ["wheel", "--no-deps", "--no-binary", name, "--wheel-dir",
+                                     str(dest), name], env=dict(os.environ, **env),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        log.write(done.stdout.decode("utf-8", "replace"))
+    return done.returncode == 0
+
+
 def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest: Path,
-                    pip: Sequence[str] = (), log: IO[str] | None = None) -> list[Path]:
+                    pip: Sequence[str] = (), log: IO[str] | None = None,
+                    find_links: Sequence[str] = ()) -> list[Path]:
     """Download binary wheels of ``requirements`` and their dependencies for every target.
 
     Every target is tried; a requirement with no wheel for one is named in the
@@ -325,16 +354,27 @@ def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest
                          "--implementation", target.implementation, "--abi", target.abi]
         for tag in target.platforms:
             cmd += ["--platform", tag]
+        # dest itself, for the pure-Python wheels built below.
+        for folder in (*find_links, str(dest)):
+            cmd += ["--find-links", folder]
         cmd += ["-r", str(req_file)]
         code, output = _run_pip(cmd, log)
+        missing = _MISSING_RE.findall(output)
+        if code != 0 and missing and all(
+                pure_python_wheel(requirement_name(m), dest, pip, log) for m in missing):
+            code, output = _run_pip(cmd, log)
+            missing = _MISSING_RE.findall(output)
         if code == 0:
             continue
-        missing = _MISSING_RE.findall(output)
         if missing:
+            fix = ("pick a version that publishes one, or leave this target out with "
+                   "--platform")
+            if "linux_armv7l" in target.platforms:
+                fix = ("build its armv7 wheel on or for the device and pass the folder with "
+                       "--find-links (docs/deploy.md, \"On arm/v7\")")
             for req in dict.fromkeys(missing):
                 problems.append(Problem("requirements", f"{req!r} has no wheel for "
-                                        f"{target.summary()}", "pick a version that publishes "
-                                        "one, or leave this target out with --platform"))
+                                        f"{target.summary()}", fix))
         else:
             errors = [ln.strip() for ln in output.splitlines() if ln.startswith("ERROR")]
             problems.append(Problem("pip download", f"failed for {target.summary()}: "
@@ -518,7 +558,7 @@ def vendor_entries(plugin_dir: Path, manifest: Manifest, options: VendorOptions,
     to_download = list(dict.fromkeys(user_reqs + sdk_reqs))
     with tempfile.TemporaryDirectory(prefix="ekuiper-vendor-") as tmp:
         wheels = download_wheels(to_download, targets, Path(tmp) / WHEELS_DIR,
-                                 pip=options.pip, log=log)
+                                 pip=options.pip, log=log, find_links=options.find_links)
         from .wheel_check import notes
 
         for line in notes(wheels):

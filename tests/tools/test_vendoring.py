@@ -291,3 +291,30 @@ def test_install_sh_gives_the_one_command_that_packs_for_this_machine(
     assert last.endswith(f"pack again for this machine: ekuiper-plugin pack <plugin folder> "
                          f"--vendor --python-version {PY} --platform {machine} --glibc {glibc}"
                          ), last
+
+
+def test_armv7_accepts_wheels_built_for_the_device() -> None:
+    target = vendoring.platform_target("3.11", "armv7", "2.36")
+    assert target.platforms[0] == "manylinux_2_36_armv7l"
+    assert target.platforms[-1] == "linux_armv7l"
+
+
+def test_msgpack_has_a_pure_python_form_where_no_wheel_fits(tmp_path: Path) -> None:
+    require_pypi()
+    log = io.StringIO()
+    assert vendoring.pure_python_wheel("msgpack", tmp_path, (), log), log.getvalue()
+    [wheel] = tmp_path.glob("msgpack-*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    assert not [n for n in zipfile.ZipFile(wheel).namelist() if ".so" in n]
+    assert not vendoring.pure_python_wheel("pynng", tmp_path, (), log)
+
+
+def test_armv7_without_a_pynng_wheel_says_how_to_get_one(tmp_path: Path) -> None:
+    require_pypi()
+    with pytest.raises(VendorError) as info:
+        vendoring.download_wheels(["pynng>=0.9,<0.10"],
+                                  [vendoring.platform_target("3.11", "armv7")],
+                                  tmp_path / "wheels", log=io.StringIO())
+    [line] = str(info.value).splitlines()
+    assert "has no wheel for CPython 3.11 on linux armv7l" in line
+    assert "--find-links" in line
