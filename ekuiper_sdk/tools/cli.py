@@ -198,6 +198,9 @@ def _emit(args: argparse.Namespace, out: IO[str], data: Any, text: str) -> None:
 def _cmd_install(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     from .failed_install import install_cleanly
 
+    if args.check:
+        from .zip_fit import refuse_unfit
+        refuse_unfit(_client(args), args.zip, log=err)
     result = install_cleanly(_client(args), args.zip, update=args.command == "update",
                              via=args.via, name=args.name, serve_address=args.serve_address,
                              advertise=args.advertise, shell_paras=args.shell_para or (),
@@ -375,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --via serve: host name eKuiper uses to reach this machine")
         p.add_argument("--shell-para", action="append", metavar="ARG",
                        help="argument passed to the zip's install.sh (repeatable)")
+        p.add_argument("--check", action="store_true", help="first ask the server (as "
+                       "`doctor` does) and refuse a zip that cannot run there")
         server_args(p)
         p.set_defaults(func=_cmd_install)
 
