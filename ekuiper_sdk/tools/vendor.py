@@ -448,7 +448,8 @@ pip_install() {
 # Bytecode is written by Python on the first start instead, which keeps an update quick.
 missing() {
     printf '%s\n' "$out" >&2
-    fail "a wheel for $tags is missing in @WHEELS@/ (see pip's message above);" \
+    req=$(printf '%s\n' "$out" | sed -n 's/.*No matching distribution found for //p' | head -n 1)
+    fail "a wheel${req:+ of $req} for $tags is missing in @WHEELS@/;" \
         "pack again for this machine: $repack"
 }
 # Every native module is loaded once, so that a shared library the system lacks (pynng's
