@@ -57,3 +57,36 @@ def test_a_script_that_fails_itself_is_an_error_not_output(
     assert "exit status 2" in info.value.message and "half" in info.value.message
     assert private_kuiperd.run_dir is not None
     assert not (private_kuiperd.run_dir / "plugins" / "portable" / name).exists()
+
+
+def test_an_interrupted_script_still_leaves_nothing(private_kuiperd: PrivateKuiperd  # noqa: F811
+                                                    ) -> None:
+    """Ctrl-C while eKuiper runs the script: the script's failure is the server's own doing,
+    so eKuiper removes the plugin when the script ends, and the upload is deleted here."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    name = unique_name("h24s")
+    code = ("import sys; from ekuiper_sdk.tools.rest import RestClient; "
+            "from ekuiper_sdk.tools.server_script import run_script; "
+            f"run_script(RestClient({private_kuiperd.url!r}), {name!r}, 'sleep 3', "
+            "via='upload')")
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    run = private_kuiperd.run_dir
+    assert run is not None
+    folder = run / "plugins" / "portable" / name
+    deadline = time.monotonic() + 20
+    while not folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert folder.exists(), "eKuiper never started the script"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert "KeyboardInterrupt" in err
+    deadline = time.monotonic() + 20
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not folder.exists()
+    assert not list((run / "data" / "uploads").glob(f"{name}*"))
+    assert all(p.get("name") != name for p in RestClient(private_kuiperd.url).list_plugins())
