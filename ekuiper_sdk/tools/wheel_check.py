@@ -39,6 +39,8 @@ SYSTEM_PACKAGES = {
     "libstdc++.so.6": ("libstdc++6", "libstdc++"),
     "libgcc_s.so.1": ("libgcc-s1", "libgcc"),
     "libz.so.1": ("zlib1g", "zlib"),
+    # cffi built from source (armv7) links the system's libffi instead of bundling it.
+    "libffi.so.8": ("libffi8", "libffi"),
 }
 _TAG_RE = re.compile(r"^(many|musl)linux_(\d+)_(\d+)_(\w+)$")
 _LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
