@@ -106,3 +106,14 @@ def test_doctor_json_and_exit_status(private_kuiperd: PrivateKuiperd  # noqa: F8
     assert data["pack"].endswith(f"--platform {platform.machine()} --glibc "
                                  f"{platform.libc_ver()[1]}")
     assert data["ekuiper"]["version"]
+
+
+def test_pack_for_a_real_server_packs_for_its_python(private_kuiperd: PrivateKuiperd  # noqa: F811
+                                                     ) -> None:
+    log = io.StringIO()
+    ns = argparse.Namespace(target=None, for_server=private_kuiperd.url, token=None)
+    options = doctor.retarget(ns, VendorOptions(), log)
+    assert options.python_version == f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert options.platforms == (platform.machine(),)
+    assert options.glibc == platform.libc_ver()[1]
+    assert f"packing for {private_kuiperd.url}: CPython" in log.getvalue()
