@@ -392,8 +392,8 @@ INSTALL_SH = r"""#!/bin/sh
 # interpreter itself). eKuiper runs it with /bin/sh in the plugin folder when the plugin is
 # installed or updated; running it again is harmless. It installs with the interpreter
 # eKuiper starts the plugin with: $EKUIPER_PYTHON if set, else eKuiper's portable.pythonBin
-# when it is set through the environment (KUIPER__PORTABLE__PYTHONBIN, which eKuiper passes
-# on to this script), else `python` (portable.pythonBin's default), else `python3`.
+# as eKuiper reads it (KUIPER__PORTABLE__PYTHONBIN, which eKuiper passes on to this script,
+# over etc/kuiper.yaml), else `python` (portable.pythonBin's default), else `python3`.
 here=$(cd "$(dirname "$0")" && pwd)
 wheels="$here/@WHEELS@"
 conda_env='@CONDA_ENV@'
@@ -404,6 +404,15 @@ fail() {
     exit 1
 }
 py="${EKUIPER_PYTHON:-${KUIPER__PORTABLE__PYTHONBIN:-}}"
+if [ -z "$py" ] && [ -z "$conda_env" ]; then
+    # portable.pythonBin in eKuiper's etc/kuiper.yaml: the plugin folder is
+    # plugins/portable/<name>/ in eKuiper's base folder (or $KuiperBaseKey).
+    conf="${KuiperBaseKey:-$here/../../..}/etc/kuiper.yaml"
+    if [ -r "$conf" ]; then
+        py=$(sed -n 's/^[[:space:]]*pythonBin:[[:space:]]*//p' "$conf" |
+             sed 's/[[:space:]]*#.*$//; s/^["'"'"']//; s/["'"'"']$//' | head -n 1)
+    fi
+fi
 if [ -z "$py" ] && [ -z "$conda_env" ]; then
     for candidate in python python3; do
         if command -v "$candidate" >/dev/null 2>&1; then py=$candidate; break; fi

@@ -318,3 +318,26 @@ def test_armv7_without_a_pynng_wheel_says_how_to_get_one(tmp_path: Path) -> None
     [line] = str(info.value).splitlines()
     assert "has no wheel for CPython 3.11 on linux armv7l" in line
     assert "--find-links" in line
+
+
+def test_install_sh_uses_the_python_kuiper_yaml_names(tmp_path: Path) -> None:
+    """portable.pythonBin set only in etc/kuiper.yaml (as on a board) is the Python that
+    install.sh installs with, not whichever `python` is on PATH."""
+    plugin = new_plugin(tmp_path)
+    m = manifest.Manifest.from_dict(json.loads(next(plugin.glob("*.json")).read_text()),
+                                    plugin.name)
+    root = tmp_path / "kuiper"
+    folder = root / "plugins" / "portable" / plugin.name
+    (folder / "wheels").mkdir(parents=True)
+    (folder / "wheels" / "requirements.txt").write_text("h24absent\n")
+    (folder / "install.sh").write_text(vendoring.install_script(m))
+    bare = tmp_path / "bare"
+    venv.EnvBuilder(with_pip=False).create(bare)
+    (root / "etc").mkdir()
+    (root / "etc" / "kuiper.yaml").write_text(
+        f"portable:\n  # the board's own\n  pythonBin: \"{bare / 'bin' / 'python'}\"  # set\n")
+    proc = subprocess.run(["/bin/sh", str(folder / "install.sh")], cwd=folder, timeout=60,
+                          env=clean_env(), capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert f"pip is not available for {bare / 'bin' / 'python'}," in line
