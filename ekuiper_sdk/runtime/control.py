@@ -22,6 +22,7 @@ from typing import Any, Callable, Protocol
 
 import pynng
 
+from .. import hosts
 from ..api import Function, Sink, Source
 from ..errors import ConfigError, ProtocolError, UserCodeError
 from . import channels, protocol
@@ -131,8 +132,12 @@ def configure_logging() -> None:
 def connect_to_ekuiper(plugin: str) -> channels.InvertedReplier:
     """Dial eKuiper's control channel for ``plugin``; exits the process when none listens."""
     url = protocol.control_url(plugin)
+    # No keepalive unless every host generation skips one: a host before 2.1.3 reads a
+    # queued handshake as the answer to its next command. A host that is gone is seen
+    # by the channel's disconnect and the parent watch, on every generation.
+    idle_ms = channels.IDLE_KEEPALIVE_MS if hosts.every_host_skips_keepalives() else None
     try:
-        return channels.InvertedReplier(url)
+        return channels.InvertedReplier(url, idle_ms=idle_ms)
     except ConnectionError:
         log.error("no eKuiper is listening at %s: a portable plugin is started by eKuiper "
                   "(or by ekuiper_sdk.testing), not by hand", url)
@@ -253,7 +258,8 @@ class PluginRuntime:
             log.exception("control channel failed")
             self.shutdown("control channel failed")
         else:
-            self.shutdown("control channel closed")
+            peer = "the supervisor closed its" if self._connect else "eKuiper closed the"
+            self.shutdown(f"{peer} control channel")
 
     def _close_all(self) -> None:
         with self._lock:
@@ -396,8 +402,25 @@ class PluginRuntime:
             log.info("ignoring stop of %s: functions serve every rule until the plugin exits",
                      control.label())
             return
+        if control.plugin_type == protocol.SINK:
+            free_ack_path(control.meta)
         if self._retire(control.key) is None:
             # Stopping twice, or after a failed start, leaves the same state: not an error.
             log.warning("stop of %s, which is not running", control.label())
             return
         log.info("stopped %s", control.label())
+
+
+def free_ack_path(meta: protocol.Meta) -> None:
+    """Remove a stopped sink's ack socket file, which a 1.x host never closes.
+
+    eKuiper 1.x keeps listening on it after the rule stops (fixed in 2.0), so the rule's
+    next start failed with ``address in use`` until eKuiper restarted. Without the file,
+    the host's next listen makes a new one; the plugin's dialer is unaffected. A 2.x host
+    has closed (and removed) it before it sends ``stop``, and a restart of the rule waits
+    for this answer, so no newer socket can be removed.
+    """
+    try:
+        os.unlink(protocol.url_path(protocol.sink_ack_url(meta)))
+    except (OSError, ProtocolError):
+        pass

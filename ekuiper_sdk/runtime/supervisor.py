@@ -184,7 +184,7 @@ class Supervisor:
             log.error("control channel failed: %s", exc)
             self.shutdown("control channel failed")
         else:
-            self.shutdown("control channel closed")
+            self.shutdown("eKuiper closed the control channel")
 
     # -- the worker
 

@@ -24,13 +24,16 @@ from ..errors import (
     FunctionError,
     HostError,
     InvalidFrameError,
+    RealEkuiperError,
     SinkAckError,
+    SocketNameWarning,
     SourceConfigWarning,
 )
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
-from .host import PluginHost, wait_for
+from .host import PluginHost
 from .pipeline import run_pipeline
+from .waiting import wait_for
 
 if TYPE_CHECKING:
     from .real import Capture, RealEkuiper
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
     "HostError", "InvalidFrameError", "SinkAckError", "FunctionError",
-    "SourceConfigWarning", "run_pipeline",
+    "SourceConfigWarning", "SocketNameWarning", "RealEkuiperError", "run_pipeline",
     "go_json_dumps", "decode_source_frame", "wait_for", "RealEkuiper", "Capture",
 ]
 

@@ -30,7 +30,6 @@ that exits is noticed while waiting for its answer, and the whole process group 
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import signal
@@ -41,14 +40,18 @@ import time
 from typing import (
     IO,
     Any,
-    Callable,
 )
 
 import pynng
 
 from ..errors import HostError
-from .gojson import _go_dumps_prepared, _go_value
+from ..hosts import HostGeneration
+from . import generation as generations
+from .commands import _control
+from .gojson import _go_dumps_prepared
 from .handles import FunctionHandle, SinkHandle, SourceHandle
+from .plugin_output import TAIL_LINES, PluginOutput
+from .socket_names import SUFFIX_ENV, choose_suffix, declared_functions, remove_stale_socket
 from .sockets import (
     FUNCTION_TIMEOUT,
     MANGOS_QUEUE_LENGTH,
@@ -59,13 +62,14 @@ from .sockets import (
     _listen,
     _recv_within,
     _RecvTimeout,
-    _remove_socket_file,
     _send_rep,
     _short,
 )
 from .source_config import start_config
+from .waiting import wait_for
 
-_TAIL_LINES = 20
+__all__ = ["PluginHost", "wait_for"]
+
 
 
 class PluginHost:
@@ -93,6 +97,13 @@ class PluginHost:
         language: ``"python"`` or ``"go"`` (a Go plugin's executable is run directly).
         echo: also write the plugin's output lines to this stream (True: ``sys.stderr``).
         output_lines: how many of the plugin's last output lines :attr:`output` keeps.
+        rename: run the plugin under other socket names (``EKUIPER_SDK_NAME_SUFFIX``, which
+            this SDK's runtime honours): None (default) only when a live listener, such as
+            an eKuiper with the plugin installed, holds its control socket or a function's,
+            with a :class:`SocketNameWarning`; True always; a string is the suffix; False
+            never (a held name is then a :class:`HostError`). Tests use the code's names.
+        generation: the eKuiper generation to behave like (``ekuiper_sdk.hosts``; default
+            the newest); see :mod:`.generation` for what changes.
 
     Example::
 
@@ -106,7 +117,8 @@ class PluginHost:
                  function_timeout: float = FUNCTION_TIMEOUT,
                  env: dict[str, str] | None = None, conda_env: str | None = None,
                  language: str = "python", echo: bool | IO[str] = False,
-                 output_lines: int = 2000) -> None:
+                 output_lines: int = 2000, rename: bool | str | None = None,
+                 generation: HostGeneration | None = None) -> None:
         if not name or "/" in name or "\x00" in name:
             raise ValueError(f"plugin name {name!r} cannot be part of a socket path")
         if language not in ("python", "go"):
@@ -121,8 +133,12 @@ class PluginHost:
         self.env = dict(env or {})
         self.conda_env = conda_env
         self.language = language
-        self._echo: IO[str] | None = sys.stderr if echo is True else (echo or None)
-        self.control_url = _ipc_url(f"plugin_{name}")
+        self._rename = rename
+        #: What the host appends to the plugin's and its functions' names (see rename).
+        self.suffix = ""
+        self.generation = generation or generations.DEFAULT
+        self._kept_acks: list[pynng.Socket] = []  # ack sockets a 1.x host never closes
+        self._lazy_stop = generations.LazyStop(self._stop_idle)
 
         self._ctrl: pynng.Socket | None = None
         # One command at a time on the control socket, as the Go host's mutex does; every
@@ -130,15 +146,15 @@ class PluginHost:
         self._ctrl_lock = threading.Lock()
         self._life_lock = threading.RLock()     # start / restart / kill / close
         self._proc: subprocess.Popen[bytes] | None = None
-        self._readers: list[threading.Thread] = []
-        self._output: collections.deque[str] = collections.deque(maxlen=output_lines)
-        self._output_lock = threading.Lock()
+        self._output = PluginOutput(name, output_lines,
+                                    sys.stderr if echo is True else (echo or None))
         # eKuiper keys replayed commands by meta (rule, op, instance) only: see restart().
         self._commands: dict[tuple[str, str, int], bytes] = {}
         self._commands_lock = threading.Lock()
         self._handles: list[SourceHandle | SinkHandle] = []
         self._functions: dict[str, FunctionHandle] = {}
         self._plugin_listen_paths: set[str] = set()   # sink data sockets the plugin listens on
+        self._listened: list[str] = []                # socket files this host listened on
         self._started = False
         self._closing = False
         self._closed = False
@@ -169,11 +185,17 @@ class PluginHost:
                 raise HostError(f"plugin host {self.name} is closed")
             self._started = True
             try:
+                self.suffix = choose_suffix(self.name, self.executable, self.language,
+                                            self._rename, declared_functions(self.executable))
+                if self.suffix:
+                    self.env[SUFFIX_ENV] = self.suffix
                 sock = pynng.Rep0()
                 self._ctrl = sock
                 _listen(sock, self.control_url)
-                self._launch()
-                self._handshake()
+                self._listened.append(_ipc_path(self.control_url))
+                if not self.generation.lazy_start:  # else the first symbol's start does it
+                    self._launch()
+                    self._handshake()
             except BaseException:
                 self.close()
                 raise
@@ -234,19 +256,27 @@ class PluginHost:
                 except (HostError, pynng.NNGException):
                     handle._shutdown()
             self._closing = True
+            self._lazy_stop.cancel()
             self._kill_process()
+            for ack in self._kept_acks:
+                ack.close()
             for func in list(self._functions.values()):
                 func._close()
             with self._ctrl_lock:
                 if self._ctrl is not None:
                     self._ctrl.close()
-            for reader in self._readers:
-                reader.join(timeout=2.0)
+            self._output.join()
             self._closed = True
             # nng removes a listener's file when it closes; a plugin killed while listening
-            # leaves its sink socket files behind.
-            for path in [_ipc_path(self.control_url), *self._plugin_listen_paths]:
-                _remove_socket_file(path)
+            # leaves its sink socket files behind. Only files of names this host used, and
+            # only when nobody listens there any more (never eKuiper's own).
+            for path in [*self._listened, *self._plugin_listen_paths]:
+                remove_stale_socket(path)
+
+    @property
+    def control_url(self) -> str:
+        """Where the host listens for the plugin's control channel."""
+        return _ipc_url(f"plugin_{self.name}{self.suffix}")
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -261,13 +291,11 @@ class PluginHost:
     @property
     def output(self) -> list[str]:
         """The plugin's last stdout and stderr lines, oldest first, across restarts."""
-        with self._output_lock:
-            return list(self._output)
+        return self._output.lines()
 
-    def output_tail(self, lines: int = _TAIL_LINES) -> str:
+    def output_tail(self, lines: int = TAIL_LINES) -> str:
         """The last ``lines`` lines of the plugin's output, as one indented text."""
-        tail = self.output[-lines:]
-        return "\n".join("  | " + line for line in tail) if tail else "  | (no output)"
+        return self._output.tail(lines)
 
     def wait_output(self, text: str, timeout: float = 5.0) -> str:
         """The first output line containing ``text``, waiting up to ``timeout`` seconds.
@@ -279,15 +307,7 @@ class PluginHost:
 
             host.wait_output("started source")
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            found = next((line for line in self.output if text in line), None)
-            if found is not None:
-                return found
-            if time.monotonic() >= deadline:
-                raise HostError(f"plugin {self.name} wrote no line with {text!r} within "
-                                f"{timeout:g}s; last output:\n{self.output_tail()}")
-            time.sleep(0.02)
+        return self._output.wait(text, timeout)
 
     @property
     def registered_commands(self) -> list[bytes]:
@@ -325,24 +345,7 @@ class PluginHost:
         except OSError as exc:
             raise HostError(f"fail to start plugin {self.name}: {exc}") from None
         self._proc = proc
-        reader = threading.Thread(target=self._read_output, args=(proc,), daemon=True,
-                                  name=f"ekuiper-host-output-{self.name}")
-        reader.start()
-        self._readers.append(reader)
-
-    def _read_output(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        with proc.stdout:
-            for raw in iter(proc.stdout.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                with self._output_lock:
-                    self._output.append(line)
-                if self._echo is not None:
-                    try:
-                        self._echo.write(f"[{self.name}] {line}\n")
-                        self._echo.flush()
-                    except (OSError, ValueError):
-                        pass
+        self._output.follow(proc)
 
     def _kill_process(self) -> None:
         proc = self._proc
@@ -412,6 +415,15 @@ class PluginHost:
             if not self._alive():
                 self.restart()
 
+    def _refuse_second_handle(self, kind: str, symbol: str, url: str) -> None:
+        """One handle per rule, op and instance: its sockets are named after them."""
+        for handle in self._handles:
+            if handle.url == url:
+                raise HostError(f"{kind} {symbol!r} at {url} already has a running handle on "
+                                f"this host ({handle.control['symbolName']!r}; restart() "
+                                "replays it and the handle keeps receiving): use that handle, "
+                                "or stop() it first")
+
     def _forget(self, handle: object) -> None:
         """A handle that stopped is no longer this host's to stop."""
         # By identity, and without narrowing ``object`` (which older mypy cannot do).
@@ -431,6 +443,8 @@ class PluginHost:
 
             assert host.send_command(b'{"cmd":"stop","arg":"{}"}') != b""
         """
+        if self.generation.lazy_start:
+            self._ensure_running()  # 1.x starts the process on first use
         self._require_started()
         return self._exchange(bytes(raw), timeout)
 
@@ -454,7 +468,7 @@ class PluginHost:
                                     f"command {_short(raw, 120)}{extra}") from None
                 except pynng.NNGException as exc:
                     raise HostError(f"control channel of plugin {self.name}: {exc}") from None
-                if answer[:1] == b"h":
+                if generations.resends_after(self.generation, answer):
                     keepalives += 1
                     continue
                 return answer
@@ -474,6 +488,14 @@ class PluginHost:
                 self._commands[key] = raw
             else:
                 self._commands.pop(key, None)
+            idle = not self._commands
+        if cmd == "stop" and idle and self.generation.lazy_start:
+            self._lazy_stop.schedule()
+
+    def _stop_idle(self) -> None:
+        with self._life_lock, self._commands_lock:
+            if not self._commands and not self._closed:
+                self._kill_process()
 
     # -- symbols ---------------------------------------------------------------
 
@@ -512,6 +534,7 @@ class PluginHost:
         control = _control(symbol, "source", rule_id, op_id, instance_id,
                            datasource if data_source_field else "", merged)
         url = _ipc_url(f"{rule_id}_{op_id}_{instance_id}")
+        self._refuse_second_handle("source", symbol, url)
         sock = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
             _listen(sock, url)
@@ -543,18 +566,12 @@ class PluginHost:
             sink = host.start_sink("print", "rule1", config={"requireAck": True})
             sink.send({"a": 1})
         """
-        require_ack = False
-        for key, value in (config or {}).items():
-            # eKuiper reads requireAck with mapstructure: any key case, a bool or nothing.
-            if isinstance(key, str) and key.casefold() == "requireack" and value is not None:
-                if not isinstance(value, bool):
-                    raise HostError(f"1 error(s) decoding:\n\n* '{key}' expected type 'bool', "
-                                    f"got unconvertible type '{type(value).__name__}'")
-                require_ack = value
+        require_ack = generations.sink_reads_acks(self.generation, config)
         self._ensure_running()
         control = _control(symbol, "sink", rule_id, op_id, instance_id, "", config)
         stem = f"{rule_id}_{op_id}_{instance_id}"
         url, ack_url = _ipc_url(stem), _ipc_url(stem + "_ack")
+        self._refuse_second_handle("sink", symbol, url)
         ack = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
             _listen(ack, ack_url)
@@ -577,7 +594,10 @@ class PluginHost:
                 pass
             raise HostError(f"can't dial on push socket: {exc} (the plugin answered ok to the "
                             f"start of sink {symbol!r} but is not listening at {url})") from None
-        handle = SinkHandle(self, control, push, ack, require_ack, url, ack_url)
+        if not self.generation.closes_ack_socket:
+            self._kept_acks.append(ack)
+        handle = SinkHandle(self, control, push, ack, require_ack, url, ack_url,
+                            close_ack=self.generation.closes_ack_socket)
         self._handles.append(handle)
         return handle
 
@@ -598,51 +618,16 @@ class PluginHost:
         self._ensure_running()
         if not symbol or "/" in symbol or "\x00" in symbol:
             raise ValueError(f"function name {symbol!r} cannot be part of a socket path")
-        url = _ipc_url(f"func_{symbol}")
+        url = _ipc_url(f"func_{symbol}{self.suffix}")
         sock = pynng.Rep0()
         try:
             _listen(sock, url)
             # The Go struct has no omitempty on meta: the empty meta is sent.
-            self._command("start", _control(symbol, "func", "", "", 0, "", None), None)
+            self._command("start", _control(symbol + self.suffix, "func", "", "", 0, "", None),
+                          None)
         except BaseException:
             sock.close()
             raise
         handle = FunctionHandle(self, symbol, sock, url, self.function_timeout)
         self._functions[symbol] = handle
         return handle
-
-
-def _control(symbol: str, plugin_type: str, rule_id: str, op_id: str, instance_id: int,
-             datasource: str, config: dict[str, Any] | None) -> dict[str, Any]:
-    """The Control struct in Go's field order, with Go's omitempty rules."""
-    if plugin_type != "func":
-        for kind, value in (("rule id", rule_id), ("op id", op_id)):
-            if not value or "/" in value or "\x00" in value:
-                raise ValueError(f"{kind} {value!r} cannot be part of a socket path")
-    control: dict[str, Any] = {
-        "symbolName": symbol,
-        "meta": {"ruleId": rule_id, "opId": op_id, "instanceId": int(instance_id)},
-        "pluginType": plugin_type,
-    }
-    if datasource:
-        control["dataSource"] = datasource
-    if config:
-        control["config"] = _go_value(dict(config))
-    return control
-
-
-def wait_for(check: Callable[[], object], timeout: float = 5.0,
-             what: str = "condition") -> None:
-    """Poll ``check`` until it returns something true; ``AssertionError`` after ``timeout``.
-
-    For what a plugin does in its own time (a sink writing a file, a source closing).
-
-    Example::
-
-        wait_for(lambda: out.exists(), 5, "the sink writing its file")
-    """
-    give_up = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.02)

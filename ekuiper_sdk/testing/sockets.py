@@ -6,8 +6,6 @@ Every socket here is used and closed by one thread at a time, as in the plugin r
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from typing import (
     Callable,
@@ -50,15 +48,25 @@ def _ipc_path(url: str) -> str:
 
 
 def _listen(sock: pynng.Socket, url: str) -> None:
-    """Listen like the Go host: five more tries 100 ms apart (a stale file may linger)."""
+    """Listen like the Go host: five more tries 100 ms apart (a closing listener may linger).
+
+    nng itself replaces a stale socket file (it connects first, and removes the file only
+    when nobody answers); a live listener there is a :class:`HostError` naming the file.
+    """
     sock.recv_max_size = 0      # eKuiper sets no size limit; nng's default is 1 MiB
     for attempt in range(6):
         try:
             sock.listen(url)
             return
-        except pynng.NNGException:
+        except pynng.NNGException as exc:
             if attempt == 5:
-                raise
+                if isinstance(exc, pynng.AddressInUse):
+                    # eKuiper's own words first ("address in use", from its socket
+                    # library), then who can hold the file and what to do.
+                    raise HostError(f"address in use: {_ipc_path(url)} is held by a live "
+                                    "listener (an eKuiper or another test host using the "
+                                    "same name); stop that one or use another name") from None
+                raise HostError(f"cannot listen at {url}: {exc}") from None
             time.sleep(0.1)
 
 
@@ -100,14 +108,6 @@ def _send_rep(sock: pynng.Socket, raw: bytes, timeout: float,
     except pynng.BadState:
         _recv_within(sock, timeout, abort)
         sock.send(raw)
-
-
-def _remove_socket_file(path: str) -> None:
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
 
 
 def _short(data: bytes, limit: int = 300) -> str:

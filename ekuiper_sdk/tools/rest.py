@@ -21,7 +21,7 @@ Example::
     from ekuiper_sdk.tools.rest import RestClient, install_zip
     client = RestClient("http://127.0.0.1:9081")
     install_zip(client, "pysam.zip")
-    print(client.status("pysam"))
+    print(client.plugin_status("pysam"))     # on any eKuiper, 1.x included
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ import http.client
 import http.server
 import ipaddress
 import json
+import re
 import secrets
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -45,10 +47,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import PackagingError, RestError
+from ..hosts import HostGeneration, generation_of
 from .manifest import read_zip_manifest
 
 DEFAULT_SERVER = "http://127.0.0.1:9081"
 VIAS = ("auto", "file", "upload", "serve")
+#: Seconds a plugin's status is watched after an install or update before it is reported.
+SETTLE_S = 5.0
 
 
 @dataclass
@@ -97,6 +102,14 @@ def error_text(body: bytes) -> str:
     return text
 
 
+#: eKuiper 1.x's error when a rule with a portable sink starts again: it never closed
+#: the sink's ack socket (fixed in 2.0 by #3156), and nothing on the plugin side frees it.
+ACK_SOCKET_IN_USE = re.compile(r"_ack\.ipc\S*:? .*address (already )?in use", re.IGNORECASE)
+ACK_SOCKET_HINT = ("eKuiper 1.x never closes a portable sink's ack socket when its rule "
+                   "stops (eKuiper #3156, fixed in 2.0): restart eKuiper to start the rule "
+                   "again, or give the restarted rule a new id")
+
+
 def hint_for(message: str, via: str = "") -> str:
     """Advice for the eKuiper errors a plugin install commonly meets.
 
@@ -121,12 +134,27 @@ def hint_for(message: str, via: str = "") -> str:
     if "control handshake error" in message:
         # Seen on eKuiper v2.4: a plugin that dies on import (no ekuiper_sdk in the server's
         # Python) is waited for until portable.initTimeout, and the error names no cause.
-        return ("the plugin process never answered: its traceback is in eKuiper's log; "
-                "when it is 'No module named ekuiper_sdk', the server's Python lacks the SDK: "
-                "pack with --vendor")
+        return ("the plugin process never answered: it most likely failed at start, and its "
+                "traceback is in eKuiper's log (a module the server's Python lacks: "
+                "`ekuiper-plugin validate` imports the plugin as the server will, and "
+                "`pack --vendor` ships ekuiper-sdk and requirements.txt)")
+    if ACK_SOCKET_IN_USE.search(message):
+        return ACK_SOCKET_HINT
     if "not found" in message:
         return "see `ekuiper-plugin list`"
     return ""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What ``GET /`` says of a server: its version, and so its generation."""
+
+    version: str
+    generation: HostGeneration
+
+
+#: The state ``plugin_status`` gives on a server with no status route (eKuiper 1.x).
+INSTALLED = "installed"
 
 
 class RestClient:
@@ -144,6 +172,7 @@ class RestClient:
         self.server = normalize_server(server)
         self.token = token
         self.timeout = timeout
+        self._server_info: ServerInfo | None = None
 
     def request(self, method: str, path: str, body: bytes | dict[str, Any] | None = None,
                 headers: dict[str, str] | None = None) -> Response:
@@ -199,6 +228,33 @@ class RestClient:
     def status(self, name: str) -> dict[str, Any]:
         """``GET /plugins/portables/<name>/status``: ``{"refCount", "status", "errMsg"}``."""
         return dict(self.request("GET", self._path(name, "/status")).json())
+
+    def server_info(self) -> ServerInfo:
+        """``GET /``: the server's version and generation, asked once per client."""
+        cached = self._server_info
+        if cached is None:
+            data = self.request("GET", "/").json()
+            version = str(data.get("version", "")) if isinstance(data, dict) else ""
+            cached = ServerInfo(version or "unknown", generation_of(version))
+            self._server_info = cached
+        return cached
+
+    def plugin_status(self, name: str) -> dict[str, Any]:
+        """A plugin's status on any eKuiper, with a ``server`` entry saying what it is.
+
+        2.x answers ``/status``. 1.x has no such route and runs a plugin only while a rule
+        uses it, so there the plugin's manifest is read (an error when it is not
+        installed) and the state is ``installed``, with a ``note`` saying so.
+        """
+        info = self.server_info()
+        server = {"version": info.version, "generation": info.generation.name}
+        if info.generation.status_route:
+            return dict(self.status(name), server=server)
+        self.describe(name)
+        return {"status": INSTALLED, "refCount": {}, "errMsg": "", "server": server,
+                "note": f"eKuiper {info.version} has no plugin status; it starts the plugin "
+                        "when a rule first uses it and stops it a second after the last one "
+                        "stops"}
 
     def install(self, name: str, url: str, shell_paras: Sequence[str] = ()) -> str:
         """``POST /plugins/portables``; eKuiper downloads ``url``, unpacks, runs install.sh and
@@ -369,8 +425,14 @@ class InstallResult:
 def install_zip(client: RestClient, zip_path: str | Path, *, update: bool = False,
                 via: str = "auto", name: str | None = None, serve_address: str = "",
                 advertise: str | None = None, shell_paras: Sequence[str] = (),
-                log: IO[str] | None = None) -> InstallResult:
+                log: IO[str] | None = None, settle: float = 0.0) -> InstallResult:
     """Install (or update) a plugin zip on the server, handing it over as ``via`` says.
+
+    The status is read once it settles: eKuiper answers as soon as the plugin shook hands,
+    and a plugin that dies a moment later (at its first symbol, in a thread it started)
+    shows ``running`` first and ``error`` seconds later. So the status is watched for
+    ``settle`` seconds (the command line's default: :data:`SETTLE_S`), and the first
+    ``error`` or ``stop`` ends the watch.
 
     The zip's root manifest is checked first, so a wrong zip fails here with a fix rather
     than on the server. Raises ``RestError`` (eKuiper's text) or ``PackagingError``.
@@ -433,8 +495,25 @@ def install_zip(client: RestClient, zip_path: str | Path, *, update: bool = Fals
             log.write(f"serving {path.name} at {zs.url} until eKuiper answers\n")
             message, url = send(zs.url, "serve")
     result = InstallResult(plugin, chosen, url, message, notes=notes)
-    try:
-        result.status = client.status(plugin)
-    except RestError:
-        result.status = None
+    result.status = settled_status(client, plugin, settle)
     return result
+
+
+def settled_status(client: RestClient, name: str, settle: float = SETTLE_S,
+                   poll: float = 0.25) -> dict[str, Any] | None:
+    """The plugin's status after ``settle`` seconds, or the first that says it is down.
+
+    >>> settled_status(RestClient(), "pysam", 5.0)["status"]      # doctest: +SKIP
+    'running'
+    """
+    give_up = time.monotonic() + settle
+    status: dict[str, Any] | None = None
+    while True:
+        try:
+            status = client.plugin_status(name)
+        except RestError:
+            status = None
+        state = (status or {}).get("status")
+        if state in ("error", "stop", INSTALLED) or time.monotonic() >= give_up:
+            return status
+        time.sleep(min(poll, max(0.0, give_up - time.monotonic())))

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
+import pynng
 import pytest
 from helpers import PLUGINS
 
+from ekuiper_sdk.hosts import HostGeneration
+from ekuiper_sdk.runtime import channels
 from ekuiper_sdk.runtime.control import HostOptions, parse_host_args
-from ekuiper_sdk.testing import PluginHost
+from ekuiper_sdk.testing import PluginHost, wait_for
 
 PLUGIN = PLUGINS / "reliable" / "reliable.py"
 
@@ -105,3 +110,60 @@ def test_logging_is_left_alone_when_the_plugin_configured_it() -> None:
     handlers = list(root.handlers)
     configure_logging()  # pytest has installed its own handlers: they must stay the only ones
     assert root.handlers == handlers
+
+
+# A quiet spell longer than the function channel's keepalive period.
+QUIET_S = channels.IDLE_KEEPALIVE_MS / 1000 + 0.7
+
+
+def test_start_and_stop_after_a_quiet_spell_hold_on_every_generation(
+        host_generation: HostGeneration, plugin_host_factory: Callable[..., PluginHost],
+        unique_name: Callable[[], str], tmp_path: Path) -> None:
+    # Before 2.1.3 the host reads a queued keepalive as the answer to its next command;
+    # two plugins, one per command, so that the two quiet spells pass at once.
+    hosts = []
+    for _ in range(2):
+        name = unique_name()
+        hosts.append(plugin_host_factory(name, PLUGIN, generation=host_generation,
+                                         env={"PLUGIN_NAME": name, "FUNC_PREFIX": name + "_"}))
+    starter, stopper = hosts
+    echo = starter.function(starter.name + "_echo")
+    assert echo.call(1)["args"] == [1]
+    rule = unique_name()
+    sink = stopper.start_sink("recorder", rule, config={"record": str(tmp_path / "s.txt")})
+    time.sleep(QUIET_S)
+    source = starter.start_source("counter", unique_name(),
+                                  config={"record": str(tmp_path / "c.txt"), "interval": 0.01})
+    assert source.recv().message["n"] == 1
+    assert echo.call(2)["args"] == [2]  # the function channel's keepalive was skipped
+    sink.stop()
+    # Answered ok, and the plugin closed the instance (a misread answer would leave it).
+    stopper.wait_output(f"stopped sink 'recorder' (rule {rule!r}")
+    record = tmp_path / "s.txt"
+    wait_for(lambda: record.exists() and record.read_text() == "closed\n", 5, "the close")
+
+
+def test_the_control_channel_sends_nothing_unasked_and_a_gone_host_is_seen(
+        unique_name: Callable[[], str]) -> None:
+    name = unique_name()
+    rep = pynng.Rep0(recv_timeout=int(QUIET_S * 1000))
+    rep.listen(f"ipc:///tmp/plugin_{name}.ipc")
+    plugin = subprocess.Popen([sys.executable, str(PLUGIN), '{"sendTimeout":1000}'],
+                              env={**os.environ, "PLUGIN_NAME": name},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert rep.recv() == b"handshake"
+        # Held, as a host does between commands: no keepalive comes, which a host before
+        # 2.1.3 would take for the answer to its next command.
+        with pytest.raises(pynng.Timeout):
+            rep.recv()
+        rep.close()  # the host is gone: the plugin notices without any keepalive
+        out, _ = plugin.communicate(timeout=5)
+    finally:
+        rep.close()
+        if plugin.poll() is None:
+            plugin.kill()
+            plugin.wait()
+    assert plugin.returncode == 0
+    stopped = [line for line in out.splitlines() if f"plugin {name} stopped: " in line]
+    assert len(stopped) == 1 and "closed the control channel" in stopped[0], out
