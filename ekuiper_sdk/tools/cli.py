@@ -81,9 +81,12 @@ def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
 
     chosen = [p.strip() for value in (args.platform or []) for p in value.split(",")]
     platforms = tuple(p for p in chosen if p) or DEFAULT_PLATFORMS
-    return VendorOptions(python_version=args.python_version, platforms=platforms,
-                         glibc=args.glibc, sdk_wheel=args.sdk_wheel,
-                         shared_python=args.shared_python)
+    options = VendorOptions(python_version=args.python_version, platforms=platforms,
+                            glibc=args.glibc, sdk_wheel=args.sdk_wheel,
+                            shared_python=args.shared_python,
+                            find_links=tuple(getattr(args, "find_links", None) or ()))
+    from .doctor import retarget
+    return retarget(args, options, sys.stderr)
 
 
 def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -199,10 +202,15 @@ def _emit(args: argparse.Namespace, out: IO[str], data: Any, text: str) -> None:
 
 
 def _cmd_install(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    result = rest.install_zip(_client(args), args.zip, update=args.command == "update",
-                              via=args.via, name=args.name, serve_address=args.serve_address,
-                              advertise=args.advertise, shell_paras=args.shell_para or (),
-                              log=err, settle=args.settle)
+    from .failed_install import install_cleanly
+
+    if args.check:
+        from .zip_fit import refuse_unfit
+        refuse_unfit(_client(args), args.zip, log=err)
+    result = install_cleanly(_client(args), args.zip, update=args.command == "update",
+                             via=args.via, name=args.name, serve_address=args.serve_address,
+                             advertise=args.advertise, shell_paras=args.shell_para or (),
+                             log=err, settle=args.settle)
     status = (result.status or {}).get("status")
     problem = (result.status or {}).get("errMsg")
     text = f"{result.message} (via {result.via})" + (f"; status: {status}" if status else "")
@@ -320,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shared-python", action="store_true",
                    help="with --vendor: install.sh installs the wheels into eKuiper's Python, "
                    "shared by every plugin, instead of the plugin's own __pypackages__/")
+    from .doctor import add_target_args
+    add_target_args(p)
     p.set_defaults(func=_cmd_pack)
 
     p = sub.add_parser("run", help="run the plugin under the built-in host and show what flows",
@@ -399,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --via serve: host name eKuiper uses to reach this machine")
         p.add_argument("--shell-para", action="append", metavar="ARG",
                        help="argument passed to the zip's install.sh (repeatable)")
+        p.add_argument("--check", action="store_true", help="first ask the server (as "
+                       "`doctor` does) and refuse a zip that cannot run there")
         server_args(p)
         p.set_defaults(func=_cmd_install)
 
@@ -436,6 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_status)
     add_fleet_commands(sub)
     add_record_parser(sub, server_args)
+
+    from .doctor import add_doctor_parser
+    add_doctor_parser(sub, server_args)
     return parser
 
 
