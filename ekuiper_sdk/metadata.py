@@ -21,7 +21,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
-from .typed_config import describe_fields, is_config_type
+from .typed_config import config_type_of, describe_fields, is_config_type
 
 _ARG_TYPES: dict[Any, str] = {str: "string", int: "int", float: "float", bool: "bool",
                               list: "array", dict: "object", bytes: "bytes"}
@@ -47,20 +47,19 @@ def _arg_type(tp: Any) -> str:
 
 def function_args(fn: Callable[..., Any]) -> tuple[list[dict[str, Any]], str]:
     """The SQL arguments of a decorated function, and its return type, from its signature
-    (a first parameter named ``ctx`` is the call's context, not an argument).
+    (the context parameter is no argument: ``signatures.sql_parameters`` says which).
 
-    >>> args, returns = function_args(lambda ctx, s, n=1: s)
+    >>> args, returns = function_args(lambda context, s, n=1: s)
     >>> [(a["name"], a["optional"]) for a in args], returns
     ([('s', False), ('n', True)], 'any')
     """
+    from .decorators.signatures import sql_parameters
+
     try:
-        sig = inspect.signature(fn)
+        _, params = sql_parameters(fn)
     except (TypeError, ValueError):
         return [], "any"
     hints = _hints(fn)
-    params = list(sig.parameters.values())
-    if params and params[0].name == "ctx":
-        params = params[1:]
     args = []
     for p in params:
         if p.kind is p.VAR_KEYWORD:
@@ -90,7 +89,7 @@ def _entry(kind: str, symbol: str, factory: object, info: dict[str, Any]) -> dic
             except Exception:  # noqa: BLE001 - a constructor needing more than nothing
                 pass
         return out
-    config = info.get("config") or getattr(target, "config_type", None)
+    config = config_type_of(target, info.get("config"))
     out["properties"] = describe_fields(config) if isinstance(config, type) and \
         is_config_type(config) else []
     return out

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from ..api import Context, Function, Sink, Source
 from ..errors import CallTimeout, ChannelStopped, EncodeError, SendTimeout
-from ..typed_config import convert
+from ..typed_config import config_type_of, convert
 from . import aio, records, signatures
 
 #: How long closing a source waits for its generator to end (its ``finally`` to run).
@@ -84,7 +84,7 @@ class SourceAdapter(Source):
         signatures.check_callable("source", symbol, fn, "ctx, datasource, conf")
         self.symbol = symbol
         self.fn = fn
-        self._config_type = config_type
+        self._config_type = config_type_of(fn, config_type)  # the one rule: typed_config
         self.kind = source_kind(fn)
         self.datasource = ""
         self.conf: dict[str, Any] = {}
@@ -217,7 +217,7 @@ class SinkAdapter(Sink):
                  close: Callable[..., Any] | None = None,
                  config_type: type | None = None) -> None:
         signatures.check_callable("sink", symbol, collect, "ctx, record")
-        self._config_type = config_type
+        self._config_type = config_type_of(collect, config_type)  # the one rule: typed_config
         self.symbol = symbol
         self.mode = records.check_mode(records_mode or records.EACH)
         self._collect_fn = collect
@@ -284,7 +284,7 @@ def sink_from_object(symbol: str, obj: Any, records_mode: str | None = None,
     return SinkAdapter(symbol, collect, records_mode,
                        configure=getattr(obj, "configure", None),
                        open=getattr(obj, "open", None), close=getattr(obj, "close", None),
-                       config_type=config_type)
+                       config_type=config_type_of(obj, config_type))
 
 
 def decode_records(factory: Callable[[], Any], mode: str = records.EACH,

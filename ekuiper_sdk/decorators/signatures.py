@@ -3,8 +3,8 @@
 A function registered with ``@app.function`` is checked when a rule is created (eKuiper's
 ``Validate``): the number of arguments in the SQL call must fit the Python parameters.
 Parameters with defaults are optional and ``*args`` takes any number more; a first
-parameter named ``ctx`` (or annotated ``Context``) receives the call's context and is not
-an SQL argument. Keyword-only parameters without a default cannot be filled from SQL, so
+parameter named ``ctx`` or ``context`` (or annotated ``Context``) receives the call's
+context and is not an SQL argument (:func:`sql_parameters`, the one place that says so). Keyword-only parameters without a default cannot be filled from SQL, so
 they are refused when the function is registered.
 """
 
@@ -63,6 +63,26 @@ def _is_context(param: inspect.Parameter) -> bool:
     return isinstance(annotation, type) and issubclass(annotation, Context)
 
 
+def sql_parameters(fn: Callable[..., Any]) -> tuple[bool, list[inspect.Parameter]]:
+    """Whether ``fn`` takes the call's context first, and the parameters SQL fills.
+
+    The one rule for the context parameter, read by ``Validate`` (:func:`arity_of`), by
+    the call (``FunctionAdapter.exec``) and by the UI metadata: a first positional
+    parameter named ``ctx`` or ``context``, or annotated ``Context``, is the context.
+    Raises ``TypeError`` or ``ValueError`` when the signature cannot be read.
+
+    >>> def scale(context, x, factor=2): ...
+    >>> wants, params = sql_parameters(scale)
+    >>> wants, [p.name for p in params]
+    (True, ['x', 'factor'])
+    """
+    params = list(inspect.signature(fn).parameters.values())
+    wants_context = bool(params) and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) \
+        and _is_context(params[0])
+    return wants_context, params[1:] if wants_context else params
+
+
 def arity_of(fn: Callable[..., Any], name: str) -> Arity:
     """Read the arity of ``fn``, for the SQL function called ``name``.
 
@@ -71,16 +91,10 @@ def arity_of(fn: Callable[..., Any], name: str) -> Arity:
     Arity(name='clamp', required=1, maximum=3, wants_context=True)
     """
     try:
-        signature = inspect.signature(fn)
+        wants_context, params = sql_parameters(fn)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"function {name!r}: cannot read the signature of {fn!r} ({exc}); "
                         "register a plain function or a Function subclass") from None
-    params = list(signature.parameters.values())
-    wants_context = bool(params) and params[0].kind in (
-        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) \
-        and _is_context(params[0])
-    if wants_context:
-        params = params[1:]
     required, maximum = 0, 0
     unbounded = False
     for param in params:

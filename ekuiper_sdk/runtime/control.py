@@ -94,14 +94,13 @@ def parse_host_args(argv: list[str]) -> HostOptions:
 
 
 def typed_config(instance: object, conf: dict[str, Any]) -> Any:
-    """``conf`` converted to the instance's declared ``config_type`` (a dataclass or
-    TypedDict, see :mod:`ekuiper_sdk.typed_config`), or the dict itself when it has none."""
-    config_type = getattr(instance, "config_type", None)
-    if config_type is None:
-        return conf
-    from ..typed_config import convert
+    """``conf`` converted to the instance's declared configuration type (the one rule is
+    :func:`ekuiper_sdk.typed_config.config_type_of`), or the dict itself."""
+    # Imported here: a plugin that declares no configuration type could do without it,
+    # but the rule lives in one place (typed_config imports only errors and the stdlib).
+    from ..typed_config import configured
 
-    return convert(config_type, conf)
+    return configured(instance, conf)
 
 
 def configure_logging() -> None:
