@@ -4,8 +4,9 @@ A function registered with ``@app.function`` is checked when a rule is created (
 ``Validate``): the number of arguments in the SQL call must fit the Python parameters.
 Parameters with defaults are optional and ``*args`` takes any number more; a first
 parameter named ``ctx`` or ``context`` (or annotated ``Context``) receives the call's
-context and is not an SQL argument (:func:`sql_parameters`, the one place that says so). Keyword-only parameters without a default cannot be filled from SQL, so
-they are refused when the function is registered.
+context and is not an SQL argument (:func:`sql_parameters`, the one place that says
+so). Keyword-only parameters without a default cannot be filled from SQL, so they are
+refused when the function is registered.
 """
 
 from __future__ import annotations

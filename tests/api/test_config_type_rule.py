@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from helpers import import_plugin
 
 from ekuiper_sdk.metadata import symbol_metadata
-from helpers import import_plugin
 
 PLUGIN = textwrap.dedent('''
     from dataclasses import dataclass
