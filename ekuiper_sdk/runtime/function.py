@@ -7,9 +7,10 @@ from typing import Any
 
 from ..api import Function
 from ..errors import ProtocolError
-from . import channels, codec, inflight, protocol
+from . import channels, codec, protocol
 from .context import SymbolContext, instance_logger
 from .runner import Runner, check_out_of_memory
+from .supervision import inflight
 
 #: Call sites whose parsed context a function keeps (rules x calls in them).
 MAX_CALL_SITES = 4096

@@ -123,7 +123,7 @@ def start(config: PluginConfig, argv: list[str] | None = None) -> None:
     # The supervision modules load only where they are used: one process, the default,
     # does not pay their memory.
     if is_worker() or supervised(config):
-        from . import supervisor
+        from .supervision import supervisor
 
         supervisor.run(config, argv)
     else:

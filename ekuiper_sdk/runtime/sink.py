@@ -7,9 +7,10 @@ from typing import Callable
 
 from ..api import Sink
 from ..errors import ChannelStopped
-from . import channels, protocol, sinkboard
+from . import channels, protocol
 from .context import SymbolContext, instance_logger
 from .runner import Runner, check_out_of_memory, run_guarded
+from .supervision import sinkboard
 
 
 class SinkRunner(Runner):

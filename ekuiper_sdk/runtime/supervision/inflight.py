@@ -20,7 +20,7 @@ import struct
 import zlib
 from typing import Any, Callable
 
-from . import protocol
+from .. import protocol
 
 #: Set in a worker's environment: the descriptor of the shared file of call slots (the file
 #: is unlinked at once, so a supervisor killed by SIGKILL leaves nothing behind).

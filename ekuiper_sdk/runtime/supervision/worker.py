@@ -18,8 +18,9 @@ from typing import Callable
 
 import pynng
 
-from . import channels, inflight, runner, sinkboard
-from .control import SymbolTable
+from .. import channels, runner
+from ..control import SymbolTable
+from . import inflight, sinkboard
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -73,7 +74,7 @@ def serve_as_worker(config: SymbolTable, argv: list[str], url: str) -> None:
 
         serve_as_worker(config, sys.argv, os.environ.pop(WORKER_ENV))
     """
-    from .control import PluginRuntime
+    from ..control import PluginRuntime
 
     # A segfault in native code then leaves the Python stacks in the log, whose last lines
     # the supervisor quotes when it reports the death.

@@ -23,9 +23,9 @@ from typing import Any
 
 import pynng
 
-from ..errors import ProtocolError
-from . import channels, inflight, protocol, sinkboard
-from .control import (
+from ...errors import ProtocolError
+from .. import channels, protocol
+from ..control import (
     SHUTDOWN_CHECK_S,
     PluginRuntime,
     ShutdownRequest,
@@ -35,8 +35,9 @@ from .control import (
     parse_host_args,
     shut_down_on_signals,
 )
-from .parent import watch_parent
-from .roles import FALSE_WORDS, WORKER_ENV, supervised
+from ..parent import watch_parent
+from ..roles import FALSE_WORDS, WORKER_ENV, supervised
+from . import inflight, sinkboard
 from .worker import REFUSE_CALLS, REJOIN_ENV, serve_as_worker
 from .worker_process import WorkerDied, WorkerProcess
 
