@@ -23,7 +23,8 @@ PLUGIN = textwrap.dedent('''
         n: int = 0
 
     def said(symbol, conf):
-        print("CONFIGURED", symbol, type(conf).__name__, repr(getattr(conf, "n", conf)),
+        # One write: the plugin's stderr (its log) shares the host's pipe.
+        print(f"CONFIGURED {symbol} {type(conf).__name__} {getattr(conf, 'n', conf)!r}",
               flush=True)
 
     class TypedSink(Sink):

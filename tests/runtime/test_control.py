@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 from helpers import PLUGINS
 
-from ekuiper_sdk.runtime.control import HostOptions, parse_host_args
+from ekuiper_sdk.runtime.process import HostOptions, parse_host_args
 from ekuiper_sdk.testing import PluginHost
 
 PLUGIN = PLUGINS / "reliable" / "reliable.py"
@@ -99,7 +99,7 @@ def test_a_plugin_started_by_hand_says_what_is_missing(unique_name: Callable[[],
 
 
 def test_logging_is_left_alone_when_the_plugin_configured_it() -> None:
-    from ekuiper_sdk.runtime.control import configure_logging
+    from ekuiper_sdk.runtime.process import configure_logging
 
     root = logging.getLogger()
     handlers = list(root.handlers)

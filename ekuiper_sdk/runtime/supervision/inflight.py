@@ -30,9 +30,6 @@ POISON_ENV = "EKUIPER_SDK_WORKER_POISON"
 #: One slot per function name: the running request's length and CRC-32, zero when idle.
 SLOT = struct.Struct("<II")
 
-#: The worker's board, when it runs under a supervisor.
-BOARD: CallBoard | None = None
-
 Call = tuple[int, int]
 
 
