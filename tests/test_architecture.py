@@ -9,7 +9,9 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,6 +92,67 @@ def test_layers_import_only_downwards(layer: str, forbidden: tuple) -> None:  # 
         if name == layer or name.startswith(layer + "."):
             bad = sorted(t for t in targets if t.startswith(forbidden) and t != name)
             assert bad == [], f"{name} imports {bad}"
+
+
+SUPERVISION = "ekuiper_sdk.runtime.supervision"
+
+
+def imports_inside_functions(path: Path) -> set[str]:
+    """The ekuiper_sdk modules a file imports only inside a function body."""
+    inner: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for sub in ast.walk(node):
+                if isinstance(sub, ast.ImportFrom) and sub.level:
+                    inner.add(sub.module or "")
+    return inner
+
+
+def test_the_core_runtime_never_imports_supervision() -> None:
+    """Supervision is a wing of its own: the rest of the runtime reaches it through the
+    hooks it is handed (runtime/hooks.py), never by importing it. ``plugin.start`` alone
+    acts on the part ``roles.decide`` picked, importing a supervision module lazily."""
+    for name, targets in graph().items():
+        if not name.startswith("ekuiper_sdk.runtime") or name.startswith(SUPERVISION):
+            continue
+        bad = sorted(t for t in targets if t.startswith(SUPERVISION))
+        if name == "ekuiper_sdk.runtime.plugin":
+            path = ROOT / "runtime" / "plugin.py"
+            assert {t.rsplit(".", 1)[-1] for t in bad} <= {"supervision", "worker",
+                                                             "supervisor"}
+            assert {"supervision.worker", "supervision.supervisor"} <= \
+                imports_inside_functions(path), "plugin.py imports supervision lazily only"
+            continue
+        assert bad == [], f"{name} imports {bad}"
+
+
+def test_a_plugin_run_as_one_process_loads_no_supervision_module(
+        tmp_path: Path, plugin_host_factory: Any, unique_name: Any) -> None:
+    """Seen from inside a real plugin process: ``sys.modules`` of a single process holds
+    no supervision module, while a supervised worker's does (so the check can fail)."""
+    cases: dict[str, Any] = {}
+    for supervised in ("0", "1"):
+        name = unique_name("solo")
+        script = tmp_path / f"main_{supervised}.py"
+        script.write_text(textwrap.dedent(f"""
+            import sys
+            from ekuiper_sdk import Plugin
+
+            app = Plugin({name!r})
+
+            @app.function("{name}_loaded")
+            def loaded():
+                return sorted(m for m in sys.modules if m.startswith({SUPERVISION!r}))
+
+            if __name__ == "__main__":
+                app.run()
+        """))
+        host = plugin_host_factory(name, script, python=sys.executable,
+                                   env={"EKUIPER_SDK_SUPERVISE": supervised})
+        cases[supervised] = host.function(f"{name}_loaded").call()
+    assert cases["0"] == []
+    # The check can tell: a supervised worker has them loaded.
+    assert f"{SUPERVISION}.worker" in cases["1"]
 
 
 def test_no_module_is_too_long_to_read_in_one_sitting() -> None:
