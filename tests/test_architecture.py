@@ -155,6 +155,44 @@ def test_a_plugin_run_as_one_process_loads_no_supervision_module(
     assert f"{SUPERVISION}.worker" in cases["1"]
 
 
+#: The command layer of the tools: the command line and the engines of its commands.
+COMMANDS = ("ekuiper_sdk.tools.cli", "ekuiper_sdk.tools.run", "ekuiper_sdk.tools.dev",
+            "ekuiper_sdk.tools.templates")
+#: The only edges from the test library up to the command layer, each named with its reason.
+TESTING_TO_COMMANDS = {
+    ("ekuiper_sdk.testing.__main__", "ekuiper_sdk.tools.cli"):
+        "`python -m ekuiper_sdk.testing run` is the documented alias of `ekuiper-plugin run`;"
+        " a program, which no module imports",
+    ("ekuiper_sdk.testing", "ekuiper_sdk.tools.run.pipeline"):
+        "run_pipeline stays importable from testing, where it was before it moved; loaded"
+        " lazily, on first use",
+}
+
+
+def test_testing_is_a_library_below_the_commands_that_use_it() -> None:
+    """``testing/`` is what a test imports (the host, its handles, RealEkuiper), and may use
+    the packaging tools below it; the run engine (``tools/run/``) and the command line use
+    the host. Nothing else of the tools imports the test library."""
+    edges = graph()
+    upward = {(name, t) for name, targets in edges.items()
+              if name == "ekuiper_sdk.testing" or name.startswith("ekuiper_sdk.testing.")
+              for t in targets if t.startswith(COMMANDS)}
+    assert upward == set(TESTING_TO_COMMANDS)
+    for name, targets in edges.items():
+        if name.startswith("ekuiper_sdk.tools.") and not name.startswith(COMMANDS[:2]):
+            bad = sorted(t for t in targets if t.startswith("ekuiper_sdk.testing"))
+            assert bad == [], f"{name} imports {bad}"
+
+
+def test_importing_the_test_library_loads_no_command() -> None:
+    code = ("import sys, ekuiper_sdk.testing; "
+            "print(sorted(m for m in sys.modules if m.startswith('ekuiper_sdk.tools.run') "
+            "or m == 'ekuiper_sdk.tools.cli'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_no_module_is_too_long_to_read_in_one_sitting() -> None:
     long = {module_name(p): n for p in ROOT.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
@@ -176,7 +214,8 @@ def test_tool_modules_need_only_the_standard_library() -> None:
     # dependency by an import (jsonschema and PyYAML are optional, loaded where used).
     if not hasattr(sys, "stdlib_module_names"):
         pytest.skip("needs Python 3.10 to list the standard library")
-    for path in (ROOT / "tools").glob("*.py"):
+    # The run engine (tools/run/) is the exception: it drives the test host, over pynng.
+    for path in (p for p in (ROOT / "tools").rglob("*.py") if "run" not in p.parent.name):
         for node in ast.walk(ast.parse(path.read_text())):
             names = []
             if isinstance(node, ast.Import):

@@ -4,8 +4,6 @@
   as the Go host does; its handles (:mod:`.handles`) start, feed and stop sources, sinks
   and functions over real IPC sockets, with Go's JSON rules (:mod:`.gojson`) and the
   source configuration eKuiper builds (:mod:`.source_config`).
-- :func:`run_pipeline` (:mod:`.pipeline`) runs a plugin folder like a small rule; it is
-  what ``ekuiper-plugin run`` shows.
 - :class:`RealEkuiper` (:mod:`.real`) does the same things on a running eKuiper server.
 
 Example::
@@ -30,9 +28,9 @@ from ..errors import (
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .host import PluginHost, wait_for
-from .pipeline import run_pipeline
 
 if TYPE_CHECKING:
+    from ..tools.run.pipeline import run_pipeline
     from .real import Capture, RealEkuiper
 
 __all__ = [
@@ -49,4 +47,10 @@ def __getattr__(name: str) -> Any:
         from . import real
 
         return getattr(real, name)
+    if name == "run_pipeline":
+        # Where it was before it moved to the tools (the engine of `ekuiper-plugin run`),
+        # so that tests written for it still import it from here.
+        from ..tools.run.pipeline import run_pipeline
+
+        return run_pipeline
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

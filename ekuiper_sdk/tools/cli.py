@@ -1,8 +1,10 @@
 """``ekuiper-plugin``: create, check, pack, run and install eKuiper portable plugins.
 
-A thin layer over ``packaging``, ``vendoring``, ``rest`` and ``testing``: it parses the
-command line, calls one function, prints its result, and turns errors into one line each
-and a non-zero exit status.
+A thin layer over the tools beside it (``templates``, ``validate``, ``pack``, ``vendor``,
+``rest``, ``dev``) and the run engine (``run/``): it parses the command line, calls one
+function, prints its result, and turns errors into one line each and a non-zero exit
+status. The REST client's errors name the parameter that fixes them; only the command
+line knows that parameter as an option, so it words them (:func:`option_wording`).
 
 Example::
 
@@ -31,9 +33,23 @@ from .validate import validate
 if TYPE_CHECKING:  # loaded only by `pack --vendor`
     from .vendor import VendorOptions
 
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
+
+
+def option_wording(name: str, value: str | None) -> str:
+    """A REST call's parameter as this command line's option (see ``RestError.worded``).
+
+    >>> option_wording("serve_address", None), option_wording("via", "upload")
+    ('--serve-address', '--via upload')
+    >>> option_wording("vendor", "True")
+    '--vendor'
+    """
+    option = "--" + name.replace("_", "-")
+    return option if value in (None, "True") else f"{option} {value}"
 
 
 def _print_problems(problems: Sequence[Problem], err: IO[str]) -> None:
@@ -107,7 +123,7 @@ def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 def _run_inputs(args: argparse.Namespace) -> dict[str, Any]:
     """The run's configs, calls and records from the command line (one-line ValueErrors)."""
-    from ..testing.run_inputs import evaluate, parse_arguments, parse_property, read_json_lines
+    from .run.inputs import evaluate, parse_arguments, parse_property, read_json_lines
 
     def props(base: dict[str, Any] | None, pairs: list[str]) -> dict[str, Any] | None:
         if not pairs:
@@ -135,7 +151,7 @@ def _run_inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     # Imported here: only `run` needs the built-in host, and it loads the socket library.
-    from ..testing.pipeline import RunSummary, run_pipeline
+    from .run.pipeline import RunOptions, RunSummary, run_pipeline
 
     try:
         inputs = _run_inputs(args)
@@ -150,11 +166,13 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         return EXIT_FAIL
     summary = RunSummary()
     try:
-        run_pipeline(Path(args.dir), source=args.source, function=args.function, sink=args.sink,
-                     count=args.count, out=out, log=err, verbose=args.verbose,
-                     summary=summary, timeout=args.timeout, datasource=args.datasource,
-                     conf_key=args.conf_key, use_function=not args.no_function,
-                     args=args.args, python=args.python, **inputs)
+        options = RunOptions(source=args.source, function=args.function, sink=args.sink,
+                             count=args.count, timeout=args.timeout,
+                             datasource=args.datasource, conf_key=args.conf_key,
+                             use_function=not args.no_function, args=args.args,
+                             python=args.python, **inputs)
+        run_pipeline(Path(args.dir), options, out=out, log=err, verbose=args.verbose,
+                     summary=summary)
     except (HostError, LookupError, ValueError, RuntimeError, OSError, TimeoutError) as exc:
         err.write(f"error: {args.dir}: {exc}\n" + (f"{summary}\n" if summary.started else ""))
         return EXIT_FAIL
@@ -169,7 +187,8 @@ def _cmd_dev(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     out.write(f"watching {args.dir}; every change is validated, packed and sent to "
               f"{args.server} (Ctrl-C stops)\n")
     cycles = dev_loop(args.dir, _client(args), changes, out=out, vendor=_vendor_options(args),
-                      python=args.python, excludes=args.exclude, via=args.via)
+                      python=args.python, excludes=args.exclude, via=args.via,
+                      wording=option_wording)
     return EXIT_OK if cycles and cycles[-1].ok else EXIT_FAIL
 
 
@@ -249,31 +268,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    for add in (_add_init, _add_validate_and_pack, _add_run, _add_server_commands):
+        add(sub)
+    return parser
 
+
+def _add_init(sub: Subparsers) -> None:
     p = sub.add_parser("init", help="create a plugin project that works at once")
     p.add_argument("name", help="plugin name (letters, digits, '_', '-')")
     p.add_argument("--dir", help="folder to create (default: ./NAME)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=_cmd_init)
 
-    def plugin_dir_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("dir", help="plugin folder (holds <name>.json)")
-        p.add_argument("--name", help="plugin name, when the folder holds several manifests")
-        p.add_argument("--python", help="interpreter to load the plugin with "
-                       "(default: this one; it needs the plugin's requirements)")
-        p.add_argument("--no-code", action="store_true",
-                       help="do not load the code to compare its symbols with the manifest")
-        p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                       help="leave matching files out (repeatable; tests/, caches, hidden "
-                       "files and build folders are always left out)")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
 
+def _plugin_dir_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="plugin folder (holds <name>.json)")
+    p.add_argument("--name", help="plugin name, when the folder holds several manifests")
+    p.add_argument("--python", help="interpreter to load the plugin with "
+                   "(default: this one; it needs the plugin's requirements)")
+    p.add_argument("--no-code", action="store_true",
+                   help="do not load the code to compare its symbols with the manifest")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave matching files out (repeatable; tests/, caches, hidden "
+                   "files and build folders are always left out)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_validate_and_pack(sub: Subparsers) -> None:
     p = sub.add_parser("validate", help="check manifest, files and symbols against the code")
-    plugin_dir_args(p)
+    _plugin_dir_args(p)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("pack", help="validate, then write the zip eKuiper installs")
-    plugin_dir_args(p)
+    _plugin_dir_args(p)
     p.add_argument("-o", "--output", help="zip to write (default: ./<name>.zip)")
     p.add_argument("--layout", metavar="DIR", help="also (or, without -o, only) write the "
                    "folders eKuiper loads at start-up: DIR/plugins/portable/<name>/, "
@@ -295,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "shared by every plugin, instead of the plugin's own __pypackages__/")
     p.set_defaults(func=_cmd_pack)
 
+
+def _add_run(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="run the plugin under the built-in host and show what flows",
                        description="Run the plugin like a small rule: records from its source "
                        "(or --records) through its function into its sink; or only calls of "
@@ -341,18 +370,21 @@ def build_parser() -> argparse.ArgumentParser:
                    "official ekuiper package cannot list them)")
     p.set_defaults(func=_cmd_run)
 
-    def server_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--server", default=os.environ.get("EKUIPER_SERVER", rest.DEFAULT_SERVER),
-                       help="eKuiper REST API (default: $EKUIPER_SERVER or "
-                       f"{rest.DEFAULT_SERVER})")
-        p.add_argument("--token", default=os.environ.get("EKUIPER_TOKEN"),
-                       help="Authorization header value, when eKuiper runs with authentication "
-                       "(default: $EKUIPER_TOKEN)")
-        p.add_argument("--timeout", type=float, default=120.0,
-                       help="seconds to wait for eKuiper (default: 120; an install waits for "
-                       "the plugin to start)")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
 
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=os.environ.get("EKUIPER_SERVER", rest.DEFAULT_SERVER),
+                   help="eKuiper REST API (default: $EKUIPER_SERVER or "
+                   f"{rest.DEFAULT_SERVER})")
+    p.add_argument("--token", default=os.environ.get("EKUIPER_TOKEN"),
+                   help="Authorization header value, when eKuiper runs with authentication "
+                   "(default: $EKUIPER_TOKEN)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for eKuiper (default: 120; an install waits for "
+                   "the plugin to start)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_server_commands(sub: Subparsers) -> None:
     for command, text in (("install", "install a plugin zip"),
                           ("update", "replace an installed plugin with a zip")):
         p = sub.add_parser(command, help=text)
@@ -368,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="with --via serve: host name eKuiper uses to reach this machine")
         p.add_argument("--shell-para", action="append", metavar="ARG",
                        help="argument passed to the zip's install.sh (repeatable)")
-        server_args(p)
+        _server_args(p)
         p.set_defaults(func=_cmd_install)
 
     p = sub.add_parser("dev", help="watch a plugin folder; on every change validate, pack and "
@@ -387,23 +419,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shared-python", action="store_true", help="with --vendor: as for pack")
     p.add_argument("--via", choices=rest.VIAS, default="auto",
                    help="how eKuiper gets the zip (as for install)")
-    server_args(p)
+    _server_args(p)
     p.set_defaults(func=_cmd_dev)
 
     p = sub.add_parser("delete", help="delete an installed plugin")
     p.add_argument("name")
-    server_args(p)
+    _server_args(p)
     p.set_defaults(func=_cmd_delete)
 
     p = sub.add_parser("list", help="list installed portable plugins")
-    server_args(p)
+    _server_args(p)
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("status", help="show whether a plugin runs (exit 1 when in error)")
     p.add_argument("name")
-    server_args(p)
+    _server_args(p)
     p.set_defaults(func=_cmd_status)
-    return parser
 
 
 def main(argv: list[str] | None = None, *, out: IO[str] | None = None,
@@ -427,9 +458,10 @@ def main(argv: list[str] | None = None, *, out: IO[str] | None = None,
         _print_problems(exc.problems, err)
         return EXIT_FAIL
     except RestError as exc:
+        worded = exc.worded(option_wording)
         if getattr(args, "json", False):
-            out.write(json.dumps(exc.to_dict()) + "\n")
-        err.write(f"error: {exc}\n")
+            out.write(json.dumps(worded.to_dict()) + "\n")
+        err.write(f"error: {worded}\n")
         return EXIT_FAIL
     except KeyboardInterrupt:
         err.write("interrupted\n")

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from helpers.pack_helpers import unique_name
 
-from ekuiper_sdk.testing.plugin_log import LevelFilter, line_level
-from ekuiper_sdk.testing.run_inputs import (
+from ekuiper_sdk.tools.cli import main
+from ekuiper_sdk.tools.run.inputs import (
     evaluate,
     parse_arguments,
     parse_property,
     read_json_lines,
 )
-from ekuiper_sdk.tools.cli import main
+from ekuiper_sdk.tools.run.plugin_log import LevelFilter, line_level
 
 # A class-style plugin like the one the issue describes: a source that uses its DATASOURCE
 # and yaml config, a three-argument clamp, a sink whose configure needs "path" and whose
