@@ -47,21 +47,21 @@ from typing import (
 import pynng
 
 from ..errors import HostError
-from .gojson import _go_dumps_prepared, _go_value
+from .gojson import go_dumps_prepared, go_value
 from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .sockets import (
     FUNCTION_TIMEOUT,
     MANGOS_QUEUE_LENGTH,
     RULE_BUFFER_LENGTH,
     SINK_SEND_TIMEOUT,
-    _ipc_path,
-    _ipc_url,
-    _listen,
-    _recv_within,
-    _RecvTimeout,
-    _remove_socket_file,
-    _send_rep,
-    _short,
+    RecvTimeout,
+    ipc_path,
+    ipc_url,
+    listen,
+    recv_within,
+    remove_socket_file,
+    send_rep,
+    shortened,
 )
 from .source_config import start_config
 
@@ -122,7 +122,7 @@ class PluginHost:
         self.conda_env = conda_env
         self.language = language
         self._echo: IO[str] | None = sys.stderr if echo is True else (echo or None)
-        self.control_url = _ipc_url(f"plugin_{name}")
+        self.control_url = ipc_url(f"plugin_{name}")
 
         self._ctrl: pynng.Socket | None = None
         # One command at a time on the control socket, as the Go host's mutex does; every
@@ -171,7 +171,7 @@ class PluginHost:
             try:
                 sock = pynng.Rep0()
                 self._ctrl = sock
-                _listen(sock, self.control_url)
+                listen(sock, self.control_url)
                 self._launch()
                 self._handshake()
             except BaseException:
@@ -230,9 +230,9 @@ class PluginHost:
                     if alive:
                         handle.stop(timeout=2.0)
                     else:
-                        handle._shutdown()
+                        handle.detach()
                 except (HostError, pynng.NNGException):
-                    handle._shutdown()
+                    handle.detach()
             self._closing = True
             self._kill_process()
             for func in list(self._functions.values()):
@@ -245,8 +245,8 @@ class PluginHost:
             self._closed = True
             # nng removes a listener's file when it closes; a plugin killed while listening
             # leaves its sink socket files behind.
-            for path in [_ipc_path(self.control_url), *self._plugin_listen_paths]:
-                _remove_socket_file(path)
+            for path in [ipc_path(self.control_url), *self._plugin_listen_paths]:
+                remove_socket_file(path)
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -356,7 +356,9 @@ class PluginHost:
                 proc.kill()
         proc.wait()
 
-    def _dead_reason(self) -> str | None:
+    def dead_reason(self) -> str | None:
+        """Why the host can no longer talk to the plugin (closing, process gone), or None;
+        a wait on the plugin's sockets (here and in the handles) gives up on it."""
         if self._closing:
             return f"plugin host {self.name} is closing"
         proc = self._proc
@@ -373,8 +375,8 @@ class PluginHost:
             sock = self._ctrl
             assert sock is not None
             try:
-                _recv_within(sock, self.init_timeout, self._dead_reason)
-            except _RecvTimeout:
+                recv_within(sock, self.init_timeout, self.dead_reason)
+            except RecvTimeout:
                 self._kill_process()    # eKuiper kills a plugin that never shakes hands
                 raise HostError(f"plugin {self.name} control handshake error: no handshake "
                                 f"within {self.init_timeout:g}s; last output:\n"
@@ -392,7 +394,7 @@ class PluginHost:
             try:
                 answer = self._exchange(raw, self.control_timeout)
                 if answer != b"ok":
-                    errors.append(f"{key}: receive error: {_short(answer)}")
+                    errors.append(f"{key}: receive error: {shortened(answer)}")
             except HostError as exc:
                 errors.append(f"{key}: {exc}")
 
@@ -412,7 +414,7 @@ class PluginHost:
             if not self._alive():
                 self.restart()
 
-    def _forget(self, handle: object) -> None:
+    def forget(self, handle: object) -> None:
         """A handle that stopped is no longer this host's to stop."""
         if handle in self._handles:
             self._handles.remove(handle)
@@ -444,14 +446,14 @@ class PluginHost:
             while True:
                 left = max(0.0, deadline - time.monotonic())
                 try:
-                    _send_rep(sock, raw, left, self._dead_reason)
-                    answer = _recv_within(sock, left, self._dead_reason)
-                except _RecvTimeout:
+                    send_rep(sock, raw, left, self.dead_reason)
+                    answer = recv_within(sock, left, self.dead_reason)
+                except RecvTimeout:
                     extra = (f" (it answered {keepalives} times with a keepalive starting "
                              "with 'h', which eKuiper takes as a handshake and resends the "
                              "command forever)") if keepalives else ""
                     raise HostError(f"no answer from plugin {self.name} within {timeout:g}s to "
-                                    f"command {_short(raw, 120)}{extra}") from None
+                                    f"command {shortened(raw, 120)}{extra}") from None
                 except pynng.NNGException as exc:
                     raise HostError(f"control channel of plugin {self.name}: {exc}") from None
                 if answer[:1] == b"h":
@@ -459,14 +461,15 @@ class PluginHost:
                     continue
                 return answer
 
-    def _command(self, cmd: str, control: dict[str, Any], timeout: float | None) -> None:
-        """Send start/stop for ``control``; keep or drop it for replay like eKuiper."""
+    def send_control(self, cmd: str, control: dict[str, Any], timeout: float | None) -> None:
+        """Send start/stop for ``control``; keep or drop it for replay like eKuiper (the
+        handles send their stop through here)."""
         # Go marshals the Control struct to text, then the Command struct around it.
-        arg = _go_dumps_prepared(control).decode("utf-8")
-        raw = _go_dumps_prepared({"cmd": cmd, "arg": arg})
+        arg = go_dumps_prepared(control).decode("utf-8")
+        raw = go_dumps_prepared({"cmd": cmd, "arg": arg})
         answer = self._exchange(raw, self.control_timeout if timeout is None else timeout)
         if answer != b"ok":
-            raise HostError(f"receive error: {_short(answer, 2000)}")
+            raise HostError(f"receive error: {shortened(answer, 2000)}")
         meta = control["meta"]
         key = (meta["ruleId"], meta["opId"], meta["instanceId"])
         with self._commands_lock:
@@ -511,11 +514,11 @@ class PluginHost:
         self._ensure_running()
         control = _control(symbol, "source", rule_id, op_id, instance_id,
                            datasource if data_source_field else "", merged)
-        url = _ipc_url(f"{rule_id}_{op_id}_{instance_id}")
+        url = ipc_url(f"{rule_id}_{op_id}_{instance_id}")
         sock = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
-            _listen(sock, url)
-            self._command("start", control, None)
+            listen(sock, url)
+            self.send_control("start", control, None)
         except BaseException:
             sock.close()
             raise
@@ -554,15 +557,15 @@ class PluginHost:
         self._ensure_running()
         control = _control(symbol, "sink", rule_id, op_id, instance_id, "", config)
         stem = f"{rule_id}_{op_id}_{instance_id}"
-        url, ack_url = _ipc_url(stem), _ipc_url(stem + "_ack")
+        url, ack_url = ipc_url(stem), ipc_url(stem + "_ack")
         ack = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
-            _listen(ack, ack_url)
-            self._command("start", control, None)
+            listen(ack, ack_url)
+            self.send_control("start", control, None)
         except BaseException:
             ack.close()
             raise
-        self._plugin_listen_paths.add(_ipc_path(url))
+        self._plugin_listen_paths.add(ipc_path(url))
         push = pynng.Push0(send_buffer_size=MANGOS_QUEUE_LENGTH,
                            send_timeout=int(SINK_SEND_TIMEOUT * 1000),
                            reconnect_time_min=100, reconnect_time_max=5000)
@@ -572,7 +575,7 @@ class PluginHost:
             push.close()
             ack.close()
             try:
-                self._command("stop", control, 2.0)
+                self.send_control("stop", control, 2.0)
             except HostError:
                 pass
             raise HostError(f"can't dial on push socket: {exc} (the plugin answered ok to the "
@@ -598,12 +601,12 @@ class PluginHost:
         self._ensure_running()
         if not symbol or "/" in symbol or "\x00" in symbol:
             raise ValueError(f"function name {symbol!r} cannot be part of a socket path")
-        url = _ipc_url(f"func_{symbol}")
+        url = ipc_url(f"func_{symbol}")
         sock = pynng.Rep0()
         try:
-            _listen(sock, url)
+            listen(sock, url)
             # The Go struct has no omitempty on meta: the empty meta is sent.
-            self._command("start", _control(symbol, "func", "", "", 0, "", None), None)
+            self.send_control("start", _control(symbol, "func", "", "", 0, "", None), None)
         except BaseException:
             sock.close()
             raise
@@ -627,7 +630,7 @@ def _control(symbol: str, plugin_type: str, rule_id: str, op_id: str, instance_i
     if datasource:
         control["dataSource"] = datasource
     if config:
-        control["config"] = _go_value(dict(config))
+        control["config"] = go_value(dict(config))
     return control
 
 

@@ -31,7 +31,7 @@ from urllib.parse import quote
 
 from ..errors import PackagingError, Problem, RestError, Wording, python_wording
 from . import rest
-from .archive import DEFAULT_EXCLUDES, _excluded
+from .archive import DEFAULT_EXCLUDES, is_excluded
 from .manifest import Manifest, PathLike
 from .pack import pack
 from .vendor import VendorOptions
@@ -209,7 +209,7 @@ def watch(plugin_dir: PathLike, excludes: Sequence[str] = ()) -> Iterator[object
             rel = Path(path).resolve().relative_to(root)
         except ValueError:
             return False
-        return not _excluded(PurePosixPath(rel.as_posix()), patterns)
+        return not is_excluded(PurePosixPath(rel.as_posix()), patterns)
 
     # Imported above, before the first change: a missing watcher is named at once.
     return iter(watchfiles.watch(root, watch_filter=wanted, raise_interrupt=True))
