@@ -16,7 +16,7 @@ from typing import Any, Callable
 from ..api import Context, Function, Sink, Source
 from ..errors import CallTimeout, ChannelStopped, EncodeError, SendTimeout
 from ..typed_config import config_type_of, convert
-from . import aio, records, signatures
+from . import event_loops, records, signatures
 
 #: How long closing a source waits for its generator to end (its ``finally`` to run).
 SOURCE_STOP_WAIT_S = 2.0
@@ -42,7 +42,7 @@ def source_kind(fn: Callable[..., Any]) -> str:
         return ASYNC_GENERATOR
     if inspect.isgeneratorfunction(fn):
         return GENERATOR
-    if aio.is_async_callable(fn):
+    if event_loops.is_async_callable(fn):
         return COROUTINE
     return PLAIN
 
@@ -166,7 +166,7 @@ class SourceAdapter(Source):
         finally:
             with self._lock:
                 self._loop = self._task = None
-            aio.finish_loop(loop)
+            event_loops.finish_loop(loop)
             asyncio.set_event_loop(None)
 
     async def _main(self, ctx: Context) -> None:
@@ -225,15 +225,15 @@ class SinkAdapter(Sink):
         self._open_fn = open
         self._close_fn = close
         self._decoder = records.RecordDecoder({}, self.mode)
-        self._loop: aio.LoopThread | None = None
+        self._loop: event_loops.LoopThread | None = None
 
-    def _loop_thread(self) -> aio.LoopThread:
+    def _loop_thread(self) -> event_loops.LoopThread:
         if self._loop is None:
-            self._loop = aio.LoopThread(f"sink {self.symbol}")
+            self._loop = event_loops.LoopThread(f"sink {self.symbol}")
         return self._loop
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return aio.call_maybe_async(self._loop_thread, fn, *args)
+        return event_loops.call_maybe_async(self._loop_thread, fn, *args)
 
     def configure(self, conf: dict[str, Any]) -> None:
         # The decoder reads eKuiper's own keys (sendSingle...) from the raw properties; a
@@ -252,7 +252,7 @@ class SinkAdapter(Sink):
             self._call(self._open_fn, ctx)
 
     def collect(self, ctx: Context, data: Any) -> None:
-        # aio.call_maybe_async inlined: this runs per record, and the call is a tenth of
+        # event_loops.call_maybe_async inlined: this runs per record, and the call is a tenth of
         # a record's cost in a decoded sink (docs/performance.md).
         fn = self._collect_fn
         for record in self._decoder.decode(data):
@@ -330,7 +330,7 @@ class FunctionAdapter(Function):
         self.arity = signatures.arity_of(fn, symbol)
         self.aggregate = bool(aggregate)
         self.check = check
-        self._loop: aio.LoopThread | None = None
+        self._loop: event_loops.LoopThread | None = None
         self._loop_lock = threading.Lock()
 
     def validate(self, args: list[Any]) -> str:
@@ -361,8 +361,8 @@ class FunctionAdapter(Function):
     def is_aggregate(self) -> bool:
         return self.aggregate
 
-    def _loop_thread(self) -> aio.LoopThread:
+    def _loop_thread(self) -> event_loops.LoopThread:
         with self._loop_lock:
             if self._loop is None:
-                self._loop = aio.LoopThread(f"function {self.symbol}")
+                self._loop = event_loops.LoopThread(f"function {self.symbol}")
             return self._loop

@@ -4,7 +4,7 @@ One rule holds for every socket here, because closing a pynng socket from one th
 while another is blocked in it can hang (pynng 0.8.1, the version the official SDK
 pins): a socket is used and closed by one thread at a time. The source outlet and the
 sink inlet have a lock that whoever uses or closes the socket holds; a thread that
-waits on one of them waits in an nng aio operation with no timer (:mod:`.aio`), which a
+waits on one of them waits in an nng aio operation with no timer (:mod:`.nng_aio`), which a
 stopper cancels before it takes the lock, so an idle plugin is never woken and ``close``
 never waits long. The control and function channels wake up only every few seconds.
 """
@@ -20,7 +20,7 @@ from typing import Callable
 import pynng
 
 from ..errors import ChannelStopped, SendTimeout
-from . import aio, protocol
+from . import nng_aio, protocol
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -227,7 +227,7 @@ class Outlet:
             self._sock.close()
             raise
         self._handle = self._sock.socket  # the nng socket behind it, for the direct send
-        self._waiter = aio.Waiter(self._sock) if aio.AVAILABLE else None
+        self._waiter = nng_aio.Waiter(self._sock) if nng_aio.AVAILABLE else None
 
     def send(self, frame: bytes) -> None:
         """Send one frame, waiting up to the send timeout while the host does not read."""
@@ -284,7 +284,7 @@ class Outlet:
         # the sender give the lock up after its current send.
         self._closing = True
         if self._waiter is not None:
-            aio.cancel_until(self._lock, self._waiter)
+            nng_aio.cancel_until(self._lock, self._waiter)
         else:
             self._lock.acquire()
         try:
@@ -308,7 +308,7 @@ class SinkInlet:
         self.lock = threading.Lock()
         self.closed = False
         self._sock = pynng.Pull0(recv_timeout=POLL_MS, recv_max_size=0)
-        self._waiter = aio.Waiter(self._sock) if aio.AVAILABLE else None
+        self._waiter = nng_aio.Waiter(self._sock) if nng_aio.AVAILABLE else None
         if _nng_recv is not None:
             self._data = pynng.ffi.new("char **")
             self._size = pynng.ffi.new("size_t *")
@@ -335,7 +335,7 @@ class SinkInlet:
     def seize(self) -> None:
         """Take ``lock`` from any thread, ending a reader's wait; release it when done."""
         if self._waiter is not None:
-            aio.cancel_until(self.lock, self._waiter)
+            nng_aio.cancel_until(self.lock, self._waiter)
         else:
             self.lock.acquire()  # the reader lets go within one poll interval
 
