@@ -1,35 +1,18 @@
-"""The plugin runtime's own behaviour: arguments, logging, instances side by side."""
+"""The registry of running instances (runtime/control.py): loggers, instances side by
+side, stops; real plugin processes over real IPC."""
 
 from __future__ import annotations
 
 import json
-import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Callable
 
 import pytest
 from helpers import PLUGINS
 
-from ekuiper_sdk.runtime.process import HostOptions, parse_host_args
 from ekuiper_sdk.testing import PluginHost
 
 PLUGIN = PLUGINS / "reliable" / "reliable.py"
-
-
-@pytest.mark.parametrize("argv, expected", [
-    (["p.py"], HostOptions()),
-    (["p.py", '{"sendTimeout": 250}'], HostOptions(send_timeout_ms=250)),
-    (["p.py", '{"sendTimeout": 250, "newKey": [1]}'], HostOptions(send_timeout_ms=250)),
-    (["p.py", "not json"], HostOptions()),
-    (["p.py", '{"sendTimeout": -5}'], HostOptions()),
-    (["p.py", '{"sendTimeout": "1000"}'], HostOptions()),
-    (["p.py", '{"sendTimeout": true}'], HostOptions()),
-    (["p.py", "[1000]"], HostOptions()),
-])
-def test_host_arguments_are_read_leniently(argv: list[str], expected: HostOptions) -> None:
-    assert parse_host_args(argv) == expected
 
 
 @pytest.fixture
@@ -49,10 +32,6 @@ def test_logger_is_a_logging_logger_naming_plugin_symbol_rule_op_instance(
     assert record.read_text().splitlines()[1] == "logger: logging.Logger"
     expected = f"INFO {host.name}.counter rule={rule} op=op7 instance=3: counting for {rule}"
     assert host.wait_output(expected).endswith(expected)
-
-
-def test_the_host_argument_reaches_the_runtime(host: PluginHost) -> None:
-    assert "plugin " in host.wait_output("sendTimeout 700 ms")
 
 
 def test_instances_of_one_symbol_run_side_by_side(host: PluginHost,
@@ -87,21 +66,3 @@ def test_stopping_twice_is_not_an_error_but_an_unknown_symbol_is(
     assert answer == (f"cannot stop sink 'printer' (rule '{rule}', op 'op1', instance 0): "
                       f"sink 'printer' is not defined in PluginConfig('{host.name}'); "
                       "defined sinks: recorder")
-
-
-def test_a_plugin_started_by_hand_says_what_is_missing(unique_name: Callable[[], str]) -> None:
-    name = unique_name()
-    done = subprocess.run([sys.executable, str(PLUGIN)], capture_output=True, text=True,
-                          timeout=30, env={"PLUGIN_NAME": name, "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 1
-    assert (f"no eKuiper is listening at ipc:///tmp/plugin_{name}.ipc: a portable plugin is "
-            "started by eKuiper (or by ekuiper_sdk.testing), not by hand") in done.stderr
-
-
-def test_logging_is_left_alone_when_the_plugin_configured_it() -> None:
-    from ekuiper_sdk.runtime.process import configure_logging
-
-    root = logging.getLogger()
-    handlers = list(root.handlers)
-    configure_logging()  # pytest has installed its own handlers: they must stay the only ones
-    assert root.handlers == handlers
