@@ -106,19 +106,14 @@ def typed(tmp_path: Path, plugin_host_factory: Callable[..., Any],
     return plugin_host_factory(name, main, python=sys.executable), main
 
 
-@pytest.mark.parametrize("symbol", SINKS)
-def test_every_sink_style_gets_its_declared_configuration_converted(
-        typed: tuple[Any, Path], symbol: str, unique_name: Callable[[str], str]) -> None:
+@pytest.mark.parametrize("kind, symbol", [("sink", s) for s in SINKS] +
+                         [("source", s) for s in SOURCES])
+def test_every_style_gets_its_declared_configuration_converted(
+        typed: tuple[Any, Path], kind: str, symbol: str,
+        unique_name: Callable[[str], str]) -> None:
     host, _ = typed
-    host.start_sink(symbol, unique_name("r"), config={"n": "3"})
-    host.wait_output(f"CONFIGURED {symbol} Conf 3")
-
-
-@pytest.mark.parametrize("symbol", SOURCES)
-def test_every_source_style_gets_its_declared_configuration_converted(
-        typed: tuple[Any, Path], symbol: str, unique_name: Callable[[str], str]) -> None:
-    host, _ = typed
-    host.start_source(symbol, unique_name("r"), config={"n": "3"})
+    start = host.start_sink if kind == "sink" else host.start_source
+    start(symbol, unique_name("r"), config={"n": "3"})
     host.wait_output(f"CONFIGURED {symbol} Conf 3")
 
 
