@@ -193,6 +193,18 @@ def test_importing_the_test_library_loads_no_command() -> None:
     assert out.strip() == "[]"
 
 
+def test_what_modules_share_is_public() -> None:
+    """A name another module imports has no leading underscore: private means one file's."""
+    shared = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (
+                    node.level or (node.module or "").startswith("ekuiper_sdk")):
+                shared += [f"{module_name(path)}: {node.module}.{a.name}" for a in node.names
+                           if a.name.startswith("_") and not a.name.startswith("__")]
+    assert shared == []
+
+
 def test_no_module_is_too_long_to_read_in_one_sitting() -> None:
     long = {module_name(p): n for p in ROOT.rglob("*.py")
             if (n := len(p.read_text().splitlines())) > MAX_LINES}

@@ -357,8 +357,7 @@ class PluginHost:
         proc.wait()
 
     def dead_reason(self) -> str | None:
-        """Why the host can no longer talk to the plugin (closing, process gone), or None;
-        a wait on the plugin's sockets (here and in the handles) gives up on it."""
+        """Why a wait on the plugin (here or in a handle) should give up, or None."""
         if self._closing:
             return f"plugin host {self.name} is closing"
         proc = self._proc
@@ -462,8 +461,7 @@ class PluginHost:
                 return answer
 
     def send_control(self, cmd: str, control: dict[str, Any], timeout: float | None) -> None:
-        """Send start/stop for ``control``; keep or drop it for replay like eKuiper (the
-        handles send their stop through here)."""
+        """Send start/stop for ``control`` (a handle's too); keep or drop it for replay."""
         # Go marshals the Control struct to text, then the Command struct around it.
         arg = go_dumps_prepared(control).decode("utf-8")
         raw = go_dumps_prepared({"cmd": cmd, "arg": arg})
