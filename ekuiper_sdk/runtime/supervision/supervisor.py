@@ -148,7 +148,7 @@ class Supervisor:
             raise
         with self._cond:
             self._live.add(worker)
-        if self._shutdown.is_set():  # serve_forever may have looked before it was added
+        if self._shutdown.is_set():  # close may have looked before it was added
             worker.kill()
         return worker
 
