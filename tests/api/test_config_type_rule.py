@@ -16,7 +16,9 @@ from ekuiper_sdk.metadata import symbol_metadata
 
 PLUGIN = textwrap.dedent('''
     from dataclasses import dataclass
-    from ekuiper_sdk import Plugin, PluginConfig, Sink, Source
+    import os
+    import sys
+    from ekuiper_sdk import Plugin, PluginConfig, Sink, Source, decode_records, plugin
 
     @dataclass
     class Conf:
@@ -89,12 +91,19 @@ PLUGIN = textwrap.dedent('''
         said("source_async", conf)
         yield {"n": conf.n}
 
-    if __name__ == "__main__":
+    if __name__ == "__main__" and os.environ.get("CLASS_API"):
+        # The class API: a PluginConfig of classes, and one read through decode_records.
+        plugin.start(PluginConfig("NAME", {"source_class": TypedSource},
+                                  {"cfg_class": sink_class("cfg_class"),
+                                   "cfg_records": decode_records(sink_class("cfg_records"))}),
+                     sys.argv)
+    elif __name__ == "__main__":
         app.run()
 ''')
 
 SINKS = ["class_bytes", "class_each", "class_list", "class_given", "plain_attr", "plain_given"]
 SOURCES = ["source_class", "source_fn", "source_async"]
+CLASS_API = ["cfg_class", "cfg_records"]
 
 
 @pytest.fixture
@@ -126,3 +135,15 @@ def test_the_metadata_advertises_the_type_the_runtime_converts_to(
         for symbol in symbols:
             names = [p["name"] for p in listed[kind][symbol]["properties"]]
             assert names == ["n"], (kind, symbol)
+
+
+@pytest.mark.parametrize("symbol", CLASS_API)
+def test_the_class_api_gets_the_declared_configuration_too(
+        tmp_path: Path, plugin_host_factory: Callable[..., Any],
+        unique_name: Callable[[str], str], symbol: str) -> None:
+    name = unique_name("conftype")
+    main = tmp_path / "main.py"
+    main.write_text(PLUGIN.replace("NAME", name))
+    host = plugin_host_factory(name, main, python=sys.executable, env={"CLASS_API": "1"})
+    host.start_sink(symbol, unique_name("r"), config={"n": "3"})
+    host.wait_output(f"CONFIGURED {symbol} Conf 3")
