@@ -352,3 +352,11 @@ def test_a_decorator_plugin_with_its_real_configuration(tmp_path: Path) -> None:
     assert "FileNotFoundError" in err
     assert f"error: {folder}: plugin {name}: source lines failed after 0 record(s) and " \
         "sends nothing more (the plugin's lines above say why)\n" in err
+
+
+def test_run_pipeline_names_the_options_it_does_not_have() -> None:
+    from ekuiper_sdk.tools.run.pipeline import run_pipeline
+
+    with pytest.raises(TypeError, match=r"no option 'cuont'; the options are those of "
+                                        r"RunOptions: args, calls, conf_key, count"):
+        run_pipeline("nowhere", cuont=3)
