@@ -404,8 +404,8 @@ class Supervisor:
         with self._cond:
             dropped = self._dropped.get(key) if start else self._dropped.pop(key, None)
         if start and dropped:
-            return self._refuse(command.cmd, control, f"{dropped}; stop and start the rule "
-                                "once the plugin is fixed")
+            return refusal(command.cmd, control, f"{dropped}; stop and start the rule once "
+                           "the plugin is fixed")
         # A function's start runs no plugin code beyond its factory, so a worker that dies
         # during one was killed by a call in flight; an error answer here would fail the
         # function for good (seen on a real eKuiper: a replayed start answered with an
@@ -415,7 +415,7 @@ class Supervisor:
             worker = self._ready_worker()
             if isinstance(worker, str):
                 if start:
-                    return self._refuse(command.cmd, control, worker)
+                    return refusal(command.cmd, control, worker)
                 return self._forget(control, key)
             try:
                 answer, served = worker.exchange(data), worker
@@ -426,9 +426,9 @@ class Supervisor:
                     return self._forget(control, key)
                 if attempt == attempts:
                     self._strike(key, control)
-                    return self._refuse(command.cmd, control, "the plugin's worker process died "
-                                        f"while starting it ({worker.exit_description()}); a "
-                                        "new one is starting")
+                    return refusal(command.cmd, control, "the plugin's worker process died "
+                                   f"while starting it ({worker.exit_description()}); a new "
+                                   "one is starting")
                 with self._cond:  # wait until the death is counted, then for the next one
                     while self._worker is worker:
                         self._cond.wait(0.1)
@@ -455,7 +455,7 @@ class Supervisor:
         try:
             self.config.get(control.plugin_type, control.symbol_name)
         except LookupError as exc:
-            return self._refuse("stop", control, str(exc))
+            return refusal("stop", control, str(exc))
         if control.plugin_type != protocol.FUNC:
             with self._cond:
                 self._started.pop(key, None)
@@ -463,6 +463,3 @@ class Supervisor:
         log.info("stopped %s (no worker was running it)", control.label())
         return protocol.OK
 
-    @staticmethod
-    def _refuse(cmd: str, control: protocol.Control, problem: str) -> bytes:
-        return refusal(cmd, control, problem)
