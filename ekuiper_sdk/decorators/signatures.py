@@ -4,8 +4,8 @@ A function registered with ``@app.function`` is checked when a rule is created (
 ``Validate``): the number of arguments in the SQL call must fit the Python parameters.
 Parameters with defaults are optional and ``*args`` takes any number more; a first
 parameter named ``ctx`` or ``context`` (or annotated ``Context``) receives the call's
-context and is not an SQL argument (:func:`sql_parameters`, the one place that says
-so). Keyword-only parameters without a default cannot be filled from SQL, so they are
+context and is not an SQL argument (``metadata.sql_parameters``, the one place that
+says so). Keyword-only parameters without a default cannot be filled from SQL, so they are
 refused when the function is registered.
 """
 
@@ -15,7 +15,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-CONTEXT_NAMES = ("ctx", "context")
+from ..metadata import sql_parameters
 
 
 @dataclass(frozen=True)
@@ -51,37 +51,6 @@ class Arity:
 
 def _args(n: int) -> str:
     return f"{n} argument" if n == 1 else f"{n} arguments"
-
-
-def _is_context(param: inspect.Parameter) -> bool:
-    if param.name in CONTEXT_NAMES:
-        return True
-    annotation = param.annotation
-    if isinstance(annotation, str):  # postponed annotations are kept as text
-        return annotation.strip("'\" ").rsplit(".", 1)[-1] == "Context"
-    from ..api import Context
-
-    return isinstance(annotation, type) and issubclass(annotation, Context)
-
-
-def sql_parameters(fn: Callable[..., Any]) -> tuple[bool, list[inspect.Parameter]]:
-    """Whether ``fn`` takes the call's context first, and the parameters SQL fills.
-
-    The one rule for the context parameter, read by ``Validate`` (:func:`arity_of`), by
-    the call (``FunctionAdapter.exec``) and by the UI metadata: a first positional
-    parameter named ``ctx`` or ``context``, or annotated ``Context``, is the context.
-    Raises ``TypeError`` or ``ValueError`` when the signature cannot be read.
-
-    >>> def scale(context, x, factor=2): ...
-    >>> wants, params = sql_parameters(scale)
-    >>> wants, [p.name for p in params]
-    (True, ['x', 'factor'])
-    """
-    params = list(inspect.signature(fn).parameters.values())
-    wants_context = bool(params) and params[0].kind in (
-        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) \
-        and _is_context(params[0])
-    return wants_context, params[1:] if wants_context else params
 
 
 def arity_of(fn: Callable[..., Any], name: str) -> Arity:
