@@ -47,6 +47,11 @@ class SendTimeout(EkuiperSDKError):
     """The host did not take a frame within the send timeout."""
 
 
+class SourceFailed(EkuiperSDKError):
+    """A decorated source's code raised: it was logged with its traceback, and the source
+    runner reports the message to the rule (``runtime.protocol.encode_source_error``)."""
+
+
 class UserCodeError(EkuiperSDKError):
     """User code failed or took too long while the control thread waited for it."""
 
@@ -100,6 +105,11 @@ class FunctionError(HostError):
 
 class SourceConfigError(EkuiperSDKError, ValueError):
     """A source yaml file that cannot be read; the message names the file and the fix."""
+
+
+class SocketNameWarning(UserWarning):
+    """A test host runs the plugin under other socket names, because a live listener (an
+    eKuiper with the plugin installed) holds its own."""
 
 
 class SourceConfigWarning(UserWarning):

@@ -89,6 +89,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ekuiper-python", default=None, metavar="X.Y",
                     help="that eKuiper's Python version, for the vendored wheels "
                          "(default: $EKUIPER_PYTHON_VERSION or 3.12)")
+    group.addoption("--ekuiper-capture", default=None, metavar="NAME",
+                    help="the name of the capture sink plugin installed there (default: "
+                         "$EKUIPER_CAPTURE_PLUGIN or sdkcapture<port>)")
 
 
 @pytest.fixture
@@ -102,14 +105,15 @@ def ekuiper_server(request: pytest.FixtureRequest) -> Iterator[RealEkuiper]:
         def test_on_ekuiper(ekuiper_server):
             ekuiper_server.install("plugins/mine")
     """
-    from .testing.real import URL_ENV, RealEkuiper
+    from .testing.real import CAPTURE_ENV, URL_ENV, RealEkuiper
 
     url = request.config.getoption("--ekuiper-url") or os.environ.get(URL_ENV)
     if not url:
         pytest.skip(f"no real eKuiper: pass --ekuiper-url or set {URL_ENV}")
     python = (request.config.getoption("--ekuiper-python")
               or os.environ.get("EKUIPER_PYTHON_VERSION") or "3.12")
-    server = RealEkuiper(url, python_version=python)
+    capture = request.config.getoption("--ekuiper-capture") or os.environ.get(CAPTURE_ENV)
+    server = RealEkuiper(url, python_version=python, capture_plugin=capture or None)
     try:
         yield server
     finally:

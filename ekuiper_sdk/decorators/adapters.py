@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, Callable
 
 from ..api import Context, Function, Sink, Source
-from ..errors import CallTimeout, ChannelStopped, EncodeError, SendTimeout
+from ..errors import CallTimeout, ChannelStopped, EncodeError, SendTimeout, SourceFailed
+from ..runtime import protocol
 from ..typed_config import config_type_of, convert
 from . import event_loops, records, signatures
 
@@ -117,10 +118,13 @@ class SourceAdapter(Source):
                 ctx.logger.info("source %r finished: its %s returned", self.symbol, self.kind)
         except (ChannelStopped, asyncio.CancelledError):
             pass  # the rule stopped: the expected end
-        except Exception:  # noqa: BLE001 - a plugin's bug is reported, never fatal
+        except Exception as exc:  # noqa: BLE001 - a plugin's bug is reported, never fatal
             if not self._stopping.is_set():
                 ctx.logger.exception("source %r failed and sends nothing more until its rule "
                                      "restarts", self.symbol)
+                # The runner reports it to the rule (a frame eKuiper counts as an error).
+                raise SourceFailed("failed and sends nothing more: "
+                                   + protocol.exception_line(exc)) from None
         finally:
             self._done.set()
 

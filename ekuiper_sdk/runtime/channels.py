@@ -104,13 +104,8 @@ def dial(sock: pynng.Socket, url: str, deadline_s: float = DIAL_DEADLINE_S) -> N
 def listen_private(sock: pynng.Socket, url: str) -> None:
     """Listen on an IPC URL whose socket file only this user may read and write."""
     path = protocol.url_path(url)
-    # A file left by a killed plugin would make the listen fail; the host owns these
-    # names, so a leftover is always stale.
-    if os.path.exists(path):
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    # nng replaces a file left by a killed plugin itself (it connects first and removes
+    # the file only when nobody answers), so a live listener's file is never taken.
     sock.listen(url)
     os.chmod(path, 0o600)
 

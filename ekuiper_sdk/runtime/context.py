@@ -100,11 +100,17 @@ class SymbolContext(Context):
         self._emitter(protocol.encode_tuple(message, meta))
 
     def emit_error(self, error: str) -> None:
-        # eKuiper v2 has no error frame (a {"error": ...} frame becomes an empty tuple),
-        # so the error goes to the log, where the host shows it.
+        """Report an error to the rule, where eKuiper shows it, and to the log.
+
+        eKuiper v2 has no error frame (a ``{"error": ...}`` frame becomes an empty tuple),
+        so the error goes as a frame it cannot decode: the source's ``exceptions_total``
+        counts it and its ``last_exception`` shows the text
+        (:func:`~ekuiper_sdk.runtime.protocol.encode_source_error`).
+        """
         if self._emitter is None:
             raise RuntimeError("emit_error is only available to sources")
         self._logger.error("source error: %s", error)
+        self._emitter(protocol.encode_source_error(self._symbol, f"error: {error}"))
 
     def ack_ok(self) -> None:
         self._ack(None)

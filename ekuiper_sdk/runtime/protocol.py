@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EncodeError, ProtocolError
+from . import names
 from .codec import dumps, loads
 
 # Command and symbol kinds, as spelled on the wire.
@@ -87,13 +88,17 @@ def _ipc(name: str) -> str:
 
 
 def control_url(plugin_name: str) -> str:
-    """``ipc:///tmp/plugin_<name>.ipc``: where the host listens for the plugin's control channel."""
-    return _ipc("plugin_" + check_name("plugin name", plugin_name))
+    """``ipc:///tmp/plugin_<name>.ipc``: where the host listens for the plugin's control channel.
+
+    The name is the host's (:mod:`.names`): the code's, unless a host renamed the plugin.
+    """
+    return _ipc("plugin_" + check_name("plugin name", names.host_name(plugin_name)))
 
 
 def function_url(symbol: str) -> str:
-    """``ipc:///tmp/func_<symbol>.ipc``: the host's REP socket for one function name."""
-    return _ipc("func_" + check_name("function name", symbol))
+    """``ipc:///tmp/func_<symbol>.ipc``: the host's REP socket for one function, named as
+    the host names it (:mod:`.names`)."""
+    return _ipc("func_" + check_name("function name", names.host_name(symbol)))
 
 
 def source_url(meta: Meta) -> str:
@@ -230,6 +235,8 @@ def decode_command(data: bytes) -> Command:
         raise ProtocolError(f"unknown pluginType {_short(plugin_type)}; "
                             "expected 'source', 'sink' or 'func'")
     symbol = check_name("symbol name", _field(ctrl, "symbolName", str, what))
+    if plugin_type == FUNC:
+        symbol = names.code_name(symbol)      # from here on, the code's name (see names)
     config = ctrl.get("config")
     if config is None:
         config = {}
@@ -366,6 +373,21 @@ def encode_tuple(message: Any, meta: Any = None) -> bytes:
     if meta is not None and type(meta) is not dict and not isinstance(meta, Mapping):
         raise EncodeError(f"a source meta must be a dict or None, got {type(meta).__name__}")
     return dumps({"message": message, "meta": meta})
+
+
+def encode_source_error(symbol: str, text: str) -> bytes:
+    """A source frame that carries an error to the rule's metrics.
+
+    eKuiper v2 has no error frame, but a frame it cannot decode as a tuple is counted in
+    the source's ``exceptions_total`` and shown, with the frame's text, as its
+    ``last_exception`` (``Invalid data format, cannot decode <frame> to json format with
+    error ...``): seen on eKuiper v2.4, the one place a running source's error reaches the
+    rule's status. The frame starts with ``source``, so it is never JSON.
+
+    >>> encode_source_error("pyjson", "open failed: OSError: no device")
+    b"source 'pyjson' open failed: OSError: no device"
+    """
+    return f"source {_short(symbol)} {one_line(text)}".encode("utf-8", "replace")
 
 
 ACK_OK = b"{}"

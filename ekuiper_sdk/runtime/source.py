@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from ..api import Source
-from ..errors import ChannelStopped, SymbolStopped
+from ..errors import ChannelStopped, SendTimeout, SourceFailed, SymbolStopped
 from . import channels, protocol
 from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, SupervisionHooks
@@ -41,9 +41,19 @@ class SourceRunner(Runner):
             self.source.open(self.ctx)
         except ChannelStopped:
             pass  # emit after stop: the expected way for an open loop to end
+        except SourceFailed as exc:    # a decorated source, already logged
+            self._report(str(exc))
         except Exception as exc:  # noqa: BLE001 - logged; the instance stays until stopped
             self.hooks.user_code_failed(exc, f"open of {self.control.label()}")
             self.logger.exception("open failed")
+            self._report(f"open failed: {protocol.exception_line(exc)}")
+
+    def _report(self, text: str) -> None:
+        """The failure, to the rule's metrics (see protocol.encode_source_error)."""
+        try:
+            self.outlet.send(protocol.encode_source_error(self.control.symbol_name, text))
+        except (ChannelStopped, SendTimeout, OSError) as exc:
+            self.logger.debug("could not report the failure to eKuiper: %s", exc)
 
     def stop(self) -> None:
         # Close the socket now (so nothing more reaches the host and the URL is free),

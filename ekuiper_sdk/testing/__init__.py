@@ -22,7 +22,9 @@ from ..errors import (
     FunctionError,
     HostError,
     InvalidFrameError,
+    RealEkuiperError,
     SinkAckError,
+    SocketNameWarning,
     SourceConfigWarning,
 )
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
@@ -36,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
     "HostError", "InvalidFrameError", "SinkAckError", "FunctionError",
-    "SourceConfigWarning", "run_pipeline",
+    "SourceConfigWarning", "SocketNameWarning", "RealEkuiperError", "run_pipeline",
     "go_json_dumps", "decode_source_frame", "wait_for", "RealEkuiper", "Capture",
 ]
 

@@ -41,14 +41,15 @@ import time
 from typing import (
     IO,
     Any,
-    Callable,
 )
 
 import pynng
 
 from ..errors import HostError
-from .gojson import go_dumps_prepared, go_value
+from .commands import control_struct
+from .gojson import go_dumps_prepared
 from .handles import FunctionHandle, SinkHandle, SourceHandle
+from .socket_names import SUFFIX_ENV, choose_suffix, declared_functions, remove_stale_socket
 from .sockets import (
     FUNCTION_TIMEOUT,
     MANGOS_QUEUE_LENGTH,
@@ -59,11 +60,13 @@ from .sockets import (
     ipc_url,
     listen,
     recv_within,
-    remove_socket_file,
     send_rep,
     shortened,
 )
 from .source_config import start_config
+from .waiting import wait_for
+
+__all__ = ["PluginHost", "wait_for"]
 
 _TAIL_LINES = 20
 
@@ -93,6 +96,11 @@ class PluginHost:
         language: ``"python"`` or ``"go"`` (a Go plugin's executable is run directly).
         echo: also write the plugin's output lines to this stream (True: ``sys.stderr``).
         output_lines: how many of the plugin's last output lines :attr:`output` keeps.
+        rename: run the plugin under other socket names (``EKUIPER_SDK_NAME_SUFFIX``, which
+            this SDK's runtime honours): None (default) only when a live listener, such as
+            an eKuiper with the plugin installed, holds its control socket or a function's,
+            with a :class:`SocketNameWarning`; True always; a string is the suffix; False
+            never (a held name is then a :class:`HostError`). Tests use the code's names.
 
     Example::
 
@@ -106,7 +114,7 @@ class PluginHost:
                  function_timeout: float = FUNCTION_TIMEOUT,
                  env: dict[str, str] | None = None, conda_env: str | None = None,
                  language: str = "python", echo: bool | IO[str] = False,
-                 output_lines: int = 2000) -> None:
+                 output_lines: int = 2000, rename: bool | str | None = None) -> None:
         if not name or "/" in name or "\x00" in name:
             raise ValueError(f"plugin name {name!r} cannot be part of a socket path")
         if language not in ("python", "go"):
@@ -122,7 +130,9 @@ class PluginHost:
         self.conda_env = conda_env
         self.language = language
         self._echo: IO[str] | None = sys.stderr if echo is True else (echo or None)
-        self.control_url = ipc_url(f"plugin_{name}")
+        self._rename = rename
+        #: What the host appends to the plugin's and its functions' names (see rename).
+        self.suffix = ""
 
         self._ctrl: pynng.Socket | None = None
         # One command at a time on the control socket, as the Go host's mutex does; every
@@ -139,6 +149,7 @@ class PluginHost:
         self._handles: list[SourceHandle | SinkHandle] = []
         self._functions: dict[str, FunctionHandle] = {}
         self._plugin_listen_paths: set[str] = set()   # sink data sockets the plugin listens on
+        self._listened: list[str] = []                # socket files this host listened on
         self._started = False
         self._closing = False
         self._closed = False
@@ -169,9 +180,14 @@ class PluginHost:
                 raise HostError(f"plugin host {self.name} is closed")
             self._started = True
             try:
+                self.suffix = choose_suffix(self.name, self.executable, self.language,
+                                            self._rename, declared_functions(self.executable))
+                if self.suffix:
+                    self.env[SUFFIX_ENV] = self.suffix
                 sock = pynng.Rep0()
                 self._ctrl = sock
                 listen(sock, self.control_url)
+                self._listened.append(ipc_path(self.control_url))
                 self._launch()
                 self._handshake()
             except BaseException:
@@ -244,9 +260,15 @@ class PluginHost:
                 reader.join(timeout=2.0)
             self._closed = True
             # nng removes a listener's file when it closes; a plugin killed while listening
-            # leaves its sink socket files behind.
-            for path in [ipc_path(self.control_url), *self._plugin_listen_paths]:
-                remove_socket_file(path)
+            # leaves its sink socket files behind. Only files of names this host used, and
+            # only when nobody listens there any more (never eKuiper's own).
+            for path in [*self._listened, *self._plugin_listen_paths]:
+                remove_stale_socket(path)
+
+    @property
+    def control_url(self) -> str:
+        """Where the host listens for the plugin's control channel."""
+        return ipc_url(f"plugin_{self.name}{self.suffix}")
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -357,7 +379,6 @@ class PluginHost:
         proc.wait()
 
     def dead_reason(self) -> str | None:
-        """Why a wait on the plugin (here or in a handle) should give up, or None."""
         if self._closing:
             return f"plugin host {self.name} is closing"
         proc = self._proc
@@ -413,6 +434,15 @@ class PluginHost:
             if not self._alive():
                 self.restart()
 
+    def _refuse_second_handle(self, kind: str, symbol: str, url: str) -> None:
+        """One handle per rule, op and instance: its sockets are named after them."""
+        for handle in self._handles:
+            if handle.url == url:
+                raise HostError(f"{kind} {symbol!r} at {url} already has a running handle on "
+                                f"this host ({handle.control['symbolName']!r}; restart() "
+                                "replays it and the handle keeps receiving): use that handle, "
+                                "or stop() it first")
+
     def forget(self, handle: object) -> None:
         """A handle that stopped is no longer this host's to stop."""
         if handle in self._handles:
@@ -461,7 +491,7 @@ class PluginHost:
                 return answer
 
     def send_control(self, cmd: str, control: dict[str, Any], timeout: float | None) -> None:
-        """Send start/stop for ``control`` (a handle's too); keep or drop it for replay."""
+        """Send start/stop for ``control``; keep or drop it for replay like eKuiper."""
         # Go marshals the Control struct to text, then the Command struct around it.
         arg = go_dumps_prepared(control).decode("utf-8")
         raw = go_dumps_prepared({"cmd": cmd, "arg": arg})
@@ -510,9 +540,10 @@ class PluginHost:
         except ValueError as exc:
             raise HostError(str(exc)) from None
         self._ensure_running()
-        control = _control(symbol, "source", rule_id, op_id, instance_id,
+        control = control_struct(symbol, "source", rule_id, op_id, instance_id,
                            datasource if data_source_field else "", merged)
         url = ipc_url(f"{rule_id}_{op_id}_{instance_id}")
+        self._refuse_second_handle("source", symbol, url)
         sock = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
             listen(sock, url)
@@ -553,9 +584,10 @@ class PluginHost:
                                     f"got unconvertible type '{type(value).__name__}'")
                 require_ack = value
         self._ensure_running()
-        control = _control(symbol, "sink", rule_id, op_id, instance_id, "", config)
+        control = control_struct(symbol, "sink", rule_id, op_id, instance_id, "", config)
         stem = f"{rule_id}_{op_id}_{instance_id}"
         url, ack_url = ipc_url(stem), ipc_url(stem + "_ack")
+        self._refuse_second_handle("sink", symbol, url)
         ack = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
             listen(ack, ack_url)
@@ -599,51 +631,16 @@ class PluginHost:
         self._ensure_running()
         if not symbol or "/" in symbol or "\x00" in symbol:
             raise ValueError(f"function name {symbol!r} cannot be part of a socket path")
-        url = ipc_url(f"func_{symbol}")
+        url = ipc_url(f"func_{symbol}{self.suffix}")
         sock = pynng.Rep0()
         try:
             listen(sock, url)
             # The Go struct has no omitempty on meta: the empty meta is sent.
-            self.send_control("start", _control(symbol, "func", "", "", 0, "", None), None)
+            control = control_struct(symbol + self.suffix, "func", "", "", 0, "", None)
+            self.send_control("start", control, None)
         except BaseException:
             sock.close()
             raise
         handle = FunctionHandle(self, symbol, sock, url, self.function_timeout)
         self._functions[symbol] = handle
         return handle
-
-
-def _control(symbol: str, plugin_type: str, rule_id: str, op_id: str, instance_id: int,
-             datasource: str, config: dict[str, Any] | None) -> dict[str, Any]:
-    """The Control struct in Go's field order, with Go's omitempty rules."""
-    if plugin_type != "func":
-        for kind, value in (("rule id", rule_id), ("op id", op_id)):
-            if not value or "/" in value or "\x00" in value:
-                raise ValueError(f"{kind} {value!r} cannot be part of a socket path")
-    control: dict[str, Any] = {
-        "symbolName": symbol,
-        "meta": {"ruleId": rule_id, "opId": op_id, "instanceId": int(instance_id)},
-        "pluginType": plugin_type,
-    }
-    if datasource:
-        control["dataSource"] = datasource
-    if config:
-        control["config"] = go_value(dict(config))
-    return control
-
-
-def wait_for(check: Callable[[], object], timeout: float = 5.0,
-             what: str = "condition") -> None:
-    """Poll ``check`` until it returns something true; ``AssertionError`` after ``timeout``.
-
-    For what a plugin does in its own time (a sink writing a file, a source closing).
-
-    Example::
-
-        wait_for(lambda: out.exists(), 5, "the sink writing its file")
-    """
-    give_up = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"{what} did not happen within {timeout:g} s")
-        time.sleep(0.02)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -46,7 +47,8 @@ from ..tools.pack import pack
 from ..tools.rest import RestClient, install_zip
 from ..tools.vendor import VendorOptions
 
-__all__ = ["RealEkuiper", "Capture", "RealEkuiperError", "URL_ENV", "CAPTURE_PLUGIN"]
+__all__ = ["RealEkuiper", "Capture", "RealEkuiperError", "URL_ENV", "CAPTURE_PLUGIN",
+           "CAPTURE_ENV"]
 
 #: The environment variable naming the eKuiper server for real-eKuiper tests.
 URL_ENV = "EKUIPER_URL"
@@ -54,6 +56,8 @@ URL_ENV = "EKUIPER_URL"
 #: control socket is named after it in the machine's /tmp, so two eKuiper servers on one
 #: machine need two names.
 CAPTURE_PLUGIN = "sdkcapture"
+#: The environment variable that names the capture plugin instead.
+CAPTURE_ENV = "EKUIPER_CAPTURE_PLUGIN"
 
 _CAPTURE_SCRIPT = '''"""Forwards every frame a rule gives this sink to the address in its config."""
 
@@ -159,11 +163,14 @@ class RealEkuiper:
         python_version, platforms: the server's Python, for the vendored wheels.
         listen, advertise: the addresses of :class:`Capture` sockets.
         token: eKuiper's authentication token, when it runs with one.
+        capture_plugin: the name of the capture sink plugin (and of its sink); default
+            ``sdkcapture<port>``.
     """
 
     def __init__(self, url: str, *, python_version: str = "3.12",
                  platforms: Sequence[str] = ("x86_64",), listen: str = "127.0.0.1",
-                 advertise: str | None = None, token: str | None = None) -> None:
+                 advertise: str | None = None, token: str | None = None,
+                 capture_plugin: str | None = None) -> None:
         self.client = RestClient(url, token=token)
         self.python_version = python_version
         self.platforms = tuple(platforms)
@@ -173,7 +180,11 @@ class RealEkuiper:
         self._captures: list[Capture] = []
         self._workdir = Path(tempfile.mkdtemp(prefix="ekuiper-real-"))
         port = urllib.parse.urlsplit(self.client.server).port or 80
-        self.capture_plugin = f"{CAPTURE_PLUGIN}{port}"
+        if capture_plugin is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*",
+                                                            capture_plugin):
+            raise ValueError(f"capture plugin name {capture_plugin!r}: use letters, digits "
+                             "and '_', starting with a letter (it is a plugin and sink name)")
+        self.capture_plugin = capture_plugin or f"{CAPTURE_PLUGIN}{port}"
 
     def __enter__(self) -> RealEkuiper:
         return self
@@ -207,7 +218,7 @@ class RealEkuiper:
                                    f"{self.client.server}; delete it first or pass update=True")
         result = self._step(f"{'update' if update else 'install'} plugin {name}",
                             lambda: install_zip(self.client, zip_path, update=update,
-                                                log=io.StringIO()))
+                                                log=io.StringIO(), settle=1.0))
         if ("plugin", name) not in self._created and name not in installed:
             self._created.append(("plugin", name))
         status = (result.status or {}).get("status")

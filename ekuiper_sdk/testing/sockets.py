@@ -6,8 +6,6 @@ Every socket here is used and closed by one thread at a time, as in the plugin r
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from typing import (
     Callable,
@@ -50,15 +48,23 @@ def ipc_path(url: str) -> str:
 
 
 def listen(sock: pynng.Socket, url: str) -> None:
-    """Listen like the Go host: five more tries 100 ms apart (a stale file may linger)."""
+    """Listen like the Go host: five more tries 100 ms apart (a closing listener may linger).
+
+    nng itself replaces a stale socket file (it connects first, and removes the file only
+    when nobody answers); a live listener there is a :class:`HostError` naming the file.
+    """
     sock.recv_max_size = 0      # eKuiper sets no size limit; nng's default is 1 MiB
     for attempt in range(6):
         try:
             sock.listen(url)
             return
-        except pynng.NNGException:
+        except pynng.NNGException as exc:
             if attempt == 5:
-                raise
+                if isinstance(exc, pynng.AddressInUse):
+                    raise HostError(f"{ipc_path(url)} is held by a live listener (an eKuiper "
+                                    "or another test host using the same name); stop that "
+                                    "one or use another name") from None
+                raise HostError(f"cannot listen at {url}: {exc}") from None
             time.sleep(0.1)
 
 
@@ -100,14 +106,6 @@ def send_rep(sock: pynng.Socket, raw: bytes, timeout: float,
     except pynng.BadState:
         recv_within(sock, timeout, abort)
         sock.send(raw)
-
-
-def remove_socket_file(path: str) -> None:
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
 
 
 def shortened(data: bytes, limit: int = 300) -> str:

@@ -12,8 +12,8 @@ CONF_KEY="other")``::
      "interval": 0.1, "key": "", "retainSize": 0, "schemaId": "",
      "strictValidation": false, "timestamp": "", "timestampFormat": ""}
 
-Reading the yaml file needs PyYAML (``pip install 'ekuiper-sdk[tools]'``); the plugin
-runtime never reads it.
+Reading the yaml file needs PyYAML (``pip install pyyaml``, or the SDK's ``tools``
+extra); the plugin runtime never reads it.
 """
 
 from __future__ import annotations
@@ -24,20 +24,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import SourceConfigError, SourceConfigWarning
+from ..tools.stream_keys import STREAM_PROPERTIES as _OVERWRITTEN
 
 #: The stream properties eKuiper writes over every source's configuration, with the values
 #: a ``CREATE STREAM`` that sets none of them gives (``format`` is lower-cased).
-STREAM_PROPERTIES: dict[str, Any] = {
-    "format": "json",
-    "key": "",
-    "datasource": "",
-    "schemaId": "",
-    "delimiter": "",
-    "retainSize": 0,
-    "strictValidation": False,
-    "timestamp": "",
-    "timestampFormat": "",
-}
+STREAM_PROPERTIES: dict[str, Any] = {key: default for key, (_, default)
+                                     in _OVERWRITTEN.items()}
 
 
 def read_sections(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -53,7 +45,7 @@ def read_sections(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
         import yaml
     except ImportError:
         raise SourceConfigError(f"{os.fspath(path)}: reading it needs PyYAML; "
-                                "pip install 'ekuiper-sdk[tools]'") from None
+                                "pip install pyyaml (or the SDK's tools extra)") from None
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)

@@ -28,6 +28,7 @@ from . import rest
 from .manifest import KINDS
 from .pack import pack
 from .uimeta import MISSING_MESSAGE
+from .usage import describe_rules
 from .validate import validate
 
 if TYPE_CHECKING:  # loaded only by `pack --vendor`
@@ -215,11 +216,17 @@ def _cmd_install(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     result = rest.install_zip(_client(args), args.zip, update=args.command == "update",
                               via=args.via, name=args.name, serve_address=args.serve_address,
                               advertise=args.advertise, shell_paras=args.shell_para or (),
-                              log=err)
+                              log=err, settle=args.settle)
     status = (result.status or {}).get("status")
+    problem = (result.status or {}).get("errMsg")
     text = f"{result.message} (via {result.via})" + (f"; status: {status}" if status else "")
-    _emit(args, out, result.to_dict(), text)
-    return EXIT_OK
+    if problem:
+        text += f" ({problem})"
+    if status == "running" and args.settle > 0:
+        text += f" after {args.settle:g} s"
+    _emit(args, out, dict(result.to_dict(), ok=status != "error"), text)
+    # A plugin that started and died within the settle time failed to install, for a script.
+    return EXIT_FAIL if status == "error" else EXIT_OK
 
 
 def _cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -249,8 +256,13 @@ def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     text = f"{args.name}: {state}"
     if status.get("errMsg"):
         text += f" ({status['errMsg']})"
-    if refs:
-        text += "; used by " + ", ".join(f"{rule} ({n})" for rule, n in sorted(refs.items()))
+    try:
+        rules = describe_rules(_client(args), args.name, refs)
+    except RestError as exc:
+        rules = [(rule, f"state unknown: {exc.worded(option_wording).message}")
+                 for rule in sorted(refs)]
+    if rules:
+        text += "; used by " + ", ".join(f"{rule} ({state})" for rule, state in rules)
     _emit(args, out, dict(status, ok=state != "error", name=args.name), text)
     # A plugin in "error" makes the command fail, so scripts can test it.
     return EXIT_FAIL if state == "error" else EXIT_OK
@@ -389,6 +401,9 @@ def _add_server_commands(sub: Subparsers) -> None:
                           ("update", "replace an installed plugin with a zip")):
         p = sub.add_parser(command, help=text)
         p.add_argument("zip", help="the plugin zip")
+        p.add_argument("--settle", type=float, default=rest.SETTLE_S, metavar="SECONDS",
+                       help="watch the plugin's status this long before reporting it, so a "
+                       f"plugin that dies just after it started shows (default: {rest.SETTLE_S:g})")
         p.add_argument("--name", help="plugin name, when the zip root holds several manifests")
         p.add_argument("--via", choices=rest.VIAS, default="auto",
                        help="how eKuiper gets the zip: file:// URL, upload to its data/uploads, "

@@ -7,7 +7,7 @@ refuses (which leaves the plugin deleted, since eKuiper deletes before it instal
 followed by installing the last good zip again. Ctrl-C stops watching and leaves the last
 good version installed.
 
-Watching uses ``watchfiles`` (the ``watch`` extra: ``pip install 'ekuiper-sdk[tools,watch]'``);
+Watching uses ``watchfiles`` (the ``watch`` extra: ``pip install ".[tools,watch]"`` in a checkout);
 :func:`dev_loop` takes any iterable of changes, so it is driven without a watcher in tests.
 
 Example::
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import re
 import shutil
 import sys
 import tempfile
@@ -27,13 +26,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
-from urllib.parse import quote
 
 from ..errors import PackagingError, Problem, RestError, Wording, python_wording
 from . import rest
 from .archive import DEFAULT_EXCLUDES, is_excluded
-from .manifest import Manifest, PathLike
+from .manifest import PathLike
 from .pack import pack
+from .usage import rules_using
 from .vendor import VendorOptions
 
 
@@ -48,38 +47,6 @@ class Cycle:
     rules: list[tuple[str, str]] = field(default_factory=list)
 
 
-def rules_using(client: rest.RestClient, manifest: Manifest) -> list[tuple[str, str]]:
-    """``(rule id, status)`` of the rules whose SQL calls one of the plugin's functions or
-    reads a stream of one of its sources, or whose actions use one of its sinks.
-
-    >>> rules_using(RestClient("http://127.0.0.1:9081"), manifest)    # doctest: +SKIP
-    [('rule1', 'running')]
-    """
-    streams = set()
-    for stream in client.request("GET", "/streams").json() or []:
-        # eKuiper v2 lists names, and describes a stream with its options in lower case.
-        name = stream if isinstance(stream, str) else str(stream.get("name", ""))
-        info = client.request("GET", "/streams/" + quote(name, safe="")).json()
-        options = (info.get("Options") or {}) if isinstance(info, dict) else {}
-        kind = str(options.get("type") or options.get("TYPE") or "")
-        if kind in manifest.sources:
-            streams.add(name)
-    words = [re.escape(f) for f in manifest.functions] + [re.escape(s) for s in streams]
-    pattern = re.compile(rf"\b({'|'.join(words)})\b", re.IGNORECASE) if words else None
-    found = []
-    for rule in client.request("GET", "/rules").json() or []:
-        rule_id = str(rule.get("id", ""))
-        detail = client.request("GET", "/rules/" + quote(rule_id, safe="")).json()
-        if not isinstance(detail, dict):
-            continue
-        sql = str(detail.get("sql", ""))
-        actions = detail.get("actions") or []
-        sinks = {key for action in actions if isinstance(action, dict) for key in action}
-        if (pattern is not None and pattern.search(sql)) or sinks & set(manifest.sinks):
-            found.append((rule_id, str(rule.get("status", ""))))
-    return sorted(found)
-
-
 class DevSession:
     """The state the loop keeps between changes: whether the plugin is installed, and the
     last zip eKuiper took."""
@@ -87,7 +54,8 @@ class DevSession:
     def __init__(self, plugin_dir: PathLike, client: rest.RestClient, *,
                  vendor: VendorOptions | None = None, python: str | None = None,
                  excludes: Sequence[str] = (), via: str = "auto",
-                 out: IO[str] | None = None, wording: Wording = python_wording) -> None:
+                 out: IO[str] | None = None, settle: float = rest.SETTLE_S,
+                 wording: Wording = python_wording) -> None:
         self.plugin_dir = Path(plugin_dir)
         #: How a REST error names the parameter that fixes it (the CLI: as its option).
         self.wording = wording
@@ -96,6 +64,7 @@ class DevSession:
         self.python = python
         self.excludes = list(excludes)
         self.via = via
+        self.settle = settle
         self.out = out if out is not None else sys.stdout
         self.work = Path(tempfile.mkdtemp(prefix="ekuiper-dev-"))
         self.last_good: Path | None = None
@@ -129,13 +98,14 @@ class DevSession:
         try:
             update = self._is_installed(name)
             done = rest.install_zip(self.client, candidate, update=update, via=self.via,
-                                    log=io.StringIO())
+                                    log=io.StringIO(), settle=self.settle)
         except (RestError, PackagingError) as exc:
             message = self._text(exc).splitlines()[0]
             if self.installed and self.last_good is not None:
                 # eKuiper deleted the plugin before failing to install the new zip.
                 try:
-                    rest.install_zip(self.client, self.last_good, via=self.via, log=io.StringIO())
+                    rest.install_zip(self.client, self.last_good, via=self.via, log=io.StringIO(),
+                                     settle=0)
                     message += "; the last good version is installed again"
                 except (RestError, PackagingError) as again:
                     self.installed = False
@@ -199,8 +169,9 @@ def watch(plugin_dir: PathLike, excludes: Sequence[str] = ()) -> Iterator[object
         watchfiles = importlib.import_module("watchfiles")
     except ImportError:
         raise PackagingError([Problem("watchfiles", "is not installed; `dev` needs it to "
-                                      "watch the folder", "pip install 'ekuiper-sdk[watch]' "
-                                      "(or watchfiles)")]) from None
+                                      "watch the folder", "pip install watchfiles (or the "
+                                      "SDK's watch extra: pip install \".[watch]\" in a "
+                                      "checkout)")]) from None
     root = Path(plugin_dir).resolve()
     patterns = list(DEFAULT_EXCLUDES) + list(excludes) + ["*.zip"]
 

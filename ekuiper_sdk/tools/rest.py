@@ -36,6 +36,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -49,6 +50,8 @@ from .manifest import read_zip_manifest
 
 DEFAULT_SERVER = "http://127.0.0.1:9081"
 VIAS = ("auto", "file", "upload", "serve")
+#: Seconds a plugin's status is watched after an install or update before it is reported.
+SETTLE_S = 5.0
 
 
 @dataclass
@@ -121,9 +124,10 @@ def hint_for(message: str, via: str = "") -> str:
     if "control handshake error" in message:
         # Seen on eKuiper v2.4: a plugin that dies on import (no ekuiper_sdk in the server's
         # Python) is waited for until portable.initTimeout, and the error names no cause.
-        return ("the plugin process never answered: its traceback is in eKuiper's log; "
-                "when it is 'No module named ekuiper_sdk', the server's Python lacks the SDK: "
-                "pack with {vendor=True}")
+        return ("the plugin process never answered: it most likely failed at start, and its "
+                "traceback is in eKuiper's log (a module the server's Python lacks: "
+                "`ekuiper-plugin validate` imports the plugin as the server will, and packing "
+                "with {vendor=True} ships ekuiper-sdk and requirements.txt)")
     if "not found" in message:
         return "see `ekuiper-plugin list`"
     return ""
@@ -369,8 +373,14 @@ class InstallResult:
 def install_zip(client: RestClient, zip_path: str | Path, *, update: bool = False,
                 via: str = "auto", name: str | None = None, serve_address: str = "",
                 advertise: str | None = None, shell_paras: Sequence[str] = (),
-                log: IO[str] | None = None) -> InstallResult:
+                log: IO[str] | None = None, settle: float = 0.0) -> InstallResult:
     """Install (or update) a plugin zip on the server, handing it over as ``via`` says.
+
+    The status is read once it settles: eKuiper answers as soon as the plugin shook hands,
+    and a plugin that dies a moment later (at its first symbol, in a thread it started)
+    shows ``running`` first and ``error`` seconds later. So the status is watched for
+    ``settle`` seconds (the command line's default: :data:`SETTLE_S`), and the first
+    ``error`` or ``stop`` ends the watch.
 
     The zip's root manifest is checked first, so a wrong zip fails here with a fix rather
     than on the server. Raises ``RestError`` (eKuiper's text) or ``PackagingError``.
@@ -433,8 +443,25 @@ def install_zip(client: RestClient, zip_path: str | Path, *, update: bool = Fals
             log.write(f"serving {path.name} at {zs.url} until eKuiper answers\n")
             message, url = send(zs.url, "serve")
     result = InstallResult(plugin, chosen, url, message, notes=notes)
-    try:
-        result.status = client.status(plugin)
-    except RestError:
-        result.status = None
+    result.status = settled_status(client, plugin, settle)
     return result
+
+
+def settled_status(client: RestClient, name: str, settle: float = SETTLE_S,
+                   poll: float = 0.25) -> dict[str, Any] | None:
+    """The plugin's status after ``settle`` seconds, or the first that says it is down.
+
+    >>> settled_status(RestClient(), "pysam", 5.0)["status"]      # doctest: +SKIP
+    'running'
+    """
+    give_up = time.monotonic() + settle
+    status: dict[str, Any] | None = None
+    while True:
+        try:
+            status = client.status(name)
+        except RestError:
+            status = None
+        state = (status or {}).get("status")
+        if state in ("error", "stop") or time.monotonic() >= give_up:
+            return status
+        time.sleep(min(poll, max(0.0, give_up - time.monotonic())))

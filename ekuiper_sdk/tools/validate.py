@@ -25,8 +25,10 @@ from typing import Any
 
 from ..errors import PackagingError, Problem
 from ..plugin import LIST_SYMBOLS_ENV
+from . import import_guard
 from .archive import plugin_files
 from .manifest import KINDS, SINGULAR, Manifest, PathLike, find_manifest, load_manifest
+from .stream_keys import overwritten, warning_text
 from .uimeta import MISSING_FIX, MISSING_MESSAGE, missing_files
 
 
@@ -134,6 +136,20 @@ class Style:
         return f"add {symbol!r} to the {kind} of PluginConfig"
 
 
+def shipped_distributions(plugin_dir: PathLike) -> list[str]:
+    """What eKuiper's Python will have for the plugin: what requirements.txt names, and
+    ekuiper-sdk (in the zip with ``--vendor``, else installed there), with their
+    dependencies. ``--vendor`` downloads the wheels of exactly these."""
+    from .vendor import SDK_DIST, read_requirements, requirement_name
+
+    try:
+        names = [requirement_name(r) for r in read_requirements(Path(plugin_dir) /
+                                                                 "requirements.txt")]
+    except PackagingError:
+        names = []          # pack reports the bad line itself
+    return sorted({*names, SDK_DIST})
+
+
 def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = None,
              timeout: float = 30.0,
              style: Style | None = None) -> tuple[dict[str, Any] | None, list[Problem]]:
@@ -141,7 +157,9 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
 
     The plugin prints ``{"name", "sources", "sinks", "functions"}`` and exits without
     opening any socket when ``EKUIPER_SDK_LIST_SYMBOLS=1``; it runs from its own folder as
-    eKuiper runs it. ``python`` defaults to this interpreter.
+    eKuiper runs it, through :mod:`.import_guard`, so that it imports only what eKuiper's
+    Python will have (:func:`shipped_distributions`). ``python`` defaults to this
+    interpreter.
 
     >>> defined, problems = list_symbols("pysam", manifest)          # doctest: +SKIP
     >>> defined["functions"]                                     # doctest: +SKIP
@@ -154,7 +172,9 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
     env = dict(os.environ)
     env[LIST_SYMBOLS_ENV] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    cmd = [python or sys.executable, "-u", str(exe), json.dumps({"sendTimeout": 1000})]
+    env[import_guard.SHIPPED_ENV] = json.dumps(shipped_distributions(root))
+    cmd = [python or sys.executable, "-u", import_guard.__file__, str(exe),
+           json.dumps({"sendTimeout": 1000})]
     try:
         proc = subprocess.run(cmd, cwd=str(exe.parent), env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, timeout=timeout, check=False)
@@ -168,6 +188,13 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
                               "pass --python with a working interpreter")]
     stderr = proc.stderr.decode("utf-8", "replace").strip().splitlines()
     last_err = stderr[-1] if stderr else "no output"
+    refused = _refused_import(stderr) if proc.returncode != 0 else None
+    if refused is not None:
+        module, dist = refused
+        return None, [Problem(shown, f"imports {module!r} (distribution {dist}), which eKuiper's "
+                              f"Python will not have: requirements.txt does not name it, so "
+                              f"the plugin would fail there with No module named {module!r}",
+                              f"add {dist} to {Path(plugin_dir) / 'requirements.txt'}")]
     if proc.returncode != 0:
         return None, [Problem(shown, f"failed to list its symbols (exit {proc.returncode}): "
                               f"{last_err}",
@@ -183,6 +210,48 @@ def list_symbols(plugin_dir: PathLike, manifest: Manifest, python: str | None = 
             return data, []
     return None, [Problem(shown, "exited without listing its symbols",
                           f"call `{style.start()}` from ekuiper_sdk at the end of the script")]
+
+
+def _refused_import(stderr: Sequence[str]) -> tuple[str, str] | None:
+    """The import the guard refused, when that refusal is what ended the plugin."""
+    refused = dict(line.split()[1:3] for line in stderr
+                   if line.startswith(import_guard.MARKER + " ") and len(line.split()) >= 3)
+    last = stderr[-1] if stderr else ""
+    for module, dist in refused.items():
+        if last.endswith(f"No module named {module!r}"):
+            return module, dist
+    return None
+
+
+_YAML_KEY_RE = re.compile(r"^[ \t]+[\"']?([A-Za-z_][A-Za-z0-9_]*)[\"']?[ \t]*:")
+
+
+def _overwritten_keys(root: Path, manifest: Manifest,
+                      described: Mapping[str, Any] | None) -> list[Problem]:
+    """A warning for each source key eKuiper overwrites with a stream property
+    (:mod:`.stream_keys`): in ``sources/<name>.yaml`` (read line by line, so no YAML
+    library is needed) and in a declared configuration."""
+    out: list[Problem] = []
+    for src in manifest.sources:
+        path = root / "sources" / f"{src}.yaml"
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        for number, line in enumerate(lines, 1):
+            match = _YAML_KEY_RE.match(line)   # indented: a key inside a section
+            for key, prop in overwritten([match.group(1)] if match else []):
+                out.append(Problem(f"{path}:{number}", warning_text("key", key, prop),
+                                   "rename the key, or set it on the stream "
+                                   f"(CREATE STREAM ... WITH ({prop}=...))", warning=True))
+        fields = ((described or {}).get("sources") or {}).get(src) or {}
+        names = [str(f.get("name")) for f in fields.get("properties") or []
+                 if isinstance(f, dict)]
+        for key, prop in overwritten(names):
+            out.append(Problem(str(root / manifest.executable), warning_text(
+                f"source {src!r}: configuration field", key, prop), "rename the field, or "
+                f"read the stream's {prop} through it on purpose", warning=True))
+    return out
 
 
 def _check_symbols(manifest: Manifest, defined: Mapping[str, Any], where: str,
@@ -252,4 +321,5 @@ def validate(plugin_dir: PathLike, *, name: str | None = None, python: str | Non
             result.described = described if isinstance(described, dict) else None
             result.problems.extend(_check_symbols(manifest, defined, str(path),
                                                   str(root / manifest.executable), style))
+    result.problems.extend(_overwritten_keys(root, manifest, result.described))
     return result

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 from helpers import PLUGINS
 
-from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SinkAckError
+from ekuiper_sdk.testing import (
+    FunctionError,
+    HostError,
+    InvalidFrameError,
+    PluginHost,
+    SinkAckError,
+)
 from ekuiper_sdk.testing.source_config import STREAM_PROPERTIES
 
 PLUGIN = PLUGINS / "app_style" / "main.py"
@@ -121,6 +127,10 @@ def test_a_generator_that_raises_is_logged_with_its_error(app: App) -> None:
     rule = unique("r")
     src = app.host.start_source(app.sym("failing"), rule)
     assert src.recv().message == {"ok": True}
+    with pytest.raises(InvalidFrameError) as reported:    # to the rule's metrics
+        src.recv()
+    assert reported.value.raw == (f"source '{app.sym('failing')}' failed and sends nothing "
+                                  "more: ValueError: sensor unplugged").encode()
     assert app.logged(f"source '{app.sym('failing')}' failed and sends nothing more")
     assert app.logged("ValueError: sensor unplugged")
     src.stop()

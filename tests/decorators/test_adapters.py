@@ -20,6 +20,7 @@ from ekuiper_sdk.decorators.adapters import (
     SourceAdapter,
     decode_records,
 )
+from ekuiper_sdk.errors import SourceFailed
 from ekuiper_sdk.runtime import protocol
 from ekuiper_sdk.runtime.context import SymbolContext, instance_logger
 
@@ -147,7 +148,13 @@ def test_a_generator_that_ends_finishes_and_one_that_raises_is_logged(
         ctx = source_ctx(frames)
         source = SourceAdapter(fn.__name__, fn)
         source.configure("", {})
-        source.open(ctx)  # returns by itself
+        if fn is broken:
+            # Logged here, and raised for the runner to report to the rule.
+            with pytest.raises(SourceFailed, match="^failed and sends nothing more: "
+                                                   "ValueError: sensor unplugged$"):
+                source.open(ctx)
+        else:
+            source.open(ctx)  # returns by itself
         assert [f["message"] for f in frames.frames][:1] == [{"a": 1}]
         assert text in caplog.text
         source.close(ctx)  # still fine afterwards, and quick

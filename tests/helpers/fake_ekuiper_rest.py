@@ -129,8 +129,8 @@ class FakeEkuiper:
         name = parts[2] if len(parts) > 2 else ""
         if key in (("streams",), ("rules",)):
             return self._json(sorted(self.streams) if key == ("streams",) else
-                              [{"id": r, "name": r, "status": "running"}
-                               for r in sorted(self.rules)])
+                              [{"id": r, "name": r, "status": rule.get("status", "running")}
+                               for r, rule in sorted(self.rules.items())])
         if key in (("streams", "*"), ("rules", "*")):
             table = self.streams if key[0] == "streams" else self.rules
             if parts[1] not in table:

@@ -19,7 +19,14 @@ from typing import Any, Callable
 import pytest
 from helpers import PLUGINS
 
-from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, SinkAckError, wait_for
+from ekuiper_sdk.testing import (
+    FunctionError,
+    HostError,
+    InvalidFrameError,
+    PluginHost,
+    SinkAckError,
+    wait_for,
+)
 
 PLUGIN = PLUGINS / "reliable" / "reliable.py"
 LOGGER = "logger: logging.Logger"  # what the counter source records of ctx.get_logger()
@@ -285,6 +292,10 @@ def test_explicit_ack_is_sent_once(reliable: Reliable) -> None:
 
 def test_open_and_close_failures_are_logged_and_harmless(reliable: Reliable) -> None:
     crashy = reliable.host.start_source("crashy", reliable.unique())
+    # Reported to the rule as a frame eKuiper counts as the source's exception.
+    with pytest.raises(InvalidFrameError) as reported:
+        crashy.recv()
+    assert reported.value.raw == b"source 'crashy' open failed: RuntimeError: open exploded"
     wait_for(lambda: any("open failed" in line for line in reliable.host.output), 5,
              "open's failure logged")
     crashy.stop(timeout=1.0)

@@ -144,3 +144,147 @@ def test_the_class_style_example(ekuiper_server: RealEkuiper, tmp_path: Path) ->
                                f"FROM {example.name('s')}", [out.action(sendSingle=True)])
     # The copy renames the string "pyjson" everywhere, the record's name too.
     assert out.records(2) == [{"datasource": "topicY", "r": example.name("pyjson")[::-1]}] * 2
+
+
+def test_run_tests_and_dev_beside_the_installed_plugin(ekuiper_server: RealEkuiper,
+                                                       pysam_async: Example) -> None:
+    """The everyday set-up: the plugin installed and serving a rule, and the developer
+    running ``run``, a test host and a ``dev`` cycle on the same folder beside it."""
+    import io
+
+    from ekuiper_sdk.errors import SocketNameWarning
+    from ekuiper_sdk.testing import PluginHost, run_pipeline
+    from ekuiper_sdk.tools.dev import DevSession
+    from ekuiper_sdk.tools.vendor import VendorOptions
+
+    plugin, revert = pysam_async.name("pysam_async"), pysam_async.name("revert2")
+    out = ekuiper_server.capture()
+    ekuiper_server.create_rule(pysam_async.name("rs"),
+                               f"SELECT count, {revert}(name) AS r FROM {pysam_async.name('s')}",
+                               [out.action(sendSingle=True)])
+    out.records(2)
+
+    def still_serving(after: str) -> None:
+        seen = len(out.received())
+        records = out.records(seen + 2, timeout=15)[seen:]
+        assert all(r["r"] == "nosjyp" for r in records), f"after {after}: {records}"
+        assert ekuiper_server.plugin_status(plugin)["status"] == "running", after
+
+    log = io.StringIO()
+    results = run_pipeline(pysam_async.folder, calls=[["abc"]], out=io.StringIO(), log=log)
+    assert results == [{"args": ["abc"], "result": "cba"}]
+    assert "note: " in log.getvalue() and "so both keep working" in log.getvalue()
+    still_serving("run")
+
+    with pytest.warns(SocketNameWarning):
+        with PluginHost(plugin, pysam_async.folder / "pysam_async.py") as host:
+            assert host.function(revert).call("xyz") == "zyx"
+    still_serving("a test host")
+
+    session = DevSession(pysam_async.folder, ekuiper_server.client,
+                         vendor=VendorOptions(python_version=ekuiper_server.python_version),
+                         out=io.StringIO())
+    try:
+        cycle = session.cycle()
+    finally:
+        session.close()
+    assert cycle.ok and (cycle.status or {}).get("status") == "running", cycle
+    still_serving("a dev cycle (an update)")
+
+
+FAILING = '''
+import time
+from ekuiper_sdk import Plugin, Sink, Source
+
+app = Plugin("@P@")
+
+
+class BadOpen(Source):
+    def configure(self, datasource, conf):
+        pass
+
+    def open(self, ctx):
+        raise ConnectionError("device unreachable")
+
+    def close(self, ctx):
+        pass
+
+
+class BadConfigure(Sink):
+    def configure(self, conf):
+        raise ValueError("bad setting 'path'")
+
+    def open(self, ctx):
+        pass
+
+    def collect(self, ctx, data):
+        pass
+
+    def close(self, ctx):
+        pass
+
+
+app.source("@P@_open")(BadOpen)
+app.sink("@P@_conf")(BadConfigure)
+
+
+@app.source("@P@_ends")
+def ends(ctx, datasource, conf):
+    yield {"n": 0}
+    time.sleep(0.2)
+    raise RuntimeError("lost the feed")
+
+
+@app.source("@P@_ok")
+def ok(ctx, datasource, conf):
+    while True:
+        ctx.emit_error("sensor 7 out of range")
+        yield {"n": 1}
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    app.run()
+'''
+
+
+def test_plugin_errors_reach_the_rules_status(ekuiper_server: RealEkuiper,
+                                              tmp_path: Path) -> None:
+    """What docs/reliability.md's table says eKuiper shows for each failure."""
+    import time
+
+    name = f"fail_{os.getpid()}_{random.getrandbits(24):06x}"
+    folder = tmp_path / name
+    (folder / "sources").mkdir(parents=True)
+    (folder / f"{name}.py").write_text(FAILING.replace("@P@", name))
+    sources = [f"{name}_open", f"{name}_ends", f"{name}_ok"]
+    for source in sources:
+        (folder / "sources" / f"{source}.yaml").write_text("default:\n  x: 1\n")
+    (folder / f"{name}.json").write_text(json.dumps({
+        "version": "v1.0.0", "language": "python", "executable": f"{name}.py",
+        "sources": sources, "sinks": [f"{name}_conf"]}))
+    ekuiper_server.install(folder)
+    for source in sources:
+        ekuiper_server.create_stream(f"{source}_s", source)
+        ekuiper_server.create_rule(f"{source}_r", f"SELECT * FROM {source}_s", [{"log": {}}])
+    ekuiper_server.create_rule(f"{name}_conf_r", f"SELECT * FROM {name}_ok_s",
+                               [{f"{name}_conf": {}}])
+    expected = {f"{name}_open": "open failed: ConnectionError: device unreachable",
+                f"{name}_ends": "failed and sends nothing more: RuntimeError: lost the feed",
+                f"{name}_ok": "error: sensor 7 out of range"}
+    deadline = time.monotonic() + 15
+    for source, text in expected.items():
+        while True:
+            status = ekuiper_server.rule_status(f"{source}_r")
+            seen = status.get(f"source_{source}_s_0_last_exception", "")
+            if f"source '{source}' {text}" in seen:
+                break
+            assert time.monotonic() < deadline, (source, status)
+            time.sleep(0.2)
+        assert status["status"] == "running"
+        assert status[f"source_{source}_s_0_exceptions_total"] >= 1
+    # A configure that raises refuses the start: eKuiper stops the rule and, in v2.4,
+    # leaves its message empty (the text is only in eKuiper's log).
+    while ekuiper_server.rule_status(f"{name}_conf_r")["status"] != "stopped by error":
+        assert time.monotonic() < deadline + 10
+        time.sleep(0.2)

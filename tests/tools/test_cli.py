@@ -124,16 +124,16 @@ def test_rest_commands_against_the_fake_server(tmp_path: Path) -> None:
         server = ["--server", ek.url]
         code, out, err = run("list", *server)
         assert (code, out) == (0, "no portable plugins installed\n"), err
-        code, out, err = run("install", str(zip_path), *server)
+        code, out, err = run("install", str(zip_path), *server, "--settle", "0")
         assert code == 0, err
         assert out == f"portable plugin {plugin.name} is created (via file); status: running\n"
-        code, out, err = run("install", str(zip_path), *server, "--json")
+        code, out, err = run("install", str(zip_path), *server, "--json", "--settle", "0")
         assert code == 1
         failure = json.loads(out)
         assert failure["ok"] is False and failure["status"] == 400
         assert failure["error"].endswith("duplicate") and "update" in failure["hint"]
         assert error_lines(err) == [f"error: {failure['error']}; {failure['hint']}"]
-        code, out, err = run("update", str(zip_path), *server, "--json")
+        code, out, err = run("update", str(zip_path), *server, "--json", "--settle", "0")
         assert code == 0 and json.loads(out)["message"].endswith("is updated"), err
         code, out, _ = run("list", *server, "--json")
         assert [p["name"] for p in json.loads(out)] == [plugin.name]
@@ -144,7 +144,18 @@ def test_rest_commands_against_the_fake_server(tmp_path: Path) -> None:
         ek.statuses[plugin.name] = {"refCount": {"r1": 1}, "status": "error",
                                     "errMsg": "exit status 1"}
         code, out, _ = run("status", plugin.name, *server)
-        assert code == 1 and out == f"{plugin.name}: error (exit status 1); used by r1 (1)\n"
+        # refCount's rule, with the state the rule list gives (none here: unknown).
+        assert code == 1 and out == f"{plugin.name}: error (exit status 1); used by r1 " \
+                                    "(unknown)\n"
+        # A rule that only calls a function is not in refCount; the rule list finds it.
+        function = manifest_of(plugin)["functions"][0]
+        ek.rules = {"r1": {"id": "r1", "sql": "SELECT x FROM s", "actions": [],
+                           "status": "stopped"},
+                    "calls": {"id": "calls", "sql": f"SELECT {function}(x) FROM s",
+                              "actions": []}}
+        code, out, _ = run("status", plugin.name, *server)
+        assert out == f"{plugin.name}: error (exit status 1); used by calls (running), " \
+                      "r1 (stopped)\n", out
         code, out, _ = run("delete", plugin.name, *server)
         assert (code, out) == (0, f"portable plugin {plugin.name} is deleted\n")
         code, out, err = run("delete", plugin.name, *server)

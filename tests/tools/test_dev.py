@@ -57,7 +57,8 @@ def test_edits_are_packed_and_sent_and_a_failed_step_keeps_the_last_good(
             assert ek.registry[name]["version"] == "0.2.0"  # installed again
             raise KeyboardInterrupt
 
-        cycles = dev_loop(plugin, rest.RestClient(ek.url, timeout=60), edits(), out=out)
+        cycles = dev_loop(plugin, rest.RestClient(ek.url, timeout=60), edits(), out=out,
+                          settle=0)
         assert name in ek.registry and ek.registry[name]["version"] == "0.2.0"
     lines = out.getvalue().splitlines()
     assert [c.ok for c in cycles] == [True, False, True, False]

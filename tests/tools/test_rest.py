@@ -247,3 +247,39 @@ def test_manifest_name_in_zip_is_used(ek: FakeEkuiper, packed: tuple[str, Path],
     result = install_zip(client(ek), renamed, log=io.StringIO())
     assert result.name == name
     assert manifest_of(ek.plugins_dir / name)["executable"] == "main.py"
+
+
+def test_the_status_is_reported_once_it_settles(ek: FakeEkuiper, packed: tuple[str, Path],
+                                                tmp_path: Path) -> None:
+    """eKuiper answers once the plugin shook hands; one that dies a moment later shows
+    running first. The command line watches the status and reports the death."""
+    import time
+
+    from ekuiper_sdk.tools.cli import main
+
+    name, zip_path = packed
+
+    def dies_soon() -> None:
+        while name not in ek.statuses:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        ek.statuses[name] = {"refCount": {}, "status": "error", "errMsg": "exit status 1"}
+
+    killer = threading.Thread(target=dies_soon, daemon=True)
+    killer.start()
+    out, err = io.StringIO(), io.StringIO()
+    began = time.monotonic()
+    code = main(["install", str(zip_path), "--server", ek.url, "--settle", "4"], out=out,
+                err=err)
+    took = time.monotonic() - began
+    killer.join()
+    assert code == 1, err.getvalue()
+    assert out.getvalue().endswith("; status: error (exit status 1)\n"), out.getvalue()
+    assert took < 3.5, f"the watch went on after the error ({took:.1f} s)"
+    # A plugin that stays up is reported after the whole watch, and says so.
+    out = io.StringIO()
+    began = time.monotonic()
+    assert main(["update", str(zip_path), "--server", ek.url, "--settle", "0.6"], out=out,
+                err=io.StringIO()) == 0
+    assert time.monotonic() - began >= 0.6
+    assert out.getvalue().endswith("; status: running after 0.6 s\n"), out.getvalue()

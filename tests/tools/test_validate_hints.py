@@ -126,3 +126,70 @@ def test_install_name_of_another_plugins_zip(tmp_path: Path) -> None:
     code = main(["install", str(zip_path), "--name", "other", "--server",
                  "http://127.0.0.1:9"], out=io.StringIO(), err=err)
     assert code == 1 and "the zip's manifest is" in err.getvalue()
+
+
+def test_an_import_the_server_will_not_have_is_one_line(tmp_path: Path) -> None:
+    """PyYAML is installed here (a test requirement), so the developer's Python imports
+    it; eKuiper's Python has only what requirements.txt names (and --vendor ships)."""
+    from ekuiper_sdk.tools.validate import validate
+
+    plugin = new_plugin(tmp_path)
+    main_py = plugin / "main.py"
+    future = "from __future__ import annotations\n"
+    text = main_py.read_text()
+    assert future in text
+    main_py.write_text(text.replace(future, future + "import yaml  # noqa\n"))
+    problems = [str(p) for p in validate(plugin).errors]
+    assert len(problems) == 1, problems
+    assert "imports 'yaml' (distribution PyYAML)" in problems[0]
+    assert "No module named 'yaml'" in problems[0]
+    assert problems[0].endswith(f"add PyYAML to {plugin / 'requirements.txt'}")
+    assert "\n" not in problems[0]
+    (plugin / "requirements.txt").write_text("pyyaml>=6\n")
+    assert validate(plugin).ok
+    # A dependency of a named distribution comes with it: jsonschema brings referencing.
+    main_py.write_text(main_py.read_text().replace(future, future + "import referencing\n"))
+    (plugin / "requirements.txt").write_text("pyyaml\njsonschema\n")
+    assert validate(plugin).ok, [str(p) for p in validate(plugin).errors]
+
+
+def test_keys_the_stream_overwrites_are_warned_about(tmp_path: Path) -> None:
+    from ekuiper_sdk.tools.stream_keys import STREAM_PROPERTIES
+    from ekuiper_sdk.tools.validate import validate
+
+    plugin = tmp_path / "kw"
+    (plugin / "sources").mkdir(parents=True)
+    (plugin / "main.py").write_text(
+        "from dataclasses import dataclass\n"
+        "from ekuiper_sdk import Plugin\n"
+        "app = Plugin('kw')\n"
+        "@dataclass\n"
+        "class Conf:\n"
+        "    interval: float = 1.0\n"
+        "    timestampFormat: str = ''\n"
+        "@app.source('src', config=Conf)\n"
+        "def src(ctx, datasource, conf: Conf):\n"
+        "    yield {}\n"
+        "if __name__ == '__main__':\n"
+        "    app.run()\n")
+    (plugin / "sources" / "src.yaml").write_text(
+        "default:\n  interval: 1\n  delimiter: ';'   # never reaches configure\n"
+        "other:\n  \"retainSize\": 3\n  # format: csv\n")
+    (plugin / "kw.json").write_text(json.dumps({
+        "version": "1", "language": "python", "executable": "main.py", "sources": ["src"]}))
+    result = validate(plugin)
+    assert result.ok, [str(p) for p in result.errors]
+    found = [str(w).removeprefix("warning: ") for w in result.warnings
+             if "overwritten by eKuiper" in w.message]
+    assert len(found) == 3, found
+    yaml_path = plugin / "sources" / "src.yaml"
+    assert found[0].startswith(f"{yaml_path}:3: key 'delimiter' is overwritten by eKuiper "
+                               "with the stream's DELIMITER property")
+    assert found[1].startswith(f"{yaml_path}:5: key 'retainSize'") and "RETAIN_SIZE" in found[1]
+    assert found[2].startswith(f"{plugin / 'main.py'}: source 'src': configuration field "
+                               "'timestampFormat'") and "TIMESTAMP_FORMAT" in found[2]
+    assert all("\n" not in line for line in found)
+    # The list is eKuiper's (internal/topo/node/conf/source.go), nine keys.
+    assert sorted(STREAM_PROPERTIES) == sorted(
+        ["format", "key", "datasource", "schemaId", "delimiter", "retainSize",
+         "strictValidation", "timestamp", "timestampFormat"])

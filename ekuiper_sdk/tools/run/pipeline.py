@@ -31,6 +31,7 @@ from ...errors import (
     InvalidFrameError,
     PackagingError,
     SinkAckError,
+    SocketNameWarning,
     SourceConfigWarning,
 )
 from ...testing.gojson import go_json_dumps
@@ -128,6 +129,11 @@ class _Run:
         self.summary.errors += 1
         if self.log is not None:
             self.log.write(f"error: {line}\n")
+            self.log.flush()
+
+    def note(self, line: str) -> None:
+        if self.log is not None:
+            self.log.write(f"note: {line}\n")
             self.log.flush()
 
     def warn(self, line: str) -> None:
@@ -269,7 +275,13 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], options: RunOptions | None 
     began = time.monotonic()
     summary.started = True
     try:
-        host.start()
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always", SocketNameWarning)
+            host.start()
+        for warning in seen:
+            if log is None:     # nobody reads the run's lines: a warning the caller sees
+                warnings.warn(warning.message, stacklevel=2)
+            run.note(str(warning.message))
         if calls is not None:
             assert func_name is not None
             fn = host.function(func_name)
@@ -290,12 +302,10 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], options: RunOptions | None 
         else:
             _flow(run, o, (src_name, func_name, sink_name), exprs, deadline, results)
     except HostError as exc:
+        # The plugin's output reaches the filter on a thread of its own: closing the host
+        # ends the process and joins that thread, so the summary sees every line first.
+        host.close()
         raise HostError(_failure(name, exc, host, shown)) from None
-    except pynng.AddressInUse:
-        # eKuiper keeps a function's socket after the plugin is deleted (seen on v2.4).
-        raise HostError(f"plugin {name}: an IPC socket it needs (/tmp/plugin_{name}.ipc, "
-                        f"/tmp/func_<function>.ipc) is in use: an eKuiper that ran this plugin "
-                        f"or another run holds it; stop that one first") from None
     except (OSError, ValueError, TypeError, pynng.NNGException) as exc:
         raise HostError(f"plugin {name}: {type(exc).__name__}: {exc}") from None
     finally:
@@ -386,8 +396,15 @@ def _source_items(run: _Run, src: SourceHandle, name: str, count: int,
                 yield src.recv(min(0.25, max(0.0, deadline - time.monotonic()))).message
                 break
             except InvalidFrameError as exc:
-                yield exc
-                break
+                report = _source_report(exc.raw, name)
+                if report is None:
+                    yield exc
+                    break
+                if report.startswith(("open failed", "failed and sends nothing more")):
+                    raise HostError(f"source {name} failed after {got} record(s) and sends "
+                                    f"nothing more") from None
+                run.error(f"source {name}: {report}")     # ctx.emit_error: not a record
+                continue
             except HostError:
                 if time.monotonic() >= deadline:
                     raise
@@ -401,6 +418,13 @@ def _source_items(run: _Run, src: SourceHandle, name: str, count: int,
                 run.warn(f"source {name} finished after {got} record(s) of the {count} "
                          f"asked for (--count)")
                 return
+
+
+def _source_report(raw: bytes, name: str) -> str | None:
+    """What a source reported to the rule with an error frame
+    (``runtime.protocol.encode_source_error``), or None for any other bad frame."""
+    prefix = f"source {name!r} ".encode()
+    return raw[len(prefix):].decode("utf-8", "replace") if raw.startswith(prefix) else None
 
 
 def _failure(name: str, exc: HostError, host: PluginHost, shown: LevelFilter | None) -> str:

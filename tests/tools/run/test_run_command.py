@@ -272,13 +272,20 @@ def test_log_levels() -> None:
     assert line_level("Traceback (most recent call last):", 20) == 40
 
 
-def test_a_plugin_already_running_elsewhere_is_one_line(tmp_path: Path) -> None:
+def test_a_plugin_already_running_elsewhere_runs_beside_it(tmp_path: Path) -> None:
     import pynng
+
+    from ekuiper_sdk.testing.socket_names import live_socket
     folder, name = make_plugin(tmp_path, sources=False, sinks=False)
-    with pynng.Rep0(listen=f"ipc:///tmp/plugin_{name}.ipc"):
-        code, _, err = run("run", str(folder), "--call", "1, 2, 3")
-    assert code == 1 and "Traceback" not in err
-    assert f"an IPC socket it needs (/tmp/plugin_{name}.ipc, " in err and "is in use" in err
+    control = f"/tmp/plugin_{name}.ipc"
+    with pynng.Rep0(listen=f"ipc://{control}"):
+        code, out, err = run("run", str(folder), "--call", "1, 2, 3")
+        assert live_socket(control), "the live listener's socket was taken or removed"
+    assert code == 0 and "Traceback" not in err, err
+    notes = [line for line in err.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1 and f"{control} is held by a live listener" in notes[0]
+    assert f"running this copy as plugin {name}_run" in notes[0]
+    assert out.strip(), "the call printed nothing"
 
 
 DECORATED = '''
@@ -352,6 +359,45 @@ def test_a_decorator_plugin_with_its_real_configuration(tmp_path: Path) -> None:
     assert "FileNotFoundError" in err
     assert f"error: {folder}: plugin {name}: source lines failed after 0 record(s) and " \
         "sends nothing more (the plugin's lines above say why)\n" in err
+
+
+def test_the_summary_of_a_refused_start_comes_after_the_plugins_last_lines(
+        tmp_path: Path) -> None:
+    """The plugin's lines reach the run's log on a thread of their own, and a slow log (a
+    terminal, a pipe) keeps that thread behind. A start the plugin refused, after logging
+    why with a traceback, must still be summed up as 'the plugin's lines above say why'."""
+    import time
+
+    from ekuiper_sdk.errors import HostError
+    from ekuiper_sdk.tools.run.pipeline import run_pipeline
+
+    class SlowLog(io.StringIO):
+        def write(self, text: str) -> int:
+            time.sleep(0.01)
+            return super().write(text)
+
+    folder, name = make_plugin(tmp_path, sinks=False, functions=False)
+    (folder / "main.py").write_text(
+        "import logging\n"
+        "from ekuiper_sdk import PluginConfig, Source, plugin\n"
+        "ctx_log = logging.getLogger('rows')\n"
+        "class Rows(Source):\n"
+        "    def configure(self, datasource, conf):\n"
+        "        for n in range(40):\n"
+        "            ctx_log.info('checking, step %d', n)\n"
+        "        raise ValueError('no device')\n"
+        "    def open(self, ctx):\n        pass\n"
+        "    def close(self, ctx):\n        pass\n"
+        f"plugin.start(PluginConfig({name!r}, {{'rows': Rows}}, {{}}, {{}}))\n")
+    log = SlowLog()
+    with pytest.raises(HostError) as failed:
+        # -v: INFO lines are shown (slowly) but are no problems, so the reader lags
+        # behind on them while the refusal arrives.
+        run_pipeline(folder, use_function=False, out=io.StringIO(), log=log, timeout=20,
+                     verbose=True)
+    assert "configure failed: ValueError: no device" in str(failed.value)
+    assert "ValueError: no device" in log.getvalue()
+    assert "the plugin's lines above say why" in str(failed.value), str(failed.value)
 
 
 def test_run_pipeline_names_the_options_it_does_not_have() -> None:
