@@ -1,7 +1,8 @@
 """``ekuiper-plugin``: create, check, pack, run and install eKuiper portable plugins.
 
 A thin layer over the tools beside it (``templates``, ``validate``, ``pack``, ``vendor``,
-``rest``, ``dev``) and the run engine (``run/``): it parses the command line, calls one
+``rest``, ``usage``, ``dev``), the run engine (``run/``) and the fleet tools (``fleet/``,
+whose two commands add their own options): it parses the command line, calls one
 function, prints its result, and turns errors into one line each and a non-zero exit
 status. The REST client's errors name the parameter that fixes them; only the command
 line knows that parameter as an option, so it words them (:func:`option_wording`).
@@ -25,6 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 from .. import __version__
 from ..errors import HostError, PackagingError, Problem, RestError
 from . import rest
+from .fleet.commands import add_fleet_commands
 from .manifest import KINDS
 from .pack import pack
 from .uimeta import MISSING_MESSAGE
@@ -280,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for add in (_add_init, _add_validate_and_pack, _add_run, _add_server_commands):
+    for add in (_add_init, _add_validate_and_pack, _add_run, _add_server_commands,
+                add_fleet_commands):
         add(sub)
     return parser
 
