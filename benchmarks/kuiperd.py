@@ -45,6 +45,8 @@ LOG_NAME = "kuiperd.out"
 FOLDER_PREFIX = "ekuiper-bench-kuiperd-"
 #: In the run folder: the benchmark's pid and the run's name prefixes, for a later sweep.
 OWNER_FILE = "owner.json"
+#: What eKuiper before 2.2 logs when its fixed pprof port is taken; new ports cannot help.
+PPROF_IN_USE = "listen tcp :6060: bind: address already in use"
 
 
 class KuiperdError(RuntimeError):
@@ -306,6 +308,12 @@ class PrivateKuiperd:
             code = self.proc.poll()
             if code is not None:
                 tail = log_tail(self.run_dir / LOG_NAME)
+                if PPROF_IN_USE in tail:
+                    raise KuiperdError(
+                        "kuiperd exited: this build always serves pprof on port 6060 (eKuiper "
+                        "before 2.2 does, on every interface, whatever kuiper.yaml says) and "
+                        "another process holds the port; stop it, or run this in a network "
+                        "namespace of its own (unshare --net)")
                 if "address already in use" in tail:
                     return False
                 raise KuiperdError(f"kuiperd exited with code {code} before its REST API "

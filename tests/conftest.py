@@ -7,6 +7,7 @@ import os
 import pytest
 
 from benchmarks.official_sdk import OfficialSDKUnavailable, official_python
+from ekuiper_sdk.hosts import GENERATIONS, HostGeneration
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +24,14 @@ def official_sdk_python() -> str:
         if os.environ.get("CI"):
             pytest.fail(str(exc))
         pytest.skip(str(exc))
+
+
+@pytest.fixture(params=GENERATIONS, ids=[generation.name for generation in GENERATIONS])
+def host_generation(request: pytest.FixtureRequest) -> HostGeneration:
+    """Each eKuiper generation in turn, for the control, ack and tools tests that must
+    hold on every one (``ekuiper_sdk.hosts``)."""
+    generation: HostGeneration = request.param
+    return generation
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

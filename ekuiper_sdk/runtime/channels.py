@@ -6,7 +6,8 @@ pins): a socket is used and closed by one thread at a time. The source outlet an
 sink inlet have a lock that whoever uses or closes the socket holds; a thread that
 waits on one of them waits in an nng aio operation with no timer (:mod:`.nng_aio`), which a
 stopper cancels before it takes the lock, so an idle plugin is never woken and ``close``
-never waits long. The control and function channels wake up only every few seconds.
+never waits long. The function channels wake up only every few seconds, the control
+channel only for a command.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def _size_nng_threads() -> None:
 
 _size_nng_threads()
 
-#: How long a REQ channel waits for the host before it sends a keepalive handshake.
+#: How long a function channel waits for the host before it sends a keepalive handshake
+#: (every host skips it there); the control channel sends none (see ``hosts``).
 IDLE_KEEPALIVE_MS = 5000
 #: How long to keep dialling a URL the host should already be listening on.
 DIAL_DEADLINE_S = 5.0
@@ -156,8 +158,8 @@ class CommandLink:
                     self._idle(sock)
                     continue
                 sock.send(handle(request))
-        except pynng.Closed:
-            pass
+        except (pynng.Closed, pynng.ConnectionReset):
+            pass  # closed here, or the peer went away while a request waited for it
         finally:
             self._closing = True
             sock.close()
@@ -171,18 +173,22 @@ class InvertedReplier(CommandLink):
 
     The host listens with REP and answers the plugin's requests with commands, so the
     plugin sends ``handshake``, receives a command as the "reply", and sends its answer
-    as the next request. When the host is quiet for ``IDLE_KEEPALIVE_MS`` the plugin
-    sends ``handshake`` again, which the host reads as a keepalive.
+    as the next request. With ``idle_ms``, when the host is quiet that long the plugin
+    sends ``handshake`` again, which the host reads as a keepalive; with ``None`` it
+    waits for the next command however long it takes, and sends nothing unasked (a host
+    before 2.1.3 would read a queued keepalive as the answer to its next command).
     """
 
     QUIET = (pynng.Timeout, pynng.BadState)
 
-    def __init__(self, url: str, idle_ms: int = IDLE_KEEPALIVE_MS,
+    def __init__(self, url: str, idle_ms: int | None = IDLE_KEEPALIVE_MS,
                  dial_deadline_s: float = DIAL_DEADLINE_S) -> None:
         # nng's own resend would replay an old answer that the host could read as the
-        # answer to its next command; the idle handshake does that job instead.
-        super().__init__(pynng.Req0(recv_timeout=idle_ms, resend_time=0, recv_max_size=0),
-                         url, dial_deadline_s)
+        # answer to its next command; the idle handshake, where used, does that job.
+        options: dict[str, int] = {"resend_time": 0, "recv_max_size": 0}
+        if idle_ms is not None:
+            options["recv_timeout"] = idle_ms
+        super().__init__(pynng.Req0(**options), url, dial_deadline_s)
 
     def _idle(self, sock: pynng.Socket) -> None:
         # The REQ socket dropped its request: make a new one.

@@ -244,8 +244,25 @@ class PluginRuntime:
             log.info("ignoring stop of %s: functions serve every rule until the plugin exits",
                      control.label())
             return
+        if control.plugin_type == protocol.SINK:
+            free_ack_path(control.meta)
         if self._retire(control.instance_key) is None:
             # Stopping twice, or after a failed start, leaves the same state: not an error.
             log.warning("stop of %s, which is not running", control.label())
             return
         log.info("stopped %s", control.label())
+
+
+def free_ack_path(meta: protocol.Meta) -> None:
+    """Remove a stopped sink's ack socket file, which a 1.x host never closes.
+
+    eKuiper 1.x keeps listening on it after the rule stops (fixed in 2.0), so the rule's
+    next start failed with ``address in use`` until eKuiper restarted. Without the file,
+    the host's next listen makes a new one; the plugin's dialer is unaffected. A 2.x host
+    has closed (and removed) it before it sends ``stop``, and a restart of the rule waits
+    for this answer, so no newer socket can be removed.
+    """
+    try:
+        os.unlink(protocol.url_path(protocol.sink_ack_url(meta)))
+    except (OSError, ProtocolError):
+        pass

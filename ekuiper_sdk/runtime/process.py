@@ -25,6 +25,7 @@ from typing import Callable, NoReturn, Protocol
 
 import pynng
 
+from .. import hosts
 from ..errors import ProtocolError
 from . import channels, protocol
 from .parent import watch_parent
@@ -112,8 +113,12 @@ class CommandChannel(Protocol):
 def connect_to_ekuiper(plugin: str) -> channels.InvertedReplier:
     """Dial eKuiper's control channel for ``plugin``; exits the process when none listens."""
     url = protocol.control_url(plugin)
+    # No keepalive unless every host generation skips one: a host before 2.1.3 reads a
+    # queued handshake as the answer to its next command. A host that is gone is seen
+    # by the channel's disconnect and the parent watch, on every generation.
+    idle_ms = channels.IDLE_KEEPALIVE_MS if hosts.every_host_skips_keepalives() else None
     try:
-        return channels.InvertedReplier(url)
+        return channels.InvertedReplier(url, idle_ms=idle_ms)
     except ConnectionError:
         log.error("no eKuiper is listening at %s: a portable plugin is started by eKuiper "
                   "(or by ekuiper_sdk.testing), not by hand", url)
@@ -247,8 +252,8 @@ class ProcessLife:
             log.error("%s %s: %s is gone: %s", role.title, self.plugin, role.host, exc)
             exit_process(1)
         control.on_disconnect(lambda: self.shutdown.ask(f"{role.host} closed {role.channel}"))
-        threading.Thread(target=self._serve_control, args=(control, service), name="control",
-                         daemon=True).start()
+        threading.Thread(target=self._serve_control, args=(control, service, role),
+                         name="control", daemon=True).start()
         # The host died (even by SIGKILL): leave rather than linger as an orphan that a
         # restarted host's sockets could be shared with.
         watch_parent(lambda pid: self.shutdown.ask(f"{role.host} (pid {pid}) is gone"))
@@ -258,7 +263,8 @@ class ProcessLife:
         log.info("plugin %s stopped: %s", self.plugin, self.shutdown.reason)
         exit_process(0)
 
-    def _serve_control(self, control: CommandChannel, service: Service) -> None:
+    def _serve_control(self, control: CommandChannel, service: Service,
+                       role: Identity) -> None:
         try:
             control.serve(service.handle_command, self.shutdown)
         except pynng.NNGException as exc:
@@ -267,7 +273,7 @@ class ProcessLife:
             log.exception("control channel failed")
             self.shutdown.ask("control channel failed")
         else:
-            self.shutdown.ask("control channel closed")
+            self.shutdown.ask(f"{role.host} closed {role.channel}")
 
 
 #: eKuiper's control channel, for the plugin in one process and for a supervisor.

@@ -5,12 +5,18 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
+from .. import hosts
 from ..api import Sink
-from ..errors import ChannelStopped
+from ..errors import ChannelStopped, SendTimeout
 from . import channels, protocol
 from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, FrameTally, SupervisionHooks
 from .runner import Runner, run_guarded
+
+#: Acks nng may hold for a host that has not read them yet (a reading host leaves one).
+ACK_BUFFER = 64
+#: How long an ack waits for room in that buffer before the host is taken not to read.
+ACK_FULL_WAIT_MS = 200
 
 
 class SinkRunner(Runner):
@@ -24,6 +30,14 @@ class SinkRunner(Runner):
     thread, reads what already reached it and closes it, so the URL is free at once and
     those frames are collected when ``collect`` returns. The socket is never used by two
     threads at once, and whoever holds the lock closes it.
+
+    Acks: a plugin cannot tell which eKuiper generation runs it, and each reads acks by
+    another property (``requireAck`` on 2.x, ``requiredACKs`` on 1.x; see ``hosts``). So
+    the sink acks when any generation would read them, and stops for good when the
+    frames show this host does not: a host that reads acks sends a frame only after it
+    has read the ack of the one before, so two frames waiting at once, or acks that fill
+    nng's buffer, mean nobody reads them, and each further ack would wait out its send
+    time-out (docs/protocol.md, "requireAck").
     """
 
     def __init__(self, control: protocol.Control, sink: Sink, plugin: str,
@@ -31,7 +45,7 @@ class SinkRunner(Runner):
         super().__init__(control, hooks)
         self.sink = sink
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
-        self.require_ack = control.config.get("requireAck") is True
+        self.require_ack = hosts.any_host_reads_acks(control.config)
         self._stopped = threading.Event()
         self._left: list[bytes] = []  # taken from the socket by a stop, not yet collected
         self._acked = False
@@ -40,8 +54,11 @@ class SinkRunner(Runner):
         self.collected = 0  # frames passed to collect
         self.inlet = channels.SinkInlet(protocol.sink_url(control.meta))
         try:
-            self.acks = channels.Outlet(protocol.sink_ack_url(control.meta), send_timeout_ms,
-                                        "sink")
+            # A host that reads acks leaves at most one unread, so a small buffer is never
+            # full for it: a full one shows, within a short wait, that nobody reads.
+            self.acks = channels.Outlet(protocol.sink_ack_url(control.meta),
+                                        min(send_timeout_ms, ACK_FULL_WAIT_MS), "sink",
+                                        buffer=ACK_BUFFER)
         except BaseException:
             self.inlet.close()
             raise
@@ -86,6 +103,8 @@ class SinkRunner(Runner):
                     break
                 last = self._stopped.is_set()
                 frames = inlet.finish() if last else inlet.receive()
+            if len(frames) > 1 and self.require_ack and not last:
+                self._acks_unread("frames came before the one before them was acked")
             if last:
                 self.released.set()
             self._handle_all(frames, handle, tally)
@@ -144,10 +163,24 @@ class SinkRunner(Runner):
     def _send_ack(self, frame: bytes) -> None:
         if self._tally is not None:
             self._tally.done()  # before the send: see Tally.done
+        if not self.require_ack:
+            return  # this host was found not to read acks
         try:
             self.acks.send(frame)
         except ChannelStopped:
             pass  # the rule stopped; nobody waits for this ack any more
+        except SendTimeout:
+            self._acks_unread(f"{ACK_BUFFER} acks are waiting unread")
         except Exception as exc:  # noqa: BLE001 - a lost ack is logged, never fatal
             self.logger.warning("could not send an ack to eKuiper: %s",
                                 protocol.exception_line(exc))
+
+    def _acks_unread(self, evidence: str) -> None:
+        """This host does not read acks: stop sending them, and say once how to get them."""
+        if not self.require_ack:
+            return
+        self.require_ack = False
+        self.logger.warning(
+            "eKuiper does not read this sink's acks (%s), so it sends no more of them; "
+            "eKuiper 2.x waits for acks when the rule's sink sets requireAck: true, "
+            "1.x when it sets requiredACKs to a whole number", evidence)

@@ -29,7 +29,8 @@ from ..errors import (
 )
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
-from .host import PluginHost, wait_for
+from .host import PluginHost
+from .waiting import wait_for
 
 if TYPE_CHECKING:
     from ..tools.run.pipeline import run_pipeline

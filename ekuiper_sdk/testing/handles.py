@@ -15,6 +15,7 @@ from typing import (
 import pynng
 
 from ..errors import FunctionError, HostError, InvalidFrameError, SinkAckError
+from ..hosts import HostGeneration
 from .gojson import (
     FuncReply,
     SourceTuple,
@@ -37,10 +38,10 @@ from .sockets import (
 
 
 class HandleOwner(Protocol):
-    """What a handle needs of the host that started it (:class:`~.host.PluginHost`): its
-    public methods, shared by the two modules."""
+    """What a handle needs of the host that started it (:class:`~.host.PluginHost`)."""
 
     name: str
+    generation: HostGeneration
 
     def output_tail(self, lines: int = ...) -> str: ...
 
@@ -172,7 +173,6 @@ class SourceHandle:
         self.host.send_control("stop", self.control, timeout)
 
     def detach(self) -> None:
-        """End the reader and leave the host, sending no stop (the host is closing)."""
         self._stopped = True
         self._stop.set()
         self._reading.set()
@@ -198,8 +198,10 @@ class SinkHandle:
     """
 
     def __init__(self, host: HandleOwner, control: dict[str, Any], push: pynng.Socket,
-                 ack: pynng.Socket, require_ack: bool, url: str, ack_url: str) -> None:
+                 ack: pynng.Socket, require_ack: bool, url: str, ack_url: str,
+                 close_ack: bool = True) -> None:
         self.host = host
+        self._close_ack = close_ack  # a 1.x host leaves it open (testing/generation.py)
         self.control = control
         self.symbol: str = control["symbolName"]
         self.require_ack = require_ack
@@ -245,7 +247,8 @@ class SinkHandle:
         Seen on a real eKuiper v2: with ``batchSize`` or ``lingerInterval`` the rows go as
         one frame, ``[{...}, {...}]`` with ``sendSingle`` and ``[[{...}], [{...}]]``
         without; with neither, ``sendSingle`` sends each row as a frame of its own and the
-        default sends the rows as one array (a window's output).
+        default sends the rows as one array (a window's output). Seen on v1.14.7: a batch
+        is framed as if there were none (``HostGeneration.frames_batches``).
 
         Example::
 
@@ -253,7 +256,8 @@ class SinkHandle:
         """
         config = {str(k).casefold(): v for k, v in (self.control.get("config") or {}).items()}
         single = config.get("sendsingle") is True
-        batched = bool(config.get("batchsize")) or bool(config.get("lingerinterval"))
+        batched = self.host.generation.frames_batches and (
+            bool(config.get("batchsize")) or bool(config.get("lingerinterval")))
         frames: list[Any]
         if batched:
             frames = [list(rows) if single else [[row] for row in rows]]
@@ -311,13 +315,13 @@ class SinkHandle:
         self.host.send_control("stop", self.control, timeout)
 
     def detach(self) -> None:
-        """Close the sockets and leave the host, sending no stop (the host is closing)."""
         self._stopping = True   # a send waiting for an ack gives up within a tick
         with self._lock:
             if not self._stopped:
                 self._stopped = True
                 self._push.close()
-                self._ack.close()
+                if self._close_ack:
+                    self._ack.close()
         self.host.forget(self)
 
 
@@ -448,3 +452,4 @@ class FunctionHandle:
             if not self._closed:
                 self._closed = True
                 self._sock.close()
+

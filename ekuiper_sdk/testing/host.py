@@ -30,7 +30,6 @@ that exits is noticed while waiting for its answer, and the whole process group 
 
 from __future__ import annotations
 
-import collections
 import json
 import os
 import signal
@@ -46,9 +45,12 @@ from typing import (
 import pynng
 
 from ..errors import HostError
+from ..hosts import HostGeneration
+from . import generation as generations
 from .commands import control_struct
 from .gojson import go_dumps_prepared
 from .handles import FunctionHandle, SinkHandle, SourceHandle
+from .plugin_output import TAIL_LINES, PluginOutput
 from .socket_names import SUFFIX_ENV, choose_suffix, declared_functions, remove_stale_socket
 from .sockets import (
     FUNCTION_TIMEOUT,
@@ -68,7 +70,6 @@ from .waiting import wait_for
 
 __all__ = ["PluginHost", "wait_for"]
 
-_TAIL_LINES = 20
 
 
 class PluginHost:
@@ -101,6 +102,8 @@ class PluginHost:
             an eKuiper with the plugin installed, holds its control socket or a function's,
             with a :class:`SocketNameWarning`; True always; a string is the suffix; False
             never (a held name is then a :class:`HostError`). Tests use the code's names.
+        generation: the eKuiper generation to behave like (``ekuiper_sdk.hosts``; default
+            the newest); see :mod:`.generation` for what changes.
 
     Example::
 
@@ -114,7 +117,8 @@ class PluginHost:
                  function_timeout: float = FUNCTION_TIMEOUT,
                  env: dict[str, str] | None = None, conda_env: str | None = None,
                  language: str = "python", echo: bool | IO[str] = False,
-                 output_lines: int = 2000, rename: bool | str | None = None) -> None:
+                 output_lines: int = 2000, rename: bool | str | None = None,
+                 generation: HostGeneration | None = None) -> None:
         if not name or "/" in name or "\x00" in name:
             raise ValueError(f"plugin name {name!r} cannot be part of a socket path")
         if language not in ("python", "go"):
@@ -129,10 +133,12 @@ class PluginHost:
         self.env = dict(env or {})
         self.conda_env = conda_env
         self.language = language
-        self._echo: IO[str] | None = sys.stderr if echo is True else (echo or None)
         self._rename = rename
         #: What the host appends to the plugin's and its functions' names (see rename).
         self.suffix = ""
+        self.generation = generation or generations.DEFAULT
+        self._kept_acks: list[pynng.Socket] = []  # ack sockets a 1.x host never closes
+        self._lazy_stop = generations.LazyStop(self._stop_idle)
 
         self._ctrl: pynng.Socket | None = None
         # One command at a time on the control socket, as the Go host's mutex does; every
@@ -140,9 +146,8 @@ class PluginHost:
         self._ctrl_lock = threading.Lock()
         self._life_lock = threading.RLock()     # start / restart / kill / close
         self._proc: subprocess.Popen[bytes] | None = None
-        self._readers: list[threading.Thread] = []
-        self._output: collections.deque[str] = collections.deque(maxlen=output_lines)
-        self._output_lock = threading.Lock()
+        self._output = PluginOutput(name, output_lines,
+                                    sys.stderr if echo is True else (echo or None))
         # eKuiper keys replayed commands by meta (rule, op, instance) only: see restart().
         self._commands: dict[tuple[str, str, int], bytes] = {}
         self._commands_lock = threading.Lock()
@@ -188,8 +193,9 @@ class PluginHost:
                 self._ctrl = sock
                 listen(sock, self.control_url)
                 self._listened.append(ipc_path(self.control_url))
-                self._launch()
-                self._handshake()
+                if not self.generation.lazy_start:  # else the first symbol's start does it
+                    self._launch()
+                    self._handshake()
             except BaseException:
                 self.close()
                 raise
@@ -250,14 +256,16 @@ class PluginHost:
                 except (HostError, pynng.NNGException):
                     handle.detach()
             self._closing = True
+            self._lazy_stop.cancel()
             self._kill_process()
+            for ack in self._kept_acks:
+                ack.close()
             for func in list(self._functions.values()):
                 func._close()
             with self._ctrl_lock:
                 if self._ctrl is not None:
                     self._ctrl.close()
-            for reader in self._readers:
-                reader.join(timeout=2.0)
+            self._output.join()
             self._closed = True
             # nng removes a listener's file when it closes; a plugin killed while listening
             # leaves its sink socket files behind. Only files of names this host used, and
@@ -283,13 +291,11 @@ class PluginHost:
     @property
     def output(self) -> list[str]:
         """The plugin's last stdout and stderr lines, oldest first, across restarts."""
-        with self._output_lock:
-            return list(self._output)
+        return self._output.lines()
 
-    def output_tail(self, lines: int = _TAIL_LINES) -> str:
+    def output_tail(self, lines: int = TAIL_LINES) -> str:
         """The last ``lines`` lines of the plugin's output, as one indented text."""
-        tail = self.output[-lines:]
-        return "\n".join("  | " + line for line in tail) if tail else "  | (no output)"
+        return self._output.tail(lines)
 
     def wait_output(self, text: str, timeout: float = 5.0) -> str:
         """The first output line containing ``text``, waiting up to ``timeout`` seconds.
@@ -301,15 +307,7 @@ class PluginHost:
 
             host.wait_output("started source")
         """
-        deadline = time.monotonic() + timeout
-        while True:
-            found = next((line for line in self.output if text in line), None)
-            if found is not None:
-                return found
-            if time.monotonic() >= deadline:
-                raise HostError(f"plugin {self.name} wrote no line with {text!r} within "
-                                f"{timeout:g}s; last output:\n{self.output_tail()}")
-            time.sleep(0.02)
+        return self._output.wait(text, timeout)
 
     @property
     def registered_commands(self) -> list[bytes]:
@@ -347,24 +345,7 @@ class PluginHost:
         except OSError as exc:
             raise HostError(f"fail to start plugin {self.name}: {exc}") from None
         self._proc = proc
-        reader = threading.Thread(target=self._read_output, args=(proc,), daemon=True,
-                                  name=f"ekuiper-host-output-{self.name}")
-        reader.start()
-        self._readers.append(reader)
-
-    def _read_output(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        with proc.stdout:
-            for raw in iter(proc.stdout.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                with self._output_lock:
-                    self._output.append(line)
-                if self._echo is not None:
-                    try:
-                        self._echo.write(f"[{self.name}] {line}\n")
-                        self._echo.flush()
-                    except (OSError, ValueError):
-                        pass
+        self._output.follow(proc)
 
     def _kill_process(self) -> None:
         proc = self._proc
@@ -462,6 +443,8 @@ class PluginHost:
 
             assert host.send_command(b'{"cmd":"stop","arg":"{}"}') != b""
         """
+        if self.generation.lazy_start:
+            self._ensure_running()  # 1.x starts the process on first use
         self._require_started()
         return self._exchange(bytes(raw), timeout)
 
@@ -485,7 +468,7 @@ class PluginHost:
                                     f"command {shortened(raw, 120)}{extra}") from None
                 except pynng.NNGException as exc:
                     raise HostError(f"control channel of plugin {self.name}: {exc}") from None
-                if answer[:1] == b"h":
+                if generations.resends_after(self.generation, answer):
                     keepalives += 1
                     continue
                 return answer
@@ -505,6 +488,14 @@ class PluginHost:
                 self._commands[key] = raw
             else:
                 self._commands.pop(key, None)
+            idle = not self._commands
+        if cmd == "stop" and idle and self.generation.lazy_start:
+            self._lazy_stop.schedule()
+
+    def _stop_idle(self) -> None:
+        with self._life_lock, self._commands_lock:
+            if not self._commands and not self._closed:
+                self._kill_process()
 
     # -- symbols ---------------------------------------------------------------
 
@@ -575,14 +566,7 @@ class PluginHost:
             sink = host.start_sink("print", "rule1", config={"requireAck": True})
             sink.send({"a": 1})
         """
-        require_ack = False
-        for key, value in (config or {}).items():
-            # eKuiper reads requireAck with mapstructure: any key case, a bool or nothing.
-            if isinstance(key, str) and key.casefold() == "requireack" and value is not None:
-                if not isinstance(value, bool):
-                    raise HostError(f"1 error(s) decoding:\n\n* '{key}' expected type 'bool', "
-                                    f"got unconvertible type '{type(value).__name__}'")
-                require_ack = value
+        require_ack = generations.sink_reads_acks(self.generation, config)
         self._ensure_running()
         control = control_struct(symbol, "sink", rule_id, op_id, instance_id, "", config)
         stem = f"{rule_id}_{op_id}_{instance_id}"
@@ -610,7 +594,10 @@ class PluginHost:
                 pass
             raise HostError(f"can't dial on push socket: {exc} (the plugin answered ok to the "
                             f"start of sink {symbol!r} but is not listening at {url})") from None
-        handle = SinkHandle(self, control, push, ack, require_ack, url, ack_url)
+        if not self.generation.closes_ack_socket:
+            self._kept_acks.append(ack)
+        handle = SinkHandle(self, control, push, ack, require_ack, url, ack_url,
+                            close_ack=self.generation.closes_ack_socket)
         self._handles.append(handle)
         return handle
 

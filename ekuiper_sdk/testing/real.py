@@ -42,6 +42,7 @@ import pynng
 
 from ..decorators.records import RecordDecoder
 from ..errors import PackagingError, RealEkuiperError, RestError
+from ..tools import rest
 from ..tools.manifest import read_zip_manifest
 from ..tools.pack import pack
 from ..tools.rest import RestClient, install_zip
@@ -222,14 +223,16 @@ class RealEkuiper:
         if ("plugin", name) not in self._created and name not in installed:
             self._created.append(("plugin", name))
         status = (result.status or {}).get("status")
-        if status not in (None, "running"):
+        # "installed": eKuiper 1.x has no status and starts the plugin with its first rule.
+        if status not in (None, "running", rest.INSTALLED):
             raise RealEkuiperError(f"plugin {name} is {status}: "
                                    f"{(result.status or {}).get('errMsg', '')}")
         return name
 
     def plugin_status(self, name: str) -> dict[str, Any]:
-        """``GET /plugins/portables/<name>/status``."""
-        return self._step(f"status of plugin {name}", lambda: self.client.status(name))
+        """``GET /plugins/portables/<name>/status``, or on eKuiper 1.x, which has no such
+        route, ``installed`` (``RestClient.plugin_status``)."""
+        return self._step(f"status of plugin {name}", lambda: self.client.plugin_status(name))
 
     # -- streams and rules --------------------------------------------------------
 

@@ -61,9 +61,11 @@ def listen(sock: pynng.Socket, url: str) -> None:
         except pynng.NNGException as exc:
             if attempt == 5:
                 if isinstance(exc, pynng.AddressInUse):
-                    raise HostError(f"{ipc_path(url)} is held by a live listener (an eKuiper "
-                                    "or another test host using the same name); stop that "
-                                    "one or use another name") from None
+                    # eKuiper's own words first ("address in use", from its socket
+                    # library), then who can hold the file and what to do.
+                    raise HostError(f"address in use: {ipc_path(url)} is held by a live "
+                                    "listener (an eKuiper or another test host using the "
+                                    "same name); stop that one or use another name") from None
                 raise HostError(f"cannot listen at {url}: {exc}") from None
             time.sleep(0.1)
 

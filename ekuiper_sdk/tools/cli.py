@@ -226,9 +226,19 @@ def _cmd_install(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         text += f" ({problem})"
     if status == "running" and args.settle > 0:
         text += f" after {args.settle:g} s"
-    _emit(args, out, dict(result.to_dict(), ok=status != "error"), text)
+    _emit(args, out, dict(result.to_dict(), ok=status != "error"),
+          text + _server_note(result.status))
     # A plugin that started and died within the settle time failed to install, for a script.
     return EXIT_FAIL if status == "error" else EXIT_OK
+
+
+def _server_note(status: dict[str, Any] | None) -> str:
+    """What the server is, after a status line: its version, and on 1.x why no state."""
+    server = (status or {}).get("server")
+    if not isinstance(server, dict):
+        return ""
+    note = f" [eKuiper {server.get('version')}, generation {server.get('generation')}]"
+    return note + (f"; {status['note']}" if status and status.get("note") else "")
 
 
 def _cmd_delete(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -252,7 +262,7 @@ def _cmd_list(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    status = _client(args).status(args.name)
+    status = _client(args).plugin_status(args.name)
     state = status.get("status")
     refs = status.get("refCount") or {}
     text = f"{args.name}: {state}"
@@ -265,7 +275,8 @@ def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                  for rule in sorted(refs)]
     if rules:
         text += "; used by " + ", ".join(f"{rule} ({state})" for rule, state in rules)
-    _emit(args, out, dict(status, ok=state != "error", name=args.name), text)
+    _emit(args, out, dict(status, ok=state != "error", name=args.name),
+          text + _server_note(status))
     # A plugin in "error" makes the command fail, so scripts can test it.
     return EXIT_FAIL if state == "error" else EXIT_OK
 

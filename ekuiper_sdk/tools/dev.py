@@ -123,7 +123,14 @@ class DevSession:
         status = done.status or {}
         state = status.get("status", "unknown")
         err = f" ({status['errMsg']})" if status.get("errMsg") else ""
+        if status.get("note"):  # eKuiper 1.x: no status; the plugin runs while a rule does
+            err = f" ({status['note']})"
+        server = status.get("server")
+        if isinstance(server, dict):  # what the server is, as install and status say it
+            state += f" [eKuiper {server.get('version')}, generation {server.get('generation')}]"
         used = ", ".join(f"{rid} ({st})" for rid, st in rules) or "no rule"
+        if any(rest.ACK_SOCKET_IN_USE.search(st) for _, st in rules):
+            used += f"; {rest.ACK_SOCKET_HINT}"
         self._say(f"ok: {name} {result.manifest.version} {'updated' if update else 'installed'}"
                   f"; status {state}{err}; used by {used}")
         return Cycle(True, "done", done.message, status, rules)

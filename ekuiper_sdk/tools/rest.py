@@ -21,7 +21,7 @@ Example::
     from ekuiper_sdk.tools.rest import RestClient, install_zip
     client = RestClient("http://127.0.0.1:9081")
     install_zip(client, "pysam.zip")
-    print(client.status("pysam"))
+    print(client.plugin_status("pysam"))     # on any eKuiper, 1.x included
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import http.client
 import http.server
 import ipaddress
 import json
+import re
 import secrets
 import socket
 import sys
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import PackagingError, RestError
+from ..hosts import HostGeneration, generation_of
 from .manifest import read_zip_manifest
 
 DEFAULT_SERVER = "http://127.0.0.1:9081"
@@ -100,6 +102,14 @@ def error_text(body: bytes) -> str:
     return text
 
 
+#: eKuiper 1.x's error when a rule with a portable sink starts again: it never closed
+#: the sink's ack socket (fixed in 2.0 by #3156), and nothing on the plugin side frees it.
+ACK_SOCKET_IN_USE = re.compile(r"_ack\.ipc\S*:? .*address (already )?in use", re.IGNORECASE)
+ACK_SOCKET_HINT = ("eKuiper 1.x never closes a portable sink's ack socket when its rule "
+                   "stops (eKuiper #3156, fixed in 2.0): restart eKuiper to start the rule "
+                   "again, or give the restarted rule a new id")
+
+
 def hint_for(message: str, via: str = "") -> str:
     """Advice for the eKuiper errors a plugin install commonly meets.
 
@@ -128,9 +138,23 @@ def hint_for(message: str, via: str = "") -> str:
                 "traceback is in eKuiper's log (a module the server's Python lacks: "
                 "`ekuiper-plugin validate` imports the plugin as the server will, and packing "
                 "with {vendor=True} ships ekuiper-sdk and requirements.txt)")
+    if ACK_SOCKET_IN_USE.search(message):
+        return ACK_SOCKET_HINT
     if "not found" in message:
         return "see `ekuiper-plugin list`"
     return ""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What ``GET /`` says of a server: its version, and so its generation."""
+
+    version: str
+    generation: HostGeneration
+
+
+#: The state ``plugin_status`` gives on a server with no status route (eKuiper 1.x).
+INSTALLED = "installed"
 
 
 class RestClient:
@@ -148,6 +172,7 @@ class RestClient:
         self.server = normalize_server(server)
         self.token = token
         self.timeout = timeout
+        self._server_info: ServerInfo | None = None
 
     def request(self, method: str, path: str, body: bytes | dict[str, Any] | None = None,
                 headers: dict[str, str] | None = None) -> Response:
@@ -203,6 +228,33 @@ class RestClient:
     def status(self, name: str) -> dict[str, Any]:
         """``GET /plugins/portables/<name>/status``: ``{"refCount", "status", "errMsg"}``."""
         return dict(self.request("GET", self._path(name, "/status")).json())
+
+    def server_info(self) -> ServerInfo:
+        """``GET /``: the server's version and generation, asked once per client."""
+        cached = self._server_info
+        if cached is None:
+            data = self.request("GET", "/").json()
+            version = str(data.get("version", "")) if isinstance(data, dict) else ""
+            cached = ServerInfo(version or "unknown", generation_of(version))
+            self._server_info = cached
+        return cached
+
+    def plugin_status(self, name: str) -> dict[str, Any]:
+        """A plugin's status on any eKuiper, with a ``server`` entry saying what it is.
+
+        2.x answers ``/status``. 1.x has no such route and runs a plugin only while a rule
+        uses it, so there the plugin's manifest is read (an error when it is not
+        installed) and the state is ``installed``, with a ``note`` saying so.
+        """
+        info = self.server_info()
+        server = {"version": info.version, "generation": info.generation.name}
+        if info.generation.status_route:
+            return dict(self.status(name), server=server)
+        self.describe(name)
+        return {"status": INSTALLED, "refCount": {}, "errMsg": "", "server": server,
+                "note": f"eKuiper {info.version} has no plugin status; it starts the plugin "
+                        "when a rule first uses it and stops it a second after the last one "
+                        "stops"}
 
     def install(self, name: str, url: str, shell_paras: Sequence[str] = ()) -> str:
         """``POST /plugins/portables``; eKuiper downloads ``url``, unpacks, runs install.sh and
@@ -458,10 +510,10 @@ def settled_status(client: RestClient, name: str, settle: float = SETTLE_S,
     status: dict[str, Any] | None = None
     while True:
         try:
-            status = client.status(name)
+            status = client.plugin_status(name)
         except RestError:
             status = None
         state = (status or {}).get("status")
-        if state in ("error", "stop") or time.monotonic() >= give_up:
+        if state in ("error", "stop", INSTALLED) or time.monotonic() >= give_up:
             return status
         time.sleep(min(poll, max(0.0, give_up - time.monotonic())))

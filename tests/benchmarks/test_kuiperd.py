@@ -213,6 +213,14 @@ def test_a_server_that_exits_is_one_line_with_its_log(tmp_path: Path) -> None:
     assert server.run_dir is None
 
 
+def test_a_taken_pprof_port_is_one_line_and_no_retry(tmp_path: Path, pids_file: Path) -> None:
+    binary = make_fake_kuiperd(tmp_path / "ek", "pprof-busy")
+    with pytest.raises(KuiperdError, match=r"serves pprof on port 6060 .*\(unshare --net\)$"):
+        with PrivateKuiperd(binary, "/py", log=lambda _: None):
+            pass
+    assert len(started(pids_file)["server"]) == 1  # other ports would not help
+
+
 def test_a_server_that_never_answers_is_stopped(tmp_path: Path, pids_file: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(kuiperd, "START_TIMEOUT", 1.0)

@@ -25,6 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ekuiper_sdk.hosts import generation_of
+
 from . import ekuiper_install_rules as rules
 
 UNDEFINED, NOT_FOUND = 1000, 1002
@@ -41,8 +43,11 @@ class FakeEkuiper:
 
     def __init__(self, root: Path, *, allow_external_file_access: bool = True,
                  enable_private_net: bool = False, shares_file_system: bool = True,
-                 install_env: dict[str, str] | None = None) -> None:
+                 install_env: dict[str, str] | None = None, version: str = "2.4.0") -> None:
         self.root = root
+        #: What ``GET /`` answers; a 1.x version has no status route (ekuiper_sdk.hosts).
+        self.version = version
+        self.generation = generation_of(version)
         self.plugins_dir = root / "plugins" / "portable"
         self.uploads = root / "data" / "uploads"
         self.plugins_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +114,7 @@ class FakeEkuiper:
         path = urllib.parse.unquote(urllib.parse.urlsplit(raw_path).path)
         parts = [p for p in path.split("/") if p]
         routes = {
+            (): ("GET", "POST"),
             ("plugins", "portables"): ("GET", "POST"),
             ("plugins", "portables", "*"): ("GET", "DELETE", "PUT"),
             ("plugins", "portables", "*", "status"): ("GET",),
@@ -117,6 +123,8 @@ class FakeEkuiper:
             ("streams",): ("GET",), ("streams", "*"): ("GET",),
             ("rules",): ("GET",), ("rules", "*"): ("GET",),
         }
+        if not self.generation.status_route:
+            del routes[("plugins", "portables", "*", "status")]
         key: tuple[str, ...] | None = None
         for pattern in routes:
             if len(pattern) == len(parts) and all(p == "*" or p == q
@@ -127,6 +135,9 @@ class FakeEkuiper:
         if method not in routes[key]:
             return 405, "", b""
         name = parts[2] if len(parts) > 2 else ""
+        if key == ():
+            return self._json({"version": self.version, "os": "linux", "arch": "amd64",
+                               "upTimeSeconds": 1})
         if key in (("streams",), ("rules",)):
             return self._json(sorted(self.streams) if key == ("streams",) else
                               [{"id": r, "name": r, "status": rule.get("status", "running")}

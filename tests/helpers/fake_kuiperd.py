@@ -11,6 +11,7 @@ Run as a script, it does what ``mode`` says:
 - ``stubborn``: as ``serve``, but ignores SIGTERM.
 - ``exit``: writes two log lines and exits with code 3.
 - ``silent``: never answers.
+- ``pprof-busy``: exits as eKuiper before 2.2 does when its fixed pprof port is taken.
 - ``busy-once``: the first start writes eKuiper's "address already in use" and exits, as when
   another process took the port first; the second serves.
 
@@ -95,6 +96,9 @@ def main(mode: str) -> None:
         sys.exit(3)
     if mode == "silent":
         time.sleep(600)
+    if mode == "pprof-busy":
+        print("2026/12/04 19:19:11 listen tcp :6060: bind: address already in use", flush=True)
+        sys.exit(1)
     if mode == "busy-once" and not (base / "tried").exists():
         (base / "tried").write_text("")
         print("listen tcp 127.0.0.1:1: bind: address already in use", flush=True)

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from typing import Callable
 
+import pynng
 import pytest
 from helpers import PLUGINS
 
+from ekuiper_sdk.runtime import channels
 from ekuiper_sdk.runtime.process import HostOptions, parse_host_args
 from ekuiper_sdk.testing import PluginHost
 
@@ -76,3 +79,33 @@ def test_logging_is_left_alone_when_the_plugin_configured_it() -> None:
     handlers = list(root.handlers)
     configure_logging()  # pytest has installed its own handlers: they must stay the only ones
     assert root.handlers == handlers
+
+
+# A quiet spell longer than the function channel's keepalive period.
+QUIET_S = channels.IDLE_KEEPALIVE_MS / 1000 + 0.7
+
+
+def test_the_control_channel_sends_nothing_unasked_and_a_gone_host_is_seen(
+        unique_name: Callable[[], str]) -> None:
+    name = unique_name()
+    rep = pynng.Rep0(recv_timeout=int(QUIET_S * 1000))
+    rep.listen(f"ipc:///tmp/plugin_{name}.ipc")
+    plugin = subprocess.Popen([sys.executable, str(PLUGIN), '{"sendTimeout":1000}'],
+                              env={**os.environ, "PLUGIN_NAME": name},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert rep.recv() == b"handshake"
+        # Held, as a host does between commands: no keepalive comes, which a host before
+        # 2.1.3 would take for the answer to its next command.
+        with pytest.raises(pynng.Timeout):
+            rep.recv()
+        rep.close()  # the host is gone: the plugin notices without any keepalive
+        out, _ = plugin.communicate(timeout=5)
+    finally:
+        rep.close()
+        if plugin.poll() is None:
+            plugin.kill()
+            plugin.wait()
+    assert plugin.returncode == 0
+    stopped = [line for line in out.splitlines() if f"plugin {name} stopped: " in line]
+    assert len(stopped) == 1 and "closed the control channel" in stopped[0], out

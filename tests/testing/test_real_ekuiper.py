@@ -111,9 +111,15 @@ def test_batched_frames_give_every_record_once(ekuiper_server: RealEkuiper,
         frame = json.loads(raw)
     except ValueError as exc:
         raise AssertionError(f"eKuiper sent a frame that is not JSON ({exc}): {raw!r}") from None
-    assert isinstance(frame, list)
-    nested = not framing.get("sendSingle")
-    assert all(isinstance(item, list) == nested for item in frame), frame
+    single = framing.get("sendSingle") is True
+    if ekuiper_server.client.server_info().generation.frames_batches:
+        # 2.x: the batch is one frame, each row in a list of its own unless sendSingle.
+        assert isinstance(frame, list)
+        assert all(isinstance(item, list) != single for item in frame), frame
+    else:
+        # 1.x frames a batch as rows with no batching: one array, or each row alone.
+        assert isinstance(frame, dict) if single else (
+            isinstance(frame, list) and all(isinstance(item, dict) for item in frame)), frame
     counts = [r["count"] for r in out.records(6, timeout=15)]
     assert counts == list(range(counts[0], counts[0] + 6))
 

@@ -17,6 +17,7 @@ from helpers import ekuiper_install_rules as rules
 from helpers.fake_ekuiper_rest import FakeEkuiper
 from helpers.pack_helpers import builtin_host, manifest_of, unique_name, write_manifest
 
+from ekuiper_sdk.hosts import HostGeneration
 from ekuiper_sdk.tools.cli import main
 
 
@@ -116,17 +117,29 @@ def test_validate_json(tmp_path: Path) -> None:
     assert code == 1 and "exit 3" in json.loads(out)["errors"][0]
 
 
-def test_rest_commands_against_the_fake_server(tmp_path: Path) -> None:
+#: A release of each generation, as ``GET /`` names it.
+VERSIONS = {"1.x": "1.14.7", "2.0-2.1.2": "2.1.2", "2.1.3+": "2.4.0-27-g0014e7fab"}
+
+
+def test_rest_commands_against_the_fake_server(tmp_path: Path,
+                                               host_generation: HostGeneration) -> None:
     plugin = init(tmp_path)
     zip_path = tmp_path / f"{plugin.name}.zip"
     assert run("pack", str(plugin), "-o", str(zip_path))[0] == 0
-    with FakeEkuiper(tmp_path / "ek") as ek:
+    version = VERSIONS[host_generation.name]
+    lazy = not host_generation.status_route
+    server_note = f" [eKuiper {version}, generation {host_generation.name}]" + (
+        f"; eKuiper {version} has no plugin status; it starts the plugin when a rule first "
+        "uses it and stops it a second after the last one stops" if lazy else "")
+    state = "installed" if lazy else "running"
+    with FakeEkuiper(tmp_path / "ek", version=version) as ek:
         server = ["--server", ek.url]
         code, out, err = run("list", *server)
         assert (code, out) == (0, "no portable plugins installed\n"), err
         code, out, err = run("install", str(zip_path), *server, "--settle", "0")
         assert code == 0, err
-        assert out == f"portable plugin {plugin.name} is created (via file); status: running\n"
+        assert out == (f"portable plugin {plugin.name} is created (via file); status: {state}"
+                       f"{server_note}\n")
         code, out, err = run("install", str(zip_path), *server, "--json", "--settle", "0")
         assert code == 1
         failure = json.loads(out)
@@ -135,34 +148,39 @@ def test_rest_commands_against_the_fake_server(tmp_path: Path) -> None:
         assert error_lines(err) == [f"error: {failure['error']}; {failure['hint']}"]
         code, out, err = run("update", str(zip_path), *server, "--json", "--settle", "0")
         assert code == 0 and json.loads(out)["message"].endswith("is updated"), err
+        assert json.loads(out)["status"]["server"] == {"version": version,
+                                                       "generation": host_generation.name}
         code, out, _ = run("list", *server, "--json")
         assert [p["name"] for p in json.loads(out)] == [plugin.name]
         code, out, _ = run("list", *server)
         assert out.startswith(f"{plugin.name} 0.1.0 (python) sources: ")
         code, out, _ = run("status", plugin.name, *server)
-        assert (code, out) == (0, f"{plugin.name}: running\n")
-        ek.statuses[plugin.name] = {"refCount": {"r1": 1}, "status": "error",
-                                    "errMsg": "exit status 1"}
-        code, out, _ = run("status", plugin.name, *server)
-        # refCount's rule, with the state the rule list gives (none here: unknown).
-        assert code == 1 and out == f"{plugin.name}: error (exit status 1); used by r1 " \
-                                    "(unknown)\n"
-        # A rule that only calls a function is not in refCount; the rule list finds it.
-        function = manifest_of(plugin)["functions"][0]
-        ek.rules = {"r1": {"id": "r1", "sql": "SELECT x FROM s", "actions": [],
-                           "status": "stopped"},
-                    "calls": {"id": "calls", "sql": f"SELECT {function}(x) FROM s",
-                              "actions": []}}
-        code, out, _ = run("status", plugin.name, *server)
-        assert out == f"{plugin.name}: error (exit status 1); used by calls (running), " \
-                      "r1 (stopped)\n", out
+        assert (code, out) == (0, f"{plugin.name}: {state}{server_note}\n")
+        if not lazy:
+            ek.statuses[plugin.name] = {"refCount": {"r1": 1}, "status": "error",
+                                        "errMsg": "exit status 1"}
+            code, out, _ = run("status", plugin.name, *server)
+            # refCount's rule, with the state the rule list gives (none here: unknown).
+            assert code == 1 and out == (f"{plugin.name}: error (exit status 1); used by r1 "
+                                         f"(unknown){server_note}\n")
+            # A rule that only calls a function is not in refCount; the rule list finds it.
+            function = manifest_of(plugin)["functions"][0]
+            ek.rules = {"r1": {"id": "r1", "sql": "SELECT x FROM s", "actions": [],
+                               "status": "stopped"},
+                        "calls": {"id": "calls", "sql": f"SELECT {function}(x) FROM s",
+                                  "actions": []}}
+            code, out, _ = run("status", plugin.name, *server)
+            assert out == (f"{plugin.name}: error (exit status 1); used by calls (running), "
+                           f"r1 (stopped){server_note}\n"), out
         code, out, _ = run("delete", plugin.name, *server)
         assert (code, out) == (0, f"portable plugin {plugin.name} is deleted\n")
         code, out, err = run("delete", plugin.name, *server)
         assert code == 1 and "is not found" in err
         code, out, err = run("status", "nothing", *server)
         assert code == 1 and error_lines(err)[0].startswith(
+            "error: describe portable plugin nothing error: not found" if lazy else
             "error: portable plugin nothing not found")
+        assert "does not look like eKuiper" not in err
 
 
 def test_unreachable_server_is_one_line(tmp_path: Path) -> None:

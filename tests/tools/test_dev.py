@@ -13,6 +13,7 @@ import pytest
 from helpers.fake_ekuiper_rest import FakeEkuiper
 from helpers.pack_helpers import manifest_of, new_plugin, write_manifest
 
+from ekuiper_sdk.hosts import HostGeneration
 from ekuiper_sdk.tools import rest
 from ekuiper_sdk.tools.dev import dev_loop, rules_using
 from ekuiper_sdk.tools.manifest import Manifest
@@ -65,14 +66,40 @@ def test_edits_are_packed_and_sent_and_a_failed_step_keeps_the_last_good(
     assert [c.step for c in cycles] == ["done", "pack", "done", "update"]
     assert cycles[0].rules == [("by_function", "running"), ("by_sink", "running"),
                                ("by_stream", "running")]
-    assert lines[0].startswith(f"ok: {name} 0.1.0 installed; status running; used by "
-                               "by_function (running), by_sink (running), by_stream (running)")
+    assert lines[0].startswith(f"ok: {name} 0.1.0 installed; status running [eKuiper ")
+    assert lines[0].endswith("; used by by_function (running), by_sink (running), "
+                             "by_stream (running)")
     assert lines[1].startswith("failed at pack: ") and "main.py" in lines[1]
     assert lines[2].startswith(f"ok: {name} 0.2.0 updated")
     assert lines[3].startswith("failed at update: ") and "no room left" in lines[3]
     assert lines[3].endswith("; the last good version is installed again")
     assert lines[4] == "stopped; the last good version stays installed"
     assert len(lines) == 5
+
+
+#: A release of each generation, as ``GET /`` names it.
+VERSIONS = {"1.x": "1.14.7", "2.0-2.1.2": "2.1.2", "2.1.3+": "2.4.0"}
+
+
+def test_each_cycle_says_what_the_server_offers_and_names_the_1x_ack_socket_bug(
+        tmp_path: Path, host_generation: HostGeneration) -> None:
+    plugin = new_plugin(tmp_path)
+    [sink] = manifest_of(plugin)["sinks"]
+    out = io.StringIO()
+    # What eKuiper 1.x says when a rule with a portable sink starts again (eKuiper #3156).
+    in_use = ("stopped: can't listen on pull socket for ipc:///tmp/by_sink_op_0_ack.ipc: "
+              "address in use")
+    with FakeEkuiper(tmp_path / "ek", version=VERSIONS[host_generation.name]) as ek:
+        ek.rules = {"by_sink": {"id": "by_sink", "sql": "SELECT * FROM x",
+                                "actions": [{sink: {}}], "status": in_use}}
+        dev_loop(plugin, rest.RestClient(ek.url, timeout=60), iter(()), out=out)
+    first = out.getvalue().splitlines()[0]
+    server = f"[eKuiper {VERSIONS[host_generation.name]}, generation {host_generation.name}]"
+    state = (f"status installed {server} (eKuiper 1.14.7 has no plugin status; it starts the "
+             "plugin when a rule first uses it" if not host_generation.status_route
+             else f"status running {server};")
+    assert state in first
+    assert first.endswith(f"used by by_sink ({in_use}); {rest.ACK_SOCKET_HINT}")
 
 
 def test_rules_using_needs_the_plugins_names_as_whole_words(tmp_path: Path) -> None:

@@ -49,7 +49,8 @@ def test_install_by_file_url_on_a_local_server(ek: FakeEkuiper,
     result = install_zip(client(ek), zip_path, log=log)
     assert result.via == "file" and result.url == zip_path.resolve().as_uri()
     assert result.message == f"portable plugin {name} is created"
-    assert result.status == {"refCount": {}, "status": "running", "errMsg": ""}
+    assert result.status == {"refCount": {}, "status": "running", "errMsg": "",
+                             "server": {"version": "2.4.0", "generation": "2.1.3+"}}
     method, path, body = ek.requests[0]
     assert (method, path) == ("POST", "/plugins/portables")
     assert json.loads(body) == {"name": name, "file": zip_path.resolve().as_uri()}
@@ -123,7 +124,10 @@ def test_duplicate_install_shows_ekuipers_text_and_suggests_update(
     assert "ekuiper-plugin update" in str(info.value)
     result = install_zip(client(ek), zip_path, update=True, log=io.StringIO())
     assert result.message == f"portable plugin {name} is updated"
-    assert ek.requests[-2][:2] == ("PUT", f"/plugins/portables/{name}")
+    # Then what the server is (GET /), then the plugin's status.
+    assert [r[:2] for r in ek.requests[-3:]] == [
+        ("PUT", f"/plugins/portables/{name}"), ("GET", "/"),
+        ("GET", f"/plugins/portables/{name}/status")]
 
 
 def test_list_describe_status_delete(ek: FakeEkuiper, packed: tuple[str, Path]) -> None:
@@ -274,7 +278,8 @@ def test_the_status_is_reported_once_it_settles(ek: FakeEkuiper, packed: tuple[s
     took = time.monotonic() - began
     killer.join()
     assert code == 1, err.getvalue()
-    assert out.getvalue().endswith("; status: error (exit status 1)\n"), out.getvalue()
+    note = f" [eKuiper {ek.version}, generation {ek.generation.name}]"
+    assert out.getvalue().endswith(f"; status: error (exit status 1){note}\n"), out.getvalue()
     assert took < 3.5, f"the watch went on after the error ({took:.1f} s)"
     # A plugin that stays up is reported after the whole watch, and says so.
     out = io.StringIO()
@@ -282,4 +287,4 @@ def test_the_status_is_reported_once_it_settles(ek: FakeEkuiper, packed: tuple[s
     assert main(["update", str(zip_path), "--server", ek.url, "--settle", "0.6"], out=out,
                 err=io.StringIO()) == 0
     assert time.monotonic() - began >= 0.6
-    assert out.getvalue().endswith("; status: running after 0.6 s\n"), out.getvalue()
+    assert out.getvalue().endswith(f"; status: running after 0.6 s{note}\n"), out.getvalue()

@@ -40,7 +40,7 @@ RECEIVE_POLL_MS = 200
 #: worker before its starts, since a spare was started before the last death.
 REFUSE_CALLS = b"\x00refuse "
 #: How a worker names itself, and who sends its commands.
-WORKER = Identity("worker", "pid", "the supervisor", "its channel")
+WORKER = Identity("worker", "pid", "the supervisor", "its control channel")
 
 
 class WorkerHooks(SupervisionHooks):
