@@ -92,6 +92,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--ekuiper-capture", default=None, metavar="NAME",
                     help="the name of the capture sink plugin installed there (default: "
                          "$EKUIPER_CAPTURE_PLUGIN or sdkcapture<port>)")
+    group.addoption("--snapshot-update", action="store_true", default=False,
+                    help="write the snapshots ekuiper_sdk.testing.assert_snapshot compares "
+                         "with, instead of comparing")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--snapshot-update", default=False):
+        from .testing.snapshot import UPDATE_ENV
+
+        os.environ[UPDATE_ENV] = "1"
 
 
 @pytest.fixture

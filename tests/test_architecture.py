@@ -156,8 +156,8 @@ def test_a_plugin_run_as_one_process_loads_no_supervision_module(
 
 
 #: The command layer of the tools: the command line and the engines of its commands.
-COMMANDS = ("ekuiper_sdk.tools.cli", "ekuiper_sdk.tools.run", "ekuiper_sdk.tools.dev",
-            "ekuiper_sdk.tools.templates")
+COMMANDS = ("ekuiper_sdk.tools.cli", "ekuiper_sdk.tools.run", "ekuiper_sdk.tools.replay_cli",
+            "ekuiper_sdk.tools.dev", "ekuiper_sdk.tools.templates")
 #: The only edges from the test library up to the command layer, each named with its reason.
 TESTING_TO_COMMANDS = {
     ("ekuiper_sdk.testing.__main__", "ekuiper_sdk.tools.cli"):
@@ -179,7 +179,7 @@ def test_testing_is_a_library_below_the_commands_that_use_it() -> None:
               for t in targets if t.startswith(COMMANDS)}
     assert upward == set(TESTING_TO_COMMANDS)
     for name, targets in edges.items():
-        if name.startswith("ekuiper_sdk.tools.") and not name.startswith(COMMANDS[:2]):
+        if name.startswith("ekuiper_sdk.tools.") and not name.startswith(COMMANDS[:3]):
             bad = sorted(t for t in targets if t.startswith("ekuiper_sdk.testing"))
             assert bad == [], f"{name} imports {bad}"
 

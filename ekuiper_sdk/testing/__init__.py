@@ -4,6 +4,9 @@
   as the Go host does; its handles (:mod:`.handles`) start, feed and stop sources, sinks
   and functions over real IPC sockets, with Go's JSON rules (:mod:`.gojson`) and the
   source configuration eKuiper builds (:mod:`.source_config`).
+- :func:`replay` (:mod:`.replay`) replays a fixture ``ekuiper-plugin record`` took on a
+  real eKuiper, and :func:`assert_snapshot` (:mod:`.snapshot`) compares what came out with
+  a stored snapshot.
 - :class:`RealEkuiper` (:mod:`.real`) does the same things on a running eKuiper server.
 
 Example::
@@ -27,9 +30,12 @@ from ..errors import (
     SocketNameWarning,
     SourceConfigWarning,
 )
+from ..tools.fixture import Fixture, FixtureError, frame_bytes, frame_records, read_fixture
 from .gojson import FuncReply, SourceTuple, decode_source_frame, go_json_dumps
 from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .host import PluginHost
+from .replay import Outcome, Replay, replay
+from .snapshot import SnapshotMismatch, assert_snapshot
 from .waiting import wait_for
 
 if TYPE_CHECKING:
@@ -40,6 +46,8 @@ __all__ = [
     "PluginHost", "SourceHandle", "SinkHandle", "FunctionHandle", "SourceTuple", "FuncReply",
     "HostError", "InvalidFrameError", "SinkAckError", "FunctionError",
     "SourceConfigWarning", "SocketNameWarning", "RealEkuiperError", "run_pipeline",
+    "replay", "Replay", "Outcome", "assert_snapshot", "SnapshotMismatch", "Fixture",
+    "FixtureError", "read_fixture", "frame_bytes", "frame_records",
     "go_json_dumps", "decode_source_frame", "wait_for", "RealEkuiper", "Capture",
 ]
 

@@ -29,6 +29,8 @@ from . import rest
 from .fleet.commands import add_fleet_commands
 from .manifest import KINDS
 from .pack import pack
+from .record import add_record_parser
+from .replay_cli import add_replay_argument, cmd_replay
 from .uimeta import MISSING_MESSAGE
 from .usage import describe_rules
 from .validate import validate
@@ -156,6 +158,8 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     # Imported here: only `run` needs the built-in host, and it loads the socket library.
     from .run.pipeline import RunOptions, RunSummary, run_pipeline
 
+    if args.replay:
+        return cmd_replay(args, out, err)
     try:
         inputs = _run_inputs(args)
     except (ValueError, OSError) as exc:
@@ -294,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_init, _add_validate_and_pack, _add_run, _add_server_commands,
-                add_fleet_commands):
+                add_fleet_commands, _add_record):
         add(sub)
     return parser
 
@@ -394,7 +398,12 @@ def _add_run(sub: Subparsers) -> None:
     p.add_argument("--no-code", action="store_true",
                    help="do not ask the code for its symbols before the run (a plugin on the "
                    "official ekuiper package cannot list them)")
+    add_replay_argument(p)
     p.set_defaults(func=_cmd_run)
+
+
+def _add_record(sub: Subparsers) -> None:
+    add_record_parser(sub, _server_args)
 
 
 def _server_args(p: argparse.ArgumentParser) -> None:
