@@ -426,8 +426,8 @@ class PluginHost:
 
     def forget(self, handle: object) -> None:
         """A handle that stopped is no longer this host's to stop."""
-        if handle in self._handles:
-            self._handles.remove(handle)
+        # By identity, and without narrowing ``object`` (which older mypy cannot do).
+        self._handles[:] = [held for held in self._handles if held is not handle]
 
     # -- control channel ----------------------------------------------------
 

@@ -98,9 +98,12 @@ def _vendor_options(args: argparse.Namespace) -> VendorOptions | None:
 
     chosen = [p.strip() for value in (args.platform or []) for p in value.split(",")]
     platforms = tuple(p for p in chosen if p) or DEFAULT_PLATFORMS
-    return VendorOptions(python_version=args.python_version, platforms=platforms,
-                         glibc=args.glibc, sdk_wheel=args.sdk_wheel,
-                         shared_python=args.shared_python)
+    options = VendorOptions(python_version=args.python_version, platforms=platforms,
+                            glibc=args.glibc, sdk_wheel=args.sdk_wheel,
+                            shared_python=args.shared_python,
+                            find_links=tuple(getattr(args, "find_links", None) or ()))
+    from .doctor import retarget
+    return retarget(args, options, sys.stderr)
 
 
 def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
@@ -219,10 +222,15 @@ def _emit(args: argparse.Namespace, out: IO[str], data: Any, text: str) -> None:
 
 
 def _cmd_install(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
-    result = rest.install_zip(_client(args), args.zip, update=args.command == "update",
-                              via=args.via, name=args.name, serve_address=args.serve_address,
-                              advertise=args.advertise, shell_paras=args.shell_para or (),
-                              log=err, settle=args.settle)
+    from .failed_install import install_cleanly
+
+    if args.check:
+        from .zip_fit import refuse_unfit
+        refuse_unfit(_client(args), args.zip, log=err)
+    result = install_cleanly(_client(args), args.zip, update=args.command == "update",
+                             via=args.via, name=args.name, serve_address=args.serve_address,
+                             advertise=args.advertise, shell_paras=args.shell_para or (),
+                             log=err, settle=args.settle)
     status = (result.status or {}).get("status")
     problem = (result.status or {}).get("errMsg")
     text = f"{result.message} (via {result.via})" + (f"; status: {status}" if status else "")
@@ -298,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in (_add_init, _add_validate_and_pack, _add_run, _add_server_commands,
-                add_fleet_commands, _add_record):
+                add_fleet_commands, _add_record, _add_doctor):
         add(sub)
     return parser
 
@@ -350,6 +358,9 @@ def _add_validate_and_pack(sub: Subparsers) -> None:
     p.add_argument("--shared-python", action="store_true",
                    help="with --vendor: install.sh installs the wheels into eKuiper's Python, "
                    "shared by every plugin, instead of the plugin's own __pypackages__/")
+    from .doctor import add_target_args
+
+    add_target_args(p)
     p.set_defaults(func=_cmd_pack)
 
 
@@ -406,6 +417,12 @@ def _add_record(sub: Subparsers) -> None:
     add_record_parser(sub, _server_args)
 
 
+def _add_doctor(sub: Subparsers) -> None:
+    from .doctor import add_doctor_parser
+
+    add_doctor_parser(sub, _server_args)
+
+
 def _server_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server", default=os.environ.get("EKUIPER_SERVER", rest.DEFAULT_SERVER),
                    help="eKuiper REST API (default: $EKUIPER_SERVER or "
@@ -438,6 +455,8 @@ def _add_server_commands(sub: Subparsers) -> None:
                        help="with --via serve: host name eKuiper uses to reach this machine")
         p.add_argument("--shell-para", action="append", metavar="ARG",
                        help="argument passed to the zip's install.sh (repeatable)")
+        p.add_argument("--check", action="store_true", help="first ask the server (as "
+                       "`doctor` does) and refuse a zip that cannot run there")
         _server_args(p)
         p.set_defaults(func=_cmd_install)
 

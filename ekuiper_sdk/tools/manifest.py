@@ -247,9 +247,9 @@ def _looks_like_manifest(path: Path) -> bool:
 def json_problem(path: PathLike, exc: ValueError) -> Problem:
     """A JSON syntax error as ``file:line:column`` and the parser's message.
 
-    >>> try: json.loads('{"a": 1,}')
+    >>> try: json.loads('{"a": 1')
     ... except ValueError as e: print(json_problem("p.json", e))
-    p.json:1:9: is not valid JSON: Expecting property name enclosed in double quotes; fix the syntax
+    p.json:1:8: is not valid JSON: Expecting ',' delimiter; fix the syntax
     """
     if isinstance(exc, json.JSONDecodeError):
         return Problem(f"{path}:{exc.lineno}:{exc.colno}", f"is not valid JSON: {exc.msg}",

@@ -455,7 +455,7 @@ def install_zip(client: RestClient, zip_path: str | Path, *, update: bool = Fals
         try:
             return call(plugin, url, shell_paras), url
         except RestError as exc:
-            exc.hint = exc.hint or hint_for(exc.message, how)
+            exc.hint = exc.hint_template or hint_for(exc.message, how)
             raise
 
     def by_upload() -> tuple[str, str]:

@@ -40,7 +40,11 @@ WHEELS_DIR = "wheels"
 DEFAULT_PYTHON_VERSION = "3.12"
 DEFAULT_PLATFORMS = ("x86_64", "aarch64")
 DEFAULT_GLIBC = "2.36"
-_ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}
+_ARCH_ALIASES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64",
+                 "armv7l": "armv7l", "armv7": "armv7l", "arm": "armv7l"}
+#: Requirements that have a pure-Python form, built (with this environment) where no
+#: binary wheel fits a target: PyPI has no armv7 wheel of msgpack.
+PURE_PYTHON_FORMS = {"msgpack": {"MSGPACK_PUREPYTHON": "1"}}
 _MISSING_RE = re.compile(r"No matching distribution found for (\S+)")
 _NAME_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -71,7 +75,8 @@ class VendorOptions:
     """Which wheels ``pack --vendor`` ships.
 
     ``platforms`` takes ``x86_64``/``amd64``, ``aarch64``/``arm64`` (glibc Linux up to
-    ``glibc``) or any pip platform tag such as ``musllinux_1_2_x86_64``. ``sdk_wheel`` uses
+    ``glibc``), ``musl-x86_64``/``musl-aarch64`` (musl Linux, as on Alpine) or any pip
+    platform tag such as ``musllinux_1_2_x86_64``. ``sdk_wheel`` uses
     a given ekuiper-sdk wheel instead of building one from the installed package.
 
     >>> [t.label for t in VendorOptions().targets()]
@@ -86,6 +91,9 @@ class VendorOptions:
     #: Install into the interpreter eKuiper runs (shared by every plugin) instead of the
     #: plugin's own ``__pypackages__/`` folder.
     shared_python: bool = False
+    #: Folders of wheels built elsewhere (for armv7: on the device, or under emulation),
+    #: used besides the package index.
+    find_links: tuple[str, ...] = ()
 
     def targets(self) -> list[Target]:
         """The targets, each with the pip platform tags it accepts."""
@@ -100,10 +108,17 @@ def platform_target(python_version: str, platform: str, glibc: str = DEFAULT_GLI
 
     >>> platform_target("3.12", "arm64", "2.28").platforms[:2]
     ('manylinux_2_28_aarch64', 'manylinux_2_27_aarch64')
+    >>> platform_target("3.12", "musl-arm64").platforms
+    ('musllinux_1_2_aarch64', 'musllinux_1_1_aarch64')
     """
     if not re.match(r"^\d+\.\d+$", python_version):
         raise VendorError([Problem("--python-version", f"{python_version!r} is not like 3.12",
                                    "pass MAJOR.MINOR")])
+    if platform.startswith("musl-") and platform[5:] in _ARCH_ALIASES:
+        # Alpine (musl libc): pip does not widen musllinux tags by itself either.
+        musl_arch = _ARCH_ALIASES[platform[5:]]
+        return Target(python_version, f"linux {musl_arch} (musl)",
+                      (f"musllinux_1_2_{musl_arch}", f"musllinux_1_1_{musl_arch}"))
     arch = _ARCH_ALIASES.get(platform)
     if arch is None:
         if not re.match(r"^[a-z0-9_]+$", platform):
@@ -117,6 +132,10 @@ def platform_target(python_version: str, platform: str, glibc: str = DEFAULT_GLI
                                    "pass e.g. 2.36 (Debian bookworm)")])
     tags = [f"manylinux_2_{minor}_{arch}" for minor in range(int(match.group(1)), 16, -1)]
     tags.append(f"manylinux2014_{arch}")  # pip adds manylinux2010/1 for x86_64 itself
+    if arch == "armv7l":
+        # PyPI has few armv7 wheels; one built on or for the device (--find-links) is
+        # tagged linux_armv7l.
+        tags.append("linux_armv7l")
     return Target(python_version, f"linux {arch} (glibc <= {glibc})", tuple(tags))
 
 
@@ -290,8 +309,26 @@ def _run_pip(cmd: Sequence[str], log: IO[str]) -> tuple[int, str]:
         return proc.wait(), "".join(seen)
 
 
+def pure_python_wheel(name: str, dest: Path, pip: Sequence[str], log: IO[str]) -> bool:
+    """Build the pure-Python wheel of ``name`` (one of ``PURE_PYTHON_FORMS``) into ``dest``
+    from its source release; whether it was built."""
+    env = PURE_PYTHON_FORMS.get(_canonical(name))
+    if env is None:
+        return False
+    pip_cmd = list(pip) or [sys.executable, "-m", "pip"]
+    log.write(f"building the pure-Python form of {name} (no binary wheel fits)\n")
+    done = subprocess.run(pip_cmd + ["wheel", "--no-deps", "--no-binary", name, "--wheel-dir",
+                                     str(dest), name], env=dict(os.environ, **env),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        log.write(done.stdout.decode("utf-8", "replace"))
+    return done.returncode == 0
+
+
 def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest: Path,
-                    pip: Sequence[str] = (), log: IO[str] | None = None) -> list[Path]:
+                    pip: Sequence[str] = (), log: IO[str] | None = None,
+                    find_links: Sequence[str] = ()) -> list[Path]:
     """Download binary wheels of ``requirements`` and their dependencies for every target.
 
     Every target is tried; a requirement with no wheel for one is named in the
@@ -317,16 +354,27 @@ def download_wheels(requirements: Sequence[str], targets: Sequence[Target], dest
                          "--implementation", target.implementation, "--abi", target.abi]
         for tag in target.platforms:
             cmd += ["--platform", tag]
+        # dest itself, for the pure-Python wheels built below.
+        for folder in (*find_links, str(dest)):
+            cmd += ["--find-links", folder]
         cmd += ["-r", str(req_file)]
         code, output = _run_pip(cmd, log)
+        missing = _MISSING_RE.findall(output)
+        if code != 0 and missing and all(
+                pure_python_wheel(requirement_name(m), dest, pip, log) for m in missing):
+            code, output = _run_pip(cmd, log)
+            missing = _MISSING_RE.findall(output)
         if code == 0:
             continue
-        missing = _MISSING_RE.findall(output)
         if missing:
+            fix = ("pick a version that publishes one, or leave this target out with "
+                   "--platform")
+            if "linux_armv7l" in target.platforms:
+                fix = ("build its armv7 wheel on or for the device and pass the folder with "
+                       "--find-links (docs/deploy.md, \"On arm/v7\")")
             for req in dict.fromkeys(missing):
                 problems.append(Problem("requirements", f"{req!r} has no wheel for "
-                                        f"{target.summary()}", "pick a version that publishes "
-                                        "one, or leave this target out with --platform"))
+                                        f"{target.summary()}", fix))
         else:
             errors = [ln.strip() for ln in output.splitlines() if ln.startswith("ERROR")]
             problems.append(Problem("pip download", f"failed for {target.summary()}: "
@@ -344,8 +392,8 @@ INSTALL_SH = r"""#!/bin/sh
 # interpreter itself). eKuiper runs it with /bin/sh in the plugin folder when the plugin is
 # installed or updated; running it again is harmless. It installs with the interpreter
 # eKuiper starts the plugin with: $EKUIPER_PYTHON if set, else eKuiper's portable.pythonBin
-# when it is set through the environment (KUIPER__PORTABLE__PYTHONBIN, which eKuiper passes
-# on to this script), else `python` (portable.pythonBin's default), else `python3`.
+# as eKuiper reads it (KUIPER__PORTABLE__PYTHONBIN, which eKuiper passes on to this script,
+# over etc/kuiper.yaml), else `python` (portable.pythonBin's default), else `python3`.
 here=$(cd "$(dirname "$0")" && pwd)
 wheels="$here/@WHEELS@"
 conda_env='@CONDA_ENV@'
@@ -357,10 +405,20 @@ fail() {
 }
 py="${EKUIPER_PYTHON:-${KUIPER__PORTABLE__PYTHONBIN:-}}"
 if [ -z "$py" ] && [ -z "$conda_env" ]; then
+    # portable.pythonBin in eKuiper's etc/kuiper.yaml: the plugin folder is
+    # plugins/portable/<name>/ in eKuiper's base folder (or $KuiperBaseKey).
+    conf="${KuiperBaseKey:-$here/../../..}/etc/kuiper.yaml"
+    if [ -r "$conf" ]; then
+        py=$(sed -n 's/^[[:space:]]*pythonBin:[[:space:]]*//p' "$conf" |
+             sed 's/[[:space:]]*#.*$//; s/^["'"'"']//; s/["'"'"']$//' | head -n 1)
+    fi
+fi
+if [ -z "$py" ] && [ -z "$conda_env" ]; then
     for candidate in python python3; do
         if command -v "$candidate" >/dev/null 2>&1; then py=$candidate; break; fi
     done
-    [ -n "$py" ] || fail "no python or python3 on PATH; install Python 3 or set EKUIPER_PYTHON"
+    [ -n "$py" ] || fail "no python or python3 on PATH; install Python 3, or point eKuiper" \
+        "at one with portable.pythonBin in etc/kuiper.yaml (or KUIPER__PORTABLE__PYTHONBIN)"
 fi
 run_python() {
     if [ -n "$conda_env" ] && [ -z "${EKUIPER_PYTHON:-}" ]; then
@@ -373,12 +431,23 @@ run_python() {
     fail "$wheels/requirements.txt is missing; pack the plugin again with --vendor"
 # Importing pip is the check, since starting pip's command line costs half a second.
 run_python -c 'import pip' >/dev/null 2>&1 ||
-    fail "pip is not available for ${py:-conda env $conda_env}; install pip for it" \
-        "(python -m ensurepip, or apt-get install python3-pip) or set EKUIPER_PYTHON" \
-        "to an interpreter that has pip"
+    fail "pip is not available for ${py:-conda env $conda_env}, the Python eKuiper runs" \
+        "plugins with; install pip for it (apt-get install python3-pip, apk add py3-pip)," \
+        "or point portable.pythonBin in etc/kuiper.yaml (or KUIPER__PORTABLE__PYTHONBIN)" \
+        "at an interpreter that has pip"
 tags=$(run_python -c 'import sys, platform
 print("%s %d.%d on %s %s" % (platform.python_implementation(), sys.version_info[0],
       sys.version_info[1], sys.platform, platform.machine()))' 2>/dev/null)
+# The one command that packs for this machine: its Python version, architecture and libc.
+repack=$(run_python -c 'import sys, platform
+libc, version = platform.libc_ver()
+machine = platform.machine()
+if libc == "glibc":
+    where = "--platform %s --glibc %s" % (machine, version)
+else:
+    where = "--platform musllinux_1_2_%s" % machine
+print("ekuiper-plugin pack <plugin folder> --vendor --python-version %d.%d %s"
+      % (sys.version_info[0], sys.version_info[1], where))' 2>/dev/null)
 # --isolated: no pip configuration or PIP_* variable may add an index or other wheel folders.
 pip_install() {
     PIP_ROOT_USER_ACTION=ignore run_python -m pip --isolated install --no-index \
@@ -388,8 +457,40 @@ pip_install() {
 # Bytecode is written by Python on the first start instead, which keeps an update quick.
 missing() {
     printf '%s\n' "$out" >&2
-    fail "a wheel for $tags is missing in @WHEELS@/ (see pip's message above);" \
-        "pack again with --vendor --python-version and --platform matching this machine"
+    req=$(printf '%s\n' "$out" | sed -n 's/.*No matching distribution found for //p' | head -n 1)
+    fail "a wheel${req:+ of $req} for $tags is missing in @WHEELS@/;" \
+        "pack again for this machine: $repack"
+}
+# Every native module is loaded once, so that a shared library the system lacks (pynng's
+# aarch64 wheel needs libatomic.so.1, which a minimal Debian does not have) fails the
+# install here, naming the library, instead of killing the plugin at its first start.
+# Prints "<package> <library>" for the first module that does not load.
+unloadable() {
+    run_python -c 'import ctypes, os, re, sys
+root = sys.argv[1]
+for folder, _, files in sorted(os.walk(root)):
+    for name in sorted(files):
+        if not re.search(r"\.so(\.|$)", name):
+            continue
+        try:
+            ctypes.CDLL(os.path.join(folder, name))
+        except OSError as exc:
+            top = os.path.relpath(folder, root).split(os.sep)[0]
+            top = name.split(".")[0] if top == "." else top
+            lib = re.search(r"([^/: ]+): cannot open shared object", str(exc))
+            print(re.sub(r"\.libs$", "", top), lib.group(1) if lib else str(exc))
+            sys.exit(1)' "$1" 2>/dev/null
+}
+# The system package that brings a library, on Debian (Raspberry Pi OS) and on Alpine.
+system_package() {
+    case "$1" in
+        libatomic.so.*) echo "apt-get install libatomic1; apk add libatomic" ;;
+        libstdc++.so.*) echo "apt-get install libstdc++6; apk add libstdc++" ;;
+        libgcc_s.so.*) echo "apt-get install libgcc-s1; apk add libgcc" ;;
+        libz.so.*) echo "apt-get install zlib1g; apk add zlib" ;;
+        libffi.so.*) echo "apt-get install libffi8; apk add libffi" ;;
+        *) echo "install the system package that provides $1" ;;
+    esac
 }
 if [ -n "$own_folder" ]; then
     # The plugin's own folder, rebuilt from the wheels each time (eKuiper runs this script
@@ -400,6 +501,12 @@ if [ -n "$own_folder" ]; then
     if ! out=$(pip_install --no-compile --target "$target.new" 2>&1); then
         rm -rf "$target.new"
         missing
+    fi
+    if broken=$(unloadable "$target.new"); [ -n "$broken" ]; then
+        rm -rf "$target.new"
+        fail "${broken%% *} cannot load on $tags: it needs ${broken#* }, which this" \
+            "system lacks; install it ($(system_package "${broken#* }")), then install the" \
+            "plugin again"
     fi
     rm -rf "$target" && mv "$target.new" "$target" ||
         fail "cannot replace $target; check the permissions of the plugin folder"
@@ -461,7 +568,11 @@ def vendor_entries(plugin_dir: Path, manifest: Manifest, options: VendorOptions,
     to_download = list(dict.fromkeys(user_reqs + sdk_reqs))
     with tempfile.TemporaryDirectory(prefix="ekuiper-vendor-") as tmp:
         wheels = download_wheels(to_download, targets, Path(tmp) / WHEELS_DIR,
-                                 pip=options.pip, log=log)
+                                 pip=options.pip, log=log, find_links=options.find_links)
+        from .wheel_check import notes
+
+        for line in notes(wheels):
+            log.write(f"note: {line}\n")
         entries = [ZipEntry(f"{WHEELS_DIR}/{w.name}", w.read_bytes()) for w in wheels
                    if w.name != sdk_name]
     entries.append(ZipEntry(f"{WHEELS_DIR}/{sdk_name}", sdk_data))

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
+
+import pytest
 
 from ekuiper_sdk.tools import vendor as vendoring
 from ekuiper_sdk.tools.vendor import VendorOptions
@@ -42,3 +47,40 @@ def bare_venv_with_borrowed_pip(tmp_path: Path) -> tuple[Path, Path]:
     lend.mkdir()
     (lend / "pip").symlink_to(Path(pip.__file__).parent)
     return env_dir / "bin" / "python", lend
+
+
+def wheel_with_native_module(folder: Path, needs: str, tag: str = "py3-none-any",
+                             bundle: bool = False) -> Path:
+    """A wheel of ``h24native`` whose extension module is linked against ``lib<needs>.so.1``,
+    a library built for the occasion and deleted again, as a system that lacks it would be.
+    ``tag`` is the wheel's tag (``py3-none-any`` installs anywhere); with ``bundle`` the
+    library is shipped in ``h24native.libs/``, as auditwheel bundles one."""
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("needs a C compiler to build a native module")
+    build = folder / "build"
+    build.mkdir()
+    (build / "gone.c").write_text("int gone(void) { return 1; }\n")
+    (build / "mod.c").write_text("int gone(void);\nint h24native_value(void) { return gone(); }\n")
+    lib = build / f"lib{needs}.so.1"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(lib), f"-Wl,-soname,{lib.name}",
+                    str(build / "gone.c")], check=True)
+    (build / f"lib{needs}.so").symlink_to(lib.name)
+    module = build / "_mod.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-o", str(module), str(build / "mod.c"),
+                    f"-L{build}", f"-l{needs}"], check=True)
+    wheel = folder / f"h24native-1.0-{tag}.whl"
+    files = {"h24native/__init__.py": b"", "h24native/_mod.so": module.read_bytes(),
+             "h24native-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: h24native\n"
+                                                 b"Version: 1.0\n",
+             "h24native-1.0.dist-info/WHEEL": ("Wheel-Version: 1.0\nRoot-Is-Purelib: false\n"
+                                               f"Tag: {tag}\n").encode()}
+    if bundle:
+        files[f"h24native.libs/{lib.name}"] = lib.read_bytes()
+    record = "".join(f"{name},,\n" for name in files) + "h24native-1.0.dist-info/RECORD,,\n"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+        zf.writestr("h24native-1.0.dist-info/RECORD", record)
+    shutil.rmtree(build)   # the library is gone: only the module's need for it stays
+    return wheel

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import platform
 import re
 import subprocess
 import venv
@@ -18,7 +19,13 @@ from pathlib import Path
 import pytest
 from helpers import ekuiper_install_rules as rules
 from helpers.pack_helpers import builtin_host, new_plugin, require_pypi
-from helpers.vendor_helpers import bare_venv_with_borrowed_pip, clean_env, local_options
+from helpers.vendor_helpers import (
+    PY,
+    bare_venv_with_borrowed_pip,
+    clean_env,
+    local_options,
+    wheel_with_native_module,
+)
 
 from ekuiper_sdk.errors import PackagingError, VendorError
 from ekuiper_sdk.tools import manifest
@@ -94,7 +101,8 @@ def test_install_sh_refuses_without_pip(tmp_path: Path) -> None:
                           env=clean_env(EKUIPER_PYTHON=str(bare / "bin" / "python")), check=False)
     assert proc.returncode != 0
     [line] = proc.stderr.strip().splitlines()
-    assert "pip is not available" in line and "EKUIPER_PYTHON" in line
+    assert "pip is not available" in line and "portable.pythonBin" in line
+    assert "KUIPER__PORTABLE__PYTHONBIN" in line and "ensurepip" not in line
 
 
 def test_vendor_refuses_a_go_plugin_and_an_own_install_sh(tmp_path: Path) -> None:
@@ -214,7 +222,7 @@ def test_install_sh_names_a_missing_wheel(vendored: tuple[Path, Path], tmp_path:
                           capture_output=True, text=True, check=False)
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("install.sh: a wheel for CPython") and "--platform" in last
+    assert last.startswith("install.sh: a wheel of six") and "--platform" in last
 
 
 def test_requirement_without_a_wheel_is_named_before_writing(tmp_path: Path) -> None:
@@ -237,3 +245,99 @@ def test_install_sh_reads_as_written() -> None:
     continued = [line for line in INSTALL_SH.splitlines() if line.endswith(" \\")]
     assert len(continued) >= 4, continued
     assert 'py="${EKUIPER_PYTHON:-${KUIPER__PORTABLE__PYTHONBIN:-}}"' in INSTALL_SH
+
+
+def test_install_sh_names_a_system_library_a_wheel_needs(tmp_path: Path) -> None:
+    """A native module that cannot load fails install.sh at once, in one line naming the
+    package and the library, and leaves no half-filled package folder behind."""
+    plugin = new_plugin(tmp_path)
+    m = manifest.Manifest.from_dict(json.loads(next(plugin.glob("*.json")).read_text()),
+                                     plugin.name)
+    folder = tmp_path / "plugin"
+    (folder / "wheels").mkdir(parents=True)
+    wheel_with_native_module(folder / "wheels", "h24gone")
+    (folder / "wheels" / "requirements.txt").write_text("h24native\n")
+    (folder / "install.sh").write_text(vendoring.install_script(m))
+    python, lend = bare_venv_with_borrowed_pip(tmp_path)
+    proc = subprocess.run(["/bin/sh", str(folder / "install.sh")], cwd=folder, timeout=120,
+                          env=clean_env(EKUIPER_PYTHON=str(python), PYTHONPATH=str(lend)),
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("install.sh: h24native cannot load on CPython "), line
+    assert "it needs libh24gone.so.1, which this system lacks" in line
+    assert "provides libh24gone.so.1" in line and line.endswith("install the plugin again")
+    assert sorted(p.name for p in folder.iterdir()) == ["install.sh", "wheels"]
+
+
+def test_install_sh_gives_the_one_command_that_packs_for_this_machine(
+        tmp_path: Path) -> None:
+    """A zip without a wheel for this Python names the exact `pack` command that has one."""
+    plugin = new_plugin(tmp_path)
+    m = manifest.Manifest.from_dict(json.loads(next(plugin.glob("*.json")).read_text()),
+                                     plugin.name)
+    folder = tmp_path / "plugin"
+    (folder / "wheels").mkdir(parents=True)
+    (folder / "wheels" / "requirements.txt").write_text("h24absent\n")
+    (folder / "install.sh").write_text(vendoring.install_script(m))
+    python, lend = bare_venv_with_borrowed_pip(tmp_path)
+    proc = subprocess.run(["/bin/sh", str(folder / "install.sh")], cwd=folder, timeout=120,
+                          env=clean_env(EKUIPER_PYTHON=str(python), PYTHONPATH=str(lend)),
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    machine = platform.machine()
+    glibc = platform.libc_ver()[1]
+    assert last.endswith(f"pack again for this machine: ekuiper-plugin pack <plugin folder> "
+                         f"--vendor --python-version {PY} --platform {machine} --glibc {glibc}"
+                         ), last
+
+
+def test_armv7_accepts_wheels_built_for_the_device() -> None:
+    target = vendoring.platform_target("3.11", "armv7", "2.36")
+    assert target.platforms[0] == "manylinux_2_36_armv7l"
+    assert target.platforms[-1] == "linux_armv7l"
+
+
+def test_msgpack_has_a_pure_python_form_where_no_wheel_fits(tmp_path: Path) -> None:
+    require_pypi()
+    log = io.StringIO()
+    assert vendoring.pure_python_wheel("msgpack", tmp_path, (), log), log.getvalue()
+    [wheel] = tmp_path.glob("msgpack-*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    assert not [n for n in zipfile.ZipFile(wheel).namelist() if ".so" in n]
+    assert not vendoring.pure_python_wheel("pynng", tmp_path, (), log)
+
+
+def test_armv7_without_a_pynng_wheel_says_how_to_get_one(tmp_path: Path) -> None:
+    require_pypi()
+    with pytest.raises(VendorError) as info:
+        vendoring.download_wheels(["pynng>=0.9,<0.10"],
+                                  [vendoring.platform_target("3.11", "armv7")],
+                                  tmp_path / "wheels", log=io.StringIO())
+    [line] = str(info.value).splitlines()
+    assert "has no wheel for CPython 3.11 on linux armv7l" in line
+    assert "--find-links" in line
+
+
+def test_install_sh_uses_the_python_kuiper_yaml_names(tmp_path: Path) -> None:
+    """portable.pythonBin set only in etc/kuiper.yaml (as on a board) is the Python that
+    install.sh installs with, not whichever `python` is on PATH."""
+    plugin = new_plugin(tmp_path)
+    m = manifest.Manifest.from_dict(json.loads(next(plugin.glob("*.json")).read_text()),
+                                    plugin.name)
+    root = tmp_path / "kuiper"
+    folder = root / "plugins" / "portable" / plugin.name
+    (folder / "wheels").mkdir(parents=True)
+    (folder / "wheels" / "requirements.txt").write_text("h24absent\n")
+    (folder / "install.sh").write_text(vendoring.install_script(m))
+    bare = tmp_path / "bare"
+    venv.EnvBuilder(with_pip=False).create(bare)
+    (root / "etc").mkdir()
+    (root / "etc" / "kuiper.yaml").write_text(
+        f"portable:\n  # the board's own\n  pythonBin: \"{bare / 'bin' / 'python'}\"  # set\n")
+    proc = subprocess.run(["/bin/sh", str(folder / "install.sh")], cwd=folder, timeout=60,
+                          env=clean_env(), capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert f"pip is not available for {bare / 'bin' / 'python'}," in line

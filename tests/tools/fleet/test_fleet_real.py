@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -79,7 +80,10 @@ def test_a_version_that_fails_on_one_real_server_is_rolled_back_everywhere(
     second = rollout(fleet, v2, history, Options(settle=2.0, parallel=1), out=out)
     assert second.exit_code == 3, out.getvalue()
     assert [p.state for p in second.plans] == ["rolled back"] * 3, out.getvalue()
-    assert "exit status" in second.plans[2].detail
+    # eKuiper reports a plugin that exits at start in one of two ways, depending on whether
+    # it saw the exit before its handshake wait ended: both were seen on v2.4.
+    assert re.search("exit status|control handshake error", second.plans[2].detail), \
+        second.plans[2].detail
     for url in servers:
         client = RestClient(url, timeout=10)
         assert client.describe(v1.plugin)["version"] == "1.0.0"
