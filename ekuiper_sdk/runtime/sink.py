@@ -8,9 +8,10 @@ from typing import Callable
 from .. import hosts
 from ..api import Sink
 from ..errors import ChannelStopped, SendTimeout
-from . import channels, protocol, sinkboard
+from . import channels, protocol
 from .context import SymbolContext, instance_logger
-from .runner import Runner, check_out_of_memory, run_guarded
+from .hooks import NO_SUPERVISION, FrameTally, SupervisionHooks
+from .runner import Runner, run_guarded
 
 #: Acks nng may hold for a host that has not read them yet (a reading host leaves one).
 ACK_BUFFER = 64
@@ -40,8 +41,8 @@ class SinkRunner(Runner):
     """
 
     def __init__(self, control: protocol.Control, sink: Sink, plugin: str,
-                 send_timeout_ms: int) -> None:
-        super().__init__(control)
+                 send_timeout_ms: int, hooks: SupervisionHooks = NO_SUPERVISION) -> None:
+        super().__init__(control, hooks)
         self.sink = sink
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
         self.require_ack = hosts.any_host_reads_acks(control.config)
@@ -64,8 +65,7 @@ class SinkRunner(Runner):
         self.ctx = SymbolContext(control.meta, self.logger, acker=self._ack, plugin=plugin,
                                  symbol=control.symbol_name, config=control.config)
         # Under a supervisor: what this instance took and finished, read if the worker dies.
-        board = sinkboard.BOARD
-        self._tally = board.claim(control.key, self.require_ack) if board else None
+        self._tally = hooks.sink_tally(control.key, self.require_ack)
 
     def start(self) -> None:
         threading.Thread(target=self._work, name=f"sink {self.control.key}",
@@ -111,7 +111,7 @@ class SinkRunner(Runner):
             if last:
                 break
         self._handle_all(self._left, handle, tally)
-        run_guarded(self.logger, "close", self.sink.close, self.ctx)
+        run_guarded(self.logger, "close", self.sink.close, self.ctx, hooks=self.hooks)
         self.acks.close()
         if tally is not None:
             tally.release()
@@ -120,7 +120,7 @@ class SinkRunner(Runner):
         self.finished.set()
 
     def _handle_all(self, frames: list[bytes], handle: Callable[[bytes], None],
-                    tally: sinkboard.Tally | None) -> None:
+                    tally: FrameTally | None) -> None:
         self.received += len(frames)
         if tally is None:
             for frame in frames:
@@ -143,7 +143,7 @@ class SinkRunner(Runner):
             self.sink.collect(self.ctx, frame)
             error = None
         except Exception as exc:  # noqa: BLE001 - reported as an ack error and logged
-            check_out_of_memory(exc, f"collect of {self.control.label()}")
+            self.hooks.user_code_failed(exc, f"collect of {self.control.label()}")
             self.logger.exception("collect failed")
             error = protocol.exception_line(exc)
         # A rule with requireAck waits for exactly one ack per frame: send the one the

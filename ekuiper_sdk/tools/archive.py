@@ -55,7 +55,7 @@ class ZipEntry:
         return top if top in KINDS and "/" in self.name else None
 
 
-def _excluded(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
+def is_excluded(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(part, pat) for part in rel.parts for pat in patterns) or \
         any(fnmatch.fnmatchcase(str(rel), pat) for pat in patterns)
 
@@ -78,11 +78,11 @@ def plugin_files(plugin_dir: PathLike, excludes: Sequence[str] = (),
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
         rel_dir = PurePosixPath(here.relative_to(root).as_posix())
-        dirnames[:] = sorted(d for d in dirnames if not _excluded(rel_dir / d, patterns))
+        dirnames[:] = sorted(d for d in dirnames if not is_excluded(rel_dir / d, patterns))
         for fname in filenames:
             rel = rel_dir / fname
             path = here / fname
-            if _excluded(rel, patterns) or path.resolve() in skipped or not path.is_file():
+            if is_excluded(rel, patterns) or path.resolve() in skipped or not path.is_file():
                 continue
             found.append((rel.as_posix(), path))
     return sorted(found)

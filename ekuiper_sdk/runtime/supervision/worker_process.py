@@ -25,8 +25,8 @@ from typing import IO, Callable
 
 import pynng
 
-from . import channels, protocol
-from .roles import WORKER_ENV
+from .. import channels, protocol
+from ..roles import WORKER_ENV
 from .worker import EXIT_OUT_OF_MEMORY
 
 log = logging.getLogger("ekuiper_sdk")
