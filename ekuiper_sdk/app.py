@@ -162,10 +162,10 @@ class Plugin:
         ``Function`` subclass.
 
         A rule whose call does not fit the Python parameters is refused when it is created
-        ("revert takes 1 argument, got 2"); a first parameter named ``ctx`` receives the
-        call's context. With ``aggregate=True`` each argument is the list of the group's
-        values. ``validate(args)`` may refuse more, returning the reason (``""`` accepts);
-        only ``len(args)`` is dependable.
+        ("revert takes 1 argument, got 2"); a first parameter named ``ctx`` or ``context``
+        (or annotated ``Context``) receives the call's context. With ``aggregate=True``
+        each argument is the list of the group's values. ``validate(args)`` may refuse
+        more, returning the reason (``""`` accepts); only ``len(args)`` is dependable.
 
         Example::
 

@@ -9,9 +9,10 @@ where there is one, the fix.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Optional
 
 
 class EkuiperSDKError(Exception):
@@ -163,14 +164,66 @@ class VendorError(PackagingError):
     """Wheels that cannot be resolved; one line per requirement and target."""
 
 
-class RestError(EkuiperSDKError):
-    """A failed REST call: eKuiper's own error text, the HTTP status, and a hint when known."""
+#: A parameter of the call named in a REST error: ``{name}``, or ``{name=value}``. The
+#: library does not know how its caller spells them: by default they read as Python
+#: (``token``, ``via='upload'``), and the command line words them as its options
+#: (``--token``, ``--via upload``) with :meth:`RestError.worded`.
+PARAMETER = re.compile(r"\{(server|token|timeout|via|serve_address|vendor)(?:=([^{}]*))?\}")
+#: How a parameter is spelled: its name and value (None for the name alone).
+Wording = Callable[[str, Optional[str]], str]
 
-    def __init__(self, message: str, status: int | None = None, hint: str = "") -> None:
-        self.message = message
+
+def python_wording(name: str, value: str | None) -> str:
+    """A parameter as a Python caller passes it.
+
+    >>> python_wording("token", None), python_wording("via", "upload")
+    ('token', "via='upload'")
+    """
+    return name if value is None else f"{name}={value!r}"
+
+
+class RestError(EkuiperSDKError):
+    """A failed REST call: eKuiper's own error text, the HTTP status, and a hint when known.
+
+    >>> error = RestError("{server} 'x:' is not an http(s) URL", hint="pass {token}")
+    >>> str(error)
+    "server 'x:' is not an http(s) URL; pass token"
+    >>> str(error.worded(lambda name, value: "--" + name))
+    "--server 'x:' is not an http(s) URL; pass --token"
+    """
+
+    def __init__(self, message: str, status: int | None = None, hint: str = "",
+                 wording: Wording = python_wording) -> None:
+        self.template = message
+        self.hint_template = hint
         self.status = status
-        self.hint = hint
-        super().__init__(message + (f"; {hint}" if hint else ""))
+        self.wording = wording
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return self._word(self.template)
+
+    @property
+    def hint(self) -> str:
+        return self._word(self.hint_template)
+
+    @hint.setter
+    def hint(self, hint: str) -> None:
+        self.hint_template = hint
+
+    def worded(self, wording: Wording) -> RestError:
+        """The same error, its parameters spelled by ``wording``."""
+        again = RestError(self.template, self.status, self.hint_template, wording)
+        again.__cause__, again.__traceback__ = self.__cause__, self.__traceback__
+        return again
+
+    def _word(self, text: str) -> str:
+        return PARAMETER.sub(lambda m: self.wording(m.group(1), m.group(2)), text)
+
+    def __str__(self) -> str:
+        hint = self.hint
+        return self.message + (f"; {hint}" if hint else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": False, "status": self.status, "error": self.message, "hint": self.hint}

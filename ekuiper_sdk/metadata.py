@@ -3,8 +3,9 @@
 Runs inside the plugin process when it lists its symbols (``EKUIPER_SDK_LIST_SYMBOLS``):
 the description is the first paragraph of the docstring, a source's or sink's properties
 come from its declared configuration (:mod:`.typed_config`), a function's arguments from
-its signature. The result is plain JSON; ``ekuiper_sdk.tools.uimeta`` turns it into
-eKuiper's file shapes, outside the plugin.
+its signature: :func:`sql_parameters` is the one rule for which parameters SQL fills,
+which ``Validate`` and the call also follow (``decorators/``). The result is plain JSON;
+``ekuiper_sdk.tools.uimeta`` turns it into eKuiper's file shapes, outside the plugin.
 
 Example::
 
@@ -21,7 +22,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Callable, Protocol
 
-from .typed_config import describe_fields, is_config_type
+from .typed_config import config_type_of, describe_fields, is_config_type
 
 _ARG_TYPES: dict[Any, str] = {str: "string", int: "int", float: "float", bool: "bool",
                               list: "array", dict: "object", bytes: "bytes"}
@@ -45,22 +46,55 @@ def _arg_type(tp: Any) -> str:
     return _ARG_TYPES.get(origin or tp, "any")
 
 
+#: The names of a first parameter that receives the call's context.
+CONTEXT_NAMES = ("ctx", "context")
+
+
+def _is_context(param: inspect.Parameter) -> bool:
+    if param.name in CONTEXT_NAMES:
+        return True
+    annotation = param.annotation
+    if isinstance(annotation, str):  # postponed annotations are kept as text
+        return annotation.strip("'\" ").rsplit(".", 1)[-1] == "Context"
+    from .api import Context
+
+    return isinstance(annotation, type) and issubclass(annotation, Context)
+
+
+def sql_parameters(fn: Callable[..., Any]) -> tuple[bool, list[inspect.Parameter]]:
+    """Whether ``fn`` takes the call's context first, and the parameters SQL fills.
+
+    The one rule for the context parameter, read by ``Validate``
+    (``decorators.signatures.arity_of``), by the call (``FunctionAdapter.exec``) and by
+    the UI metadata (:func:`function_args`): a first positional
+    parameter named ``ctx`` or ``context``, or annotated ``Context``, is the context.
+    Raises ``TypeError`` or ``ValueError`` when the signature cannot be read.
+
+    >>> def scale(context, x, factor=2): ...
+    >>> wants, params = sql_parameters(scale)
+    >>> wants, [p.name for p in params]
+    (True, ['x', 'factor'])
+    """
+    params = list(inspect.signature(fn).parameters.values())
+    wants_context = bool(params) and params[0].kind in (
+        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) \
+        and _is_context(params[0])
+    return wants_context, params[1:] if wants_context else params
+
+
 def function_args(fn: Callable[..., Any]) -> tuple[list[dict[str, Any]], str]:
     """The SQL arguments of a decorated function, and its return type, from its signature
-    (a first parameter named ``ctx`` is the call's context, not an argument).
+    (the context parameter is no argument: :func:`sql_parameters` says which).
 
-    >>> args, returns = function_args(lambda ctx, s, n=1: s)
+    >>> args, returns = function_args(lambda context, s, n=1: s)
     >>> [(a["name"], a["optional"]) for a in args], returns
     ([('s', False), ('n', True)], 'any')
     """
     try:
-        sig = inspect.signature(fn)
+        _, params = sql_parameters(fn)
     except (TypeError, ValueError):
         return [], "any"
     hints = _hints(fn)
-    params = list(sig.parameters.values())
-    if params and params[0].name == "ctx":
-        params = params[1:]
     args = []
     for p in params:
         if p.kind is p.VAR_KEYWORD:
@@ -90,7 +124,7 @@ def _entry(kind: str, symbol: str, factory: object, info: dict[str, Any]) -> dic
             except Exception:  # noqa: BLE001 - a constructor needing more than nothing
                 pass
         return out
-    config = info.get("config") or getattr(target, "config_type", None)
+    config = config_type_of(target, info.get("config"))
     out["properties"] = describe_fields(config) if isinstance(config, type) and \
         is_config_type(config) else []
     return out

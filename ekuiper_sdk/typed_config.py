@@ -49,6 +49,47 @@ class ConfigField:
         return self.default is _MISSING
 
 
+#: The attribute a ``Source`` or ``Sink`` class declares its configuration type with.
+CONFIG_TYPE_ATTR = "config_type"
+
+
+def config_type_of(symbol: object, given: type | None = None) -> type | None:
+    """The configuration type of a symbol, decided here and nowhere else: the one given
+    when it was registered (``@app.sink(config=Conf)``), else the ``config_type`` its
+    class (or instance) declares, else None (``configure`` gets the plain dict).
+
+    The runtime converts a plain ``Source`` or ``Sink`` instance's configuration by it,
+    the adapters convert for what they wrap, and the UI metadata describes it, so all
+    three agree on every registration style.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class Conf:
+    ...     n: int = 0
+    >>> class Printer:
+    ...     config_type = Conf
+    >>> config_type_of(Printer) is Conf, config_type_of(Printer(), given=None) is Conf
+    (True, True)
+    >>> config_type_of(lambda ctx, record: None) is None
+    True
+    """
+    if given is not None:
+        return given
+    declared = getattr(symbol, CONFIG_TYPE_ATTR, None)
+    return declared if isinstance(declared, type) else None
+
+
+def configured(symbol: object, conf: dict[str, Any], given: type | None = None) -> Any:
+    """``conf`` converted to the symbol's configuration type (:func:`config_type_of`), or
+    the dict itself when it declares none.
+
+    >>> configured(object(), {"n": "3"})
+    {'n': '3'}
+    """
+    config_type = config_type_of(symbol, given)
+    return conf if config_type is None else convert(config_type, conf)
+
+
 def is_config_type(obj: object) -> bool:
     """Whether ``obj`` is a dataclass type or a TypedDict type.
 

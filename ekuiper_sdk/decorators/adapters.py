@@ -16,8 +16,8 @@ from typing import Any, Callable
 from ..api import Context, Function, Sink, Source
 from ..errors import CallTimeout, ChannelStopped, EncodeError, SendTimeout, SourceFailed
 from ..runtime import protocol
-from ..typed_config import convert
-from . import aio, records, signatures
+from ..typed_config import config_type_of, convert
+from . import event_loops, records, signatures
 
 #: How long closing a source waits for its generator to end (its ``finally`` to run).
 SOURCE_STOP_WAIT_S = 2.0
@@ -43,7 +43,7 @@ def source_kind(fn: Callable[..., Any]) -> str:
         return ASYNC_GENERATOR
     if inspect.isgeneratorfunction(fn):
         return GENERATOR
-    if aio.is_async_callable(fn):
+    if event_loops.is_async_callable(fn):
         return COROUTINE
     return PLAIN
 
@@ -85,7 +85,7 @@ class SourceAdapter(Source):
         signatures.check_callable("source", symbol, fn, "ctx, datasource, conf")
         self.symbol = symbol
         self.fn = fn
-        self._config_type = config_type
+        self._config_type = config_type_of(fn, config_type)  # the one rule: typed_config
         self.kind = source_kind(fn)
         self.datasource = ""
         self.conf: dict[str, Any] = {}
@@ -170,7 +170,7 @@ class SourceAdapter(Source):
         finally:
             with self._lock:
                 self._loop = self._task = None
-            aio.finish_loop(loop)
+            event_loops.finish_loop(loop)
             asyncio.set_event_loop(None)
 
     async def _main(self, ctx: Context) -> None:
@@ -221,7 +221,7 @@ class SinkAdapter(Sink):
                  close: Callable[..., Any] | None = None,
                  config_type: type | None = None) -> None:
         signatures.check_callable("sink", symbol, collect, "ctx, record")
-        self._config_type = config_type
+        self._config_type = config_type_of(collect, config_type)  # the one rule: typed_config
         self.symbol = symbol
         self.mode = records.check_mode(records_mode or records.EACH)
         self._collect_fn = collect
@@ -229,15 +229,15 @@ class SinkAdapter(Sink):
         self._open_fn = open
         self._close_fn = close
         self._decoder = records.RecordDecoder({}, self.mode)
-        self._loop: aio.LoopThread | None = None
+        self._loop: event_loops.LoopThread | None = None
 
-    def _loop_thread(self) -> aio.LoopThread:
+    def _loop_thread(self) -> event_loops.LoopThread:
         if self._loop is None:
-            self._loop = aio.LoopThread(f"sink {self.symbol}")
+            self._loop = event_loops.LoopThread(f"sink {self.symbol}")
         return self._loop
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return aio.call_maybe_async(self._loop_thread, fn, *args)
+        return event_loops.call_maybe_async(self._loop_thread, fn, *args)
 
     def configure(self, conf: dict[str, Any]) -> None:
         # The decoder reads eKuiper's own keys (sendSingle...) from the raw properties; a
@@ -256,7 +256,7 @@ class SinkAdapter(Sink):
             self._call(self._open_fn, ctx)
 
     def collect(self, ctx: Context, data: Any) -> None:
-        # aio.call_maybe_async inlined: this runs per record, and the call is a tenth of
+        # event_loops.call_maybe_async inlined: this runs per record, and the call is a tenth of
         # a record's cost in a decoded sink (docs/performance.md).
         fn = self._collect_fn
         for record in self._decoder.decode(data):
@@ -288,7 +288,7 @@ def sink_from_object(symbol: str, obj: Any, records_mode: str | None = None,
     return SinkAdapter(symbol, collect, records_mode,
                        configure=getattr(obj, "configure", None),
                        open=getattr(obj, "open", None), close=getattr(obj, "close", None),
-                       config_type=config_type)
+                       config_type=config_type_of(obj, config_type))
 
 
 def decode_records(factory: Callable[[], Any], mode: str = records.EACH,
@@ -334,7 +334,7 @@ class FunctionAdapter(Function):
         self.arity = signatures.arity_of(fn, symbol)
         self.aggregate = bool(aggregate)
         self.check = check
-        self._loop: aio.LoopThread | None = None
+        self._loop: event_loops.LoopThread | None = None
         self._loop_lock = threading.Lock()
 
     def validate(self, args: list[Any]) -> str:
@@ -365,8 +365,8 @@ class FunctionAdapter(Function):
     def is_aggregate(self) -> bool:
         return self.aggregate
 
-    def _loop_thread(self) -> aio.LoopThread:
+    def _loop_thread(self) -> event_loops.LoopThread:
         with self._loop_lock:
             if self._loop is None:
-                self._loop = aio.LoopThread(f"function {self.symbol}")
+                self._loop = event_loops.LoopThread(f"function {self.symbol}")
             return self._loop

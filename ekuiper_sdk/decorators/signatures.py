@@ -3,9 +3,10 @@
 A function registered with ``@app.function`` is checked when a rule is created (eKuiper's
 ``Validate``): the number of arguments in the SQL call must fit the Python parameters.
 Parameters with defaults are optional and ``*args`` takes any number more; a first
-parameter named ``ctx`` (or annotated ``Context``) receives the call's context and is not
-an SQL argument. Keyword-only parameters without a default cannot be filled from SQL, so
-they are refused when the function is registered.
+parameter named ``ctx`` or ``context`` (or annotated ``Context``) receives the call's
+context and is not an SQL argument (``metadata.sql_parameters``, the one place that
+says so). Keyword-only parameters without a default cannot be filled from SQL, so they are
+refused when the function is registered.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-CONTEXT_NAMES = ("ctx", "context")
+from ..metadata import sql_parameters
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,6 @@ def _args(n: int) -> str:
     return f"{n} argument" if n == 1 else f"{n} arguments"
 
 
-def _is_context(param: inspect.Parameter) -> bool:
-    if param.name in CONTEXT_NAMES:
-        return True
-    annotation = param.annotation
-    if isinstance(annotation, str):  # postponed annotations are kept as text
-        return annotation.strip("'\" ").rsplit(".", 1)[-1] == "Context"
-    from ..api import Context
-
-    return isinstance(annotation, type) and issubclass(annotation, Context)
-
-
 def arity_of(fn: Callable[..., Any], name: str) -> Arity:
     """Read the arity of ``fn``, for the SQL function called ``name``.
 
@@ -71,16 +61,10 @@ def arity_of(fn: Callable[..., Any], name: str) -> Arity:
     Arity(name='clamp', required=1, maximum=3, wants_context=True)
     """
     try:
-        signature = inspect.signature(fn)
+        wants_context, params = sql_parameters(fn)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"function {name!r}: cannot read the signature of {fn!r} ({exc}); "
                         "register a plain function or a Function subclass") from None
-    params = list(signature.parameters.values())
-    wants_context = bool(params) and params[0].kind in (
-        inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) \
-        and _is_context(params[0])
-    if wants_context:
-        params = params[1:]
     required, maximum = 0, 0
     unbounded = False
     for param in params:

@@ -4,7 +4,7 @@ One rule holds for every socket here, because closing a pynng socket from one th
 while another is blocked in it can hang (pynng 0.8.1, the version the official SDK
 pins): a socket is used and closed by one thread at a time. The source outlet and the
 sink inlet have a lock that whoever uses or closes the socket holds; a thread that
-waits on one of them waits in an nng aio operation with no timer (:mod:`.aio`), which a
+waits on one of them waits in an nng aio operation with no timer (:mod:`.nng_aio`), which a
 stopper cancels before it takes the lock, so an idle plugin is never woken and ``close``
 never waits long. The function channels wake up only every few seconds, the control
 channel only for a command.
@@ -19,27 +19,22 @@ import time
 from typing import Callable
 
 import pynng
+from pynng.exceptions import check_err
 
 from ..errors import ChannelStopped, SendTimeout
-from . import aio, peers, protocol
+from . import nng_aio, peers, protocol
 
 log = logging.getLogger("ekuiper_sdk")
 
-# The C functions behind pynng's ``Socket.send`` and ``recv`` (pynng 0.8 and 0.9 expose
-# them as ``pynng.lib``), for the per-frame paths; without them, ``Socket.send`` and a
-# plain blocking receive do the same work more slowly.
-try:
-    from pynng.exceptions import check_err
-
-    _nng_send: Callable[..., int] | None = pynng.lib.nng_send
-    _nng_recv: Callable[..., int] | None = pynng.lib.nng_recv
-    _nng_free: Callable[..., None] = pynng.lib.nng_free
-    _unpack: Callable[..., bytes] = pynng.ffi.unpack
-    _NONBLOCK: int = pynng.lib.NNG_FLAG_NONBLOCK
-    _RECV_NOW: int = pynng.lib.NNG_FLAG_ALLOC | pynng.lib.NNG_FLAG_NONBLOCK
-    _EAGAIN: int = pynng.lib.NNG_EAGAIN
-except (ImportError, AttributeError):  # pragma: no cover - another pynng layout
-    _nng_send = _nng_recv = None
+# The C functions behind pynng's ``Socket.send`` and ``recv`` (``pynng.lib``, as in every
+# pynng the SDK supports), called directly on the per-frame paths.
+_nng_send: Callable[..., int] = pynng.lib.nng_send
+_nng_recv: Callable[..., int] = pynng.lib.nng_recv
+_nng_free: Callable[..., None] = pynng.lib.nng_free
+_unpack: Callable[..., bytes] = pynng.ffi.unpack
+_NONBLOCK: int = pynng.lib.NNG_FLAG_NONBLOCK
+_RECV_NOW: int = pynng.lib.NNG_FLAG_ALLOC | pynng.lib.NNG_FLAG_NONBLOCK
+_EAGAIN: int = pynng.lib.NNG_EAGAIN
 
 #: nng's thread pools, sized for a plugin: it serves one host over a few local sockets.
 #: nng starts two task threads per core (they complete socket operations) and one timer
@@ -69,10 +64,6 @@ _size_nng_threads()
 #: How long a function channel waits for the host before it sends a keepalive handshake
 #: (every host skips it there); the control channel sends none (see ``hosts``).
 IDLE_KEEPALIVE_MS = 5000
-#: Without nng's aio calls (another pynng layout): how often a blocked receive or send
-#: wakes up to see whether it was asked to stop.
-POLL_MS = 50
-SEND_SLICE_MS = 5
 #: How long to keep dialling a URL the host should already be listening on.
 DIAL_DEADLINE_S = 5.0
 #: Frames a source may buffer in nng before ``emit`` blocks (the host drains them).
@@ -87,8 +78,9 @@ RECV_BATCH = 64
 def receive(sock: pynng.Socket, block: bool = True) -> bytes:
     """``sock.recv()``, except that an empty frame is ``b""`` rather than an error.
 
-    pynng 0.8 cannot unpack a zero-length message (``RuntimeError: cannot use unpack()
-    on <cdata 'char *' NULL>``), and the message is gone by then: it was an empty frame.
+    pynng (0.8 and 0.9 alike) cannot unpack a zero-length message (``RuntimeError: cannot
+    use unpack() on <cdata 'char *' NULL>``), and the message is gone by then: it was an
+    empty frame.
     """
     try:
         return sock.recv(block=block)  # type: ignore[no-any-return]
@@ -225,57 +217,32 @@ class Outlet:
         self._closed = False
         self._closing = False
         self._timeout_ms = send_timeout_ms
-        self._sock = pynng.Push0(send_timeout=min(SEND_SLICE_MS, send_timeout_ms),
-                                 send_buffer_size=buffer)
+        self._sock = pynng.Push0(send_buffer_size=buffer)
         try:
             dial(self._sock, url, what=label or what)
         except BaseException:
             self._sock.close()
             raise
         self._handle = self._sock.socket  # the nng socket behind it, for the direct send
-        self._waiter = aio.Waiter(self._sock) if aio.AVAILABLE else None
+        self._waiter = nng_aio.Waiter(self._sock)
 
     def send(self, frame: bytes) -> None:
         """Send one frame, waiting up to the send timeout while the host does not read."""
-        give_up = 0.0
-        while True:
-            with self._lock:
-                if self._closing:
-                    raise ChannelStopped(f"the {self.what} was stopped")
-                # The first try calls nng directly, as pynng's own send does, minus its
-                # checks and wrappers: a third of the per-tuple Python work
-                # (docs/performance.md). The socket is open: closing takes this lock.
-                if _nng_send is not None:
-                    err = _nng_send(self._handle, frame, len(frame), _NONBLOCK)
-                    if not err:
-                        return
-                    if err != _EAGAIN:
-                        check_err(err)
-                    if self._waiter is not None:
-                        self._wait_and_send(frame)
-                        return
-                else:
-                    try:
-                        self._sock.send(frame, block=False)
-                        return
-                    except pynng.TryAgain:
-                        pass
-                try:
-                    self._sock.send(frame)
-                    return
-                except pynng.Timeout:
-                    pass
-            # Outside the lock, so close() can take it between two slices.
-            now = time.monotonic()
-            if not give_up:
-                give_up = now + self._timeout_s
-            elif now >= give_up:
-                raise SendTimeout(f"eKuiper did not read the {self.what}'s data for "
-                                  f"{self._timeout_s:g} s (sendTimeout)")
+        with self._lock:
+            if self._closing:
+                raise ChannelStopped(f"the {self.what} was stopped")
+            # The first try calls nng directly, as pynng's own send does, minus its
+            # checks and wrappers: a third of the per-tuple Python work
+            # (docs/performance.md). The socket is open: closing takes this lock.
+            err = _nng_send(self._handle, frame, len(frame), _NONBLOCK)
+            if not err:
+                return
+            if err != _EAGAIN:
+                check_err(err)
+            self._wait_and_send(frame)
 
     def _wait_and_send(self, frame: bytes) -> None:
         """Wait for room (the lock is held); the host does not read fast enough."""
-        assert self._waiter is not None
         try:
             if self._waiter.send(frame, self._timeout_ms):
                 return
@@ -289,10 +256,7 @@ class Outlet:
         # again before this thread wakes up, and stops took up to 90 ms. The flag makes
         # the sender give the lock up after its current send.
         self._closing = True
-        if self._waiter is not None:
-            aio.cancel_until(self._lock, self._waiter)
-        else:
-            self._lock.acquire()
+        nng_aio.cancel_until(self._lock, self._waiter)
         try:
             if not self._closed:
                 self._closed = True
@@ -313,11 +277,10 @@ class SinkInlet:
         self.url = url
         self.lock = threading.Lock()
         self.closed = False
-        self._sock = pynng.Pull0(recv_timeout=POLL_MS, recv_max_size=0)
-        self._waiter = aio.Waiter(self._sock) if aio.AVAILABLE else None
-        if _nng_recv is not None:
-            self._data = pynng.ffi.new("char **")
-            self._size = pynng.ffi.new("size_t *")
+        self._sock = pynng.Pull0(recv_max_size=0)
+        self._waiter = nng_aio.Waiter(self._sock)
+        self._data = pynng.ffi.new("char **")
+        self._size = pynng.ffi.new("size_t *")
         try:
             listen_private(self._sock, url, "sink's data socket")
         except BaseException:
@@ -329,21 +292,12 @@ class SinkInlet:
 
         Call with ``lock`` held. Returns no frames when the wait was ended.
         """
-        if self._waiter is not None:
-            frame = self._waiter.receive()
-            return [] if frame is None else self._queued([frame])
-        try:
-            frame = receive(self._sock)
-        except pynng.Timeout:
-            return []
-        return self._queued([frame])
+        frame = self._waiter.receive()
+        return [] if frame is None else self._queued([frame])
 
     def seize(self) -> None:
         """Take ``lock`` from any thread, ending a reader's wait; release it when done."""
-        if self._waiter is not None:
-            aio.cancel_until(self.lock, self._waiter)
-        else:
-            self.lock.acquire()  # the reader lets go within one poll interval
+        nng_aio.cancel_until(self.lock, self._waiter)
 
     def finish(self) -> list[bytes]:
         """Take the frames still on their way, then close. Call with ``lock`` held."""
@@ -368,8 +322,6 @@ class SinkInlet:
         already there are taken with non-blocking calls straight to nng, which return a
         code rather than raise when nothing is left (docs/performance.md).
         """
-        if _nng_recv is None:
-            return batch
         handle, data, size = self._sock.socket, self._data, self._size
         while len(batch) < RECV_BATCH and not _nng_recv(handle, data, size, _RECV_NOW):
             # An empty frame comes as a NULL pointer, which unpack refuses (see receive).

@@ -8,10 +8,11 @@ from typing import Any
 
 from ..api import Function
 from ..errors import ProtocolError
-from . import channels, codec, inflight, protocol
+from . import channels, codec, protocol
 from .context import SymbolContext, instance_logger
+from .hooks import NO_SUPERVISION, SupervisionHooks
 from .log_limit import LogLimiter
-from .runner import Runner, check_out_of_memory
+from .runner import Runner
 
 #: Call sites whose parsed context a function keeps (rules x calls in them). Rules come
 #: and go with fresh ids and eKuiper never says a call site is gone, so the oldest is
@@ -24,8 +25,9 @@ class FunctionRunner(Runner):
     """The one instance of a function name, serving every rule over its own REQ socket."""
 
     def __init__(self, control: protocol.Control, function: Function, plugin: str,
-                 dial_deadline_s: float = channels.DIAL_DEADLINE_S) -> None:
-        super().__init__(control)
+                 dial_deadline_s: float = channels.DIAL_DEADLINE_S,
+                 hooks: SupervisionHooks = NO_SUPERVISION) -> None:
+        super().__init__(control, hooks)
         self.function = function
         self.plugin = plugin
         self.logger = instance_logger(plugin, protocol.Meta(), control.symbol_name)
@@ -57,9 +59,8 @@ class FunctionRunner(Runner):
 
     def _serve(self) -> None:
         try:
-            board = inflight.BOARD  # under a supervisor: calls are marked (see inflight)
-            handle = self.handle if board is None else board.guard(self.control.symbol_name,
-                                                                     self.handle)
+            # Under a supervisor, calls are marked so that one that kills a worker is known.
+            handle = self.hooks.guard_calls(self.control.symbol_name, self.handle)
             self.channel.serve(handle, self._stopped)
         except Exception:  # noqa: BLE001 - the channel broke; the log says why
             self.logger.exception("function channel failed")
@@ -72,7 +73,7 @@ class FunctionRunner(Runner):
         try:
             return self._answer(data)
         except Exception as exc:  # noqa: BLE001 - whatever the cause, the host gets a reply
-            check_out_of_memory(exc, self.control.label())
+            self.hooks.user_code_failed(exc, self.control.label())
             self.logger.exception("answering a request failed")
             return protocol.func_reply(False, protocol.exception_line(exc))
 
@@ -140,7 +141,7 @@ class FunctionRunner(Runner):
         try:
             return protocol.func_reply(True, self.function.exec(args, ctx))
         except Exception as exc:  # noqa: BLE001 - the rule gets the error, the log the traceback
-            check_out_of_memory(exc, f"Exec of {self.control.label()}")
+            self.hooks.user_code_failed(exc, f"Exec of {self.control.label()}")
             error = protocol.exception_line(exc)
             # A function that fails on every record would log a traceback per call.
             self._failures.error(type(exc).__qualname__, "Exec failed: %s", error, exc_info=True)

@@ -15,11 +15,11 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 from ..api import Function, Sink, Source
 from . import protocol
-from .roles import is_worker, supervised
+from .roles import Part, decide
 
 SourceFactory = Callable[[], Source]
 SinkFactory = Callable[[], Sink]
@@ -103,7 +103,7 @@ class PluginConfig:
 LIST_SYMBOLS_ENV = "EKUIPER_SDK_LIST_SYMBOLS"
 
 
-def start(config: PluginConfig, argv: list[str] | None = None) -> None:
+def start(config: PluginConfig, argv: list[str] | None = None) -> NoReturn:
     """Run the plugin until the host goes away or the process is told to stop.
 
     ``argv`` defaults to ``sys.argv``; its second element is the host's JSON argument.
@@ -120,13 +120,17 @@ def start(config: PluginConfig, argv: list[str] | None = None) -> None:
         sys.stdout.flush()
         raise SystemExit(0)
     argv = sys.argv if argv is None else argv
-    # The supervision modules load only where they are used: one process, the default,
-    # does not pay their memory.
-    if is_worker() or supervised(config):
-        from . import supervisor
+    # The one place the part is decided and acted on; supervision loads only where it is
+    # used: one process, the default, does not pay its memory.
+    decision = decide(config, argv)
+    if decision.part is Part.WORKER:
+        from .supervision.worker import serve_as_worker
 
-        supervisor.run(config, argv)
-    else:
-        from .control import PluginRuntime
+        serve_as_worker(config, argv, decision.worker_url)
+    if decision.part is Part.SUPERVISOR:
+        from .supervision.supervisor import Supervisor
 
-        PluginRuntime(config, argv).serve_forever()
+        Supervisor(config, argv, list(decision.command)).serve_forever()
+    from .control import PluginRuntime
+
+    PluginRuntime(config, argv).serve_forever()

@@ -139,6 +139,16 @@ class Control:
     def key(self) -> str:
         return self.meta.key(self.symbol_name)
 
+    @property
+    def instance_key(self) -> str:
+        """The key of the running instance a command starts or stops: one per function
+        name (it serves every rule), one per rule, op and instance for sources and sinks.
+
+        >>> Control("revert", FUNC).instance_key, Control("print", SINK).instance_key
+        ('func_revert', '__0_print')
+        """
+        return "func_" + self.symbol_name if self.plugin_type == FUNC else self.key
+
     def label(self) -> str:
         """How a user would name this instance in a log line or an error."""
         kind = {SOURCE: "source", SINK: "sink", FUNC: "function"}.get(self.plugin_type,

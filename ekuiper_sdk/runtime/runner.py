@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 
 from ..errors import UserCodeError
 from . import protocol
+from .hooks import NO_SUPERVISION, SupervisionHooks
 
 T = TypeVar("T")
 
@@ -23,31 +24,9 @@ USER_CALL_TIMEOUT_S = 5.0
 
 log = logging.getLogger("ekuiper_sdk")
 
-# Called with what ran out of memory; only a supervised worker sets one (it exits, and a
-# fresh worker takes over). A single process has nobody to restart it, so it goes on.
-_out_of_memory: Callable[[str], None] | None = None
-
-
-def set_out_of_memory_handler(handler: Callable[[str], None] | None) -> None:
-    """Make a ``MemoryError`` raised by plugin code call ``handler(what)``.
-
-    >>> set_out_of_memory_handler(None)  # the default: logged like any other exception
-    """
-    global _out_of_memory
-    _out_of_memory = handler
-
-
-def check_out_of_memory(exc: BaseException, what: str) -> None:
-    """Hand a ``MemoryError`` from plugin code to the handler, if one is set.
-
-    >>> check_out_of_memory(ValueError("not memory"), "collect")  # returns: not fatal
-    """
-    if _out_of_memory is not None and isinstance(exc, MemoryError):
-        _out_of_memory(what)
-
-
 def call_user(what: str, fn: Callable[..., T], *args: Any,
-              timeout: float = USER_CALL_TIMEOUT_S) -> T:
+              timeout: float = USER_CALL_TIMEOUT_S,
+              hooks: SupervisionHooks = NO_SUPERVISION) -> T:
     """Run user code on a helper thread and wait at most ``timeout`` for it.
 
     The control channel must never hang on a plugin's ``configure``; a call that
@@ -68,19 +47,20 @@ def call_user(what: str, fn: Callable[..., T], *args: Any,
         raise UserCodeError(f"{what} did not return within {timeout:g} s")
     ok, value = outcome[0]
     if not ok:
-        check_out_of_memory(value, what)
+        hooks.user_code_failed(value, what)
         # Chained, so whoever reports the failure can log the user's traceback.
         raise UserCodeError(f"{what} failed: {protocol.exception_line(value)}") from value
     return value  # type: ignore[no-any-return]
 
 
-def run_guarded(logger: logging.Logger, what: str, fn: Callable[..., Any], *args: Any) -> bool:
+def run_guarded(logger: logging.Logger, what: str, fn: Callable[..., Any], *args: Any,
+                hooks: SupervisionHooks = NO_SUPERVISION) -> bool:
     """Call user code on the current thread; log (never raise) what it raises."""
     try:
         fn(*args)
         return True
     except Exception as exc:  # noqa: BLE001 - a plugin's bug must not kill the process
-        check_out_of_memory(exc, what)
+        hooks.user_code_failed(exc, what)
         logger.exception("%s failed", what)
         return False
 
@@ -90,8 +70,11 @@ class Runner:
 
     control: protocol.Control
 
-    def __init__(self, control: protocol.Control) -> None:
+    def __init__(self, control: protocol.Control,
+                 hooks: SupervisionHooks = NO_SUPERVISION) -> None:
         self.control = control
+        #: What changes when a supervisor watches the process (nothing, by default).
+        self.hooks = hooks
         self.released = threading.Event()
         self.finished = threading.Event()
 

@@ -9,10 +9,11 @@ from typing import Callable
 from .. import hosts
 from ..api import Sink
 from ..errors import ChannelStopped, SendTimeout
-from . import channels, protocol, sinkboard
+from . import channels, protocol
 from .context import SymbolContext, instance_logger
+from .hooks import NO_SUPERVISION, FrameTally, SupervisionHooks
 from .log_limit import LogLimiter
-from .runner import Runner, check_out_of_memory, run_guarded
+from .runner import Runner, run_guarded
 
 #: Acks nng may hold for a host that has not read them yet (a reading host leaves one).
 ACK_BUFFER = 64
@@ -42,8 +43,8 @@ class SinkRunner(Runner):
     """
 
     def __init__(self, control: protocol.Control, sink: Sink, plugin: str,
-                 send_timeout_ms: int) -> None:
-        super().__init__(control)
+                 send_timeout_ms: int, hooks: SupervisionHooks = NO_SUPERVISION) -> None:
+        super().__init__(control, hooks)
         self.sink = sink
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
         self.require_ack = hosts.any_host_reads_acks(control.config)
@@ -67,8 +68,7 @@ class SinkRunner(Runner):
         self.ctx = SymbolContext(control.meta, self.logger, acker=self._ack, plugin=plugin,
                                  symbol=control.symbol_name, config=control.config)
         # Under a supervisor: what this instance took and finished, read if the worker dies.
-        board = sinkboard.BOARD
-        self._tally = board.claim(control.key, self.require_ack) if board else None
+        self._tally = hooks.sink_tally(control.key, self.require_ack)
 
     def start(self) -> None:
         threading.Thread(target=self._work, name=f"sink {self.control.key}",
@@ -115,7 +115,7 @@ class SinkRunner(Runner):
                 break
         self._handle_all(self._left, handle, tally)
         self._failures.flush(logging.ERROR)  # the failures not yet counted in the log
-        run_guarded(self.logger, "close", self.sink.close, self.ctx)
+        run_guarded(self.logger, "close", self.sink.close, self.ctx, hooks=self.hooks)
         self.acks.close()
         if tally is not None:
             tally.release()
@@ -124,7 +124,7 @@ class SinkRunner(Runner):
         self.finished.set()
 
     def _handle_all(self, frames: list[bytes], handle: Callable[[bytes], None],
-                    tally: sinkboard.Tally | None) -> None:
+                    tally: FrameTally | None) -> None:
         self.received += len(frames)
         if tally is None:
             for frame in frames:
@@ -147,7 +147,7 @@ class SinkRunner(Runner):
             self.sink.collect(self.ctx, frame)
             error = None
         except Exception as exc:  # noqa: BLE001 - reported as an ack error and logged
-            check_out_of_memory(exc, f"collect of {self.control.label()}")
+            self.hooks.user_code_failed(exc, f"collect of {self.control.label()}")
             error = protocol.exception_line(exc)
             # A collect that fails on every record would log a traceback per frame.
             self._failures.error(type(exc).__qualname__, "collect failed: %s", error, exc_info=True)

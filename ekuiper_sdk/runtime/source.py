@@ -8,15 +8,16 @@ from ..api import Source
 from ..errors import ChannelStopped, SendTimeout, SourceFailed, SymbolStopped
 from . import channels, lingering, protocol
 from .context import SymbolContext, instance_logger
-from .runner import Runner, check_out_of_memory, run_guarded
+from .hooks import NO_SUPERVISION, SupervisionHooks
+from .runner import Runner, run_guarded
 
 
 class SourceRunner(Runner):
     """One source instance: ``open`` runs in its own thread and emits over a PUSH socket."""
 
     def __init__(self, control: protocol.Control, source: Source, plugin: str,
-                 send_timeout_ms: int) -> None:
-        super().__init__(control)
+                 send_timeout_ms: int, hooks: SupervisionHooks = NO_SUPERVISION) -> None:
+        super().__init__(control, hooks)
         lingering.LINGERING.check_room(control.symbol_name)
         self.source = source
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
@@ -48,7 +49,7 @@ class SourceRunner(Runner):
         except SourceFailed as exc:    # a decorated source, already logged
             self._report(str(exc))
         except Exception as exc:  # noqa: BLE001 - logged; the instance stays until stopped
-            check_out_of_memory(exc, f"open of {self.control.label()}")
+            self.hooks.user_code_failed(exc, f"open of {self.control.label()}")
             self.logger.exception("open failed")
             self._report(f"open failed: {protocol.exception_line(exc)}")
 
@@ -73,7 +74,7 @@ class SourceRunner(Runner):
         with self._close_once:
             if not self._closed:
                 self._closed = True
-                run_guarded(self.logger, "close", self.source.close, self.ctx)
+                run_guarded(self.logger, "close", self.source.close, self.ctx, hooks=self.hooks)
         self.finished.set()
         # An open() that ignores close() keeps its thread: say so once, and count it.
         thread = self._thread

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .gojson import _go_value
+from .gojson import go_value
 
 
-def _control(symbol: str, plugin_type: str, rule_id: str, op_id: str, instance_id: int,
+def control_struct(symbol: str, plugin_type: str, rule_id: str, op_id: str, instance_id: int,
              datasource: str, config: dict[str, Any] | None) -> dict[str, Any]:
     """The Control struct in Go's field order, with Go's omitempty rules."""
     if plugin_type != "func":
@@ -22,5 +22,5 @@ def _control(symbol: str, plugin_type: str, rule_id: str, op_id: str, instance_i
     if datasource:
         control["dataSource"] = datasource
     if config:
-        control["config"] = _go_value(dict(config))
+        control["config"] = go_value(dict(config))
     return control

@@ -39,7 +39,7 @@ class FuncReply(NamedTuple):
     result: Any
 
 
-def _go_value(value: Any) -> Any:
+def go_value(value: Any) -> Any:
     """Turn a Python value into what Go would marshal for the same data."""
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -54,12 +54,12 @@ def _go_value(value: Any) -> Any:
             return int(value)
         return value
     if isinstance(value, dict):
-        items = [(_go_key(k), _go_value(v)) for k, v in value.items()]
+        items = [(_go_key(k), go_value(v)) for k, v in value.items()]
         # Go sorts the keys of a map by their bytes.
         items.sort(key=lambda kv: kv[0].encode("utf-8", "surrogatepass"))
         return dict(items)
     if isinstance(value, (list, tuple)):
-        return [_go_value(v) for v in value]
+        return [go_value(v) for v in value]
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")   # how Go sends []byte
     raise ValueError(f"json: unsupported type: {type(value).__name__}")
@@ -73,7 +73,7 @@ def _go_key(key: Any) -> str:
     raise ValueError(f"json: unsupported map key type: {type(key).__name__}")
 
 
-def _go_dumps_prepared(value: Any) -> bytes:
+def go_dumps_prepared(value: Any) -> bytes:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     # Go escapes these inside strings (HTML safety and JavaScript line separators).
     for char, escape in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"),
@@ -92,7 +92,7 @@ def go_json_dumps(value: Any) -> bytes:
     >>> go_json_dumps({"b": 1.0, "a": "<x>", "c": b"hi"})
     b'{"a":"\\\\u003cx\\\\u003e","b":1,"c":"aGk="}'
     """
-    return _go_dumps_prepared(_go_value(value))
+    return go_dumps_prepared(go_value(value))
 
 
 class _GoJSONError(ValueError):
@@ -207,7 +207,7 @@ def decode_source_frame(raw: bytes) -> SourceTuple:
     return SourceTuple(message, meta, bytes(raw))
 
 
-def _decode_func_reply(raw: bytes) -> FuncReply:
+def decode_func_reply(raw: bytes) -> FuncReply:
     try:
         pairs = _go_struct(raw, "runtime.FuncReply")
         if pairs is None:
@@ -222,7 +222,7 @@ def _decode_func_reply(raw: bytes) -> FuncReply:
                         f"{bytes(raw).decode('utf-8', 'replace')}") from None
 
 
-def _decode_ack(raw: bytes) -> tuple[dict[str, Any], str]:
+def decode_ack(raw: bytes) -> tuple[dict[str, Any], str]:
     """The ack as a dict, and its error text ("" for success)."""
     try:
         value, pairs = _go_loads(raw)
@@ -238,6 +238,6 @@ def _decode_ack(raw: bytes) -> tuple[dict[str, Any], str]:
     return (value or {}), (error or "")
 
 
-def _go_sprint(value: Any) -> str:
+def go_sprint(value: Any) -> str:
     """Roughly what Go's ``fmt.Sprintf("%s", value)`` shows for a decoded JSON value."""
     return value if isinstance(value, str) else json.dumps(value)

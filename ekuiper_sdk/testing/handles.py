@@ -19,21 +19,21 @@ from ..hosts import HostGeneration
 from .gojson import (
     FuncReply,
     SourceTuple,
-    _decode_ack,
-    _decode_func_reply,
-    _go_dumps_prepared,
-    _go_sprint,
-    _go_value,
+    decode_ack,
+    decode_func_reply,
     decode_source_frame,
+    go_dumps_prepared,
     go_json_dumps,
+    go_sprint,
+    go_value,
 )
 from .sockets import (
-    _TICK,
     ACK_RECV_TIMEOUT,
     SINK_SEND_TIMEOUT,
-    _recv_within,
-    _RecvTimeout,
-    _send_rep,
+    TICK,
+    RecvTimeout,
+    recv_within,
+    send_rep,
 )
 
 
@@ -45,11 +45,11 @@ class HandleOwner(Protocol):
 
     def output_tail(self, lines: int = ...) -> str: ...
 
-    def _command(self, cmd: str, control: dict[str, Any], timeout: float | None) -> None: ...
+    def send_control(self, cmd: str, control: dict[str, Any], timeout: float | None) -> None: ...
 
-    def _dead_reason(self) -> str | None: ...
+    def dead_reason(self) -> str | None: ...
 
-    def _forget(self, handle: object) -> None: ...
+    def forget(self, handle: object) -> None: ...
 
 
 def _label(control: dict[str, Any]) -> str:
@@ -86,10 +86,10 @@ class SourceHandle:
     def _read_loop(self) -> None:
         sock = self._sock
         try:
-            sock.recv_timeout = int(_TICK * 1000)
+            sock.recv_timeout = int(TICK * 1000)
             while not self._stop.is_set():
                 if not self._reading.is_set():
-                    self._reading.wait(_TICK)
+                    self._reading.wait(TICK)
                     continue
                 try:
                     raw = bytes(sock.recv())
@@ -105,7 +105,7 @@ class SourceHandle:
                     item = exc
                 while not self._stop.is_set():
                     try:
-                        self._queue.put(item, timeout=_TICK)
+                        self._queue.put(item, timeout=TICK)
                         break
                     except queue.Full:
                         continue
@@ -169,15 +169,15 @@ class SourceHandle:
         """
         if self._stopped:
             return
-        self._shutdown()
-        self.host._command("stop", self.control, timeout)
+        self.detach()
+        self.host.send_control("stop", self.control, timeout)
 
-    def _shutdown(self) -> None:
+    def detach(self) -> None:
         self._stopped = True
         self._stop.set()
         self._reading.set()
         self._thread.join()
-        self.host._forget(self)
+        self.host.forget(self)
 
 
 def _encode_sink_data(data: bytes | bytearray | dict[str, Any] | list[Any]) -> bytes:
@@ -236,7 +236,7 @@ class SinkHandle:
                 raise HostError(f"io error: send to {_label(self.control)} timed out after "
                                 f"{SINK_SEND_TIMEOUT:g}s") from None
             if self.require_ack:
-                _, error = _decode_ack(self._recv_ack_locked(ack_timeout))
+                _, error = decode_ack(self._recv_ack_locked(ack_timeout))
                 if error:
                     raise SinkAckError(error)
 
@@ -279,7 +279,7 @@ class SinkHandle:
         with self._lock:
             if self._stopped:
                 raise HostError(f"{_label(self.control)} is stopped")
-            value, _ = _decode_ack(self._recv_ack_locked(timeout))
+            value, _ = decode_ack(self._recv_ack_locked(timeout))
             return value
 
     def _recv_ack_locked(self, timeout: float) -> bytes:
@@ -290,14 +290,14 @@ class SinkHandle:
             if left <= 0:
                 raise HostError(f"no ack from {_label(self.control)} within {timeout:g}s")
             try:
-                return _recv_within(self._ack, min(ACK_RECV_TIMEOUT, left), self._abort)
-            except _RecvTimeout:
+                return recv_within(self._ack, min(ACK_RECV_TIMEOUT, left), self._abort)
+            except RecvTimeout:
                 continue
 
     def _abort(self) -> str | None:
         if self._stopping:
             return f"{_label(self.control)} is stopping"
-        return self.host._dead_reason()
+        return self.host.dead_reason()
 
     def stop(self, timeout: float | None = None) -> None:
         """Close the data and ack sockets, then send ``stop``, as eKuiper does.
@@ -311,10 +311,10 @@ class SinkHandle:
         """
         if self._stopped:
             return
-        self._shutdown()
-        self.host._command("stop", self.control, timeout)
+        self.detach()
+        self.host.send_control("stop", self.control, timeout)
 
-    def _shutdown(self) -> None:
+    def detach(self) -> None:
         self._stopping = True   # a send waiting for an ack gives up within a tick
         with self._lock:
             if not self._stopped:
@@ -322,7 +322,7 @@ class SinkHandle:
                 self._push.close()
                 if self._close_ack:
                     self._ack.close()
-        self.host._forget(self)
+        self.host.forget(self)
 
 
 class FunctionHandle:
@@ -361,9 +361,9 @@ class FunctionHandle:
             give_up = time.monotonic() + 3 * self.timeout
             while True:
                 try:
-                    _send_rep(self._sock, raw, self.timeout, self.host._dead_reason)
-                    reply = _recv_within(self._sock, self.timeout, self.host._dead_reason)
-                except _RecvTimeout:
+                    send_rep(self._sock, raw, self.timeout, self.host.dead_reason)
+                    reply = recv_within(self._sock, self.timeout, self.host.dead_reason)
+                except RecvTimeout:
                     raise HostError(f"time out, plugin {self.host.name} function "
                                     f"{self.symbol!r} gave no reply within "
                                     f"{self.timeout:g}s") from None
@@ -379,7 +379,7 @@ class FunctionHandle:
 
     def _call(self, name: str, arg: Any) -> bytes:
         try:
-            raw = _go_dumps_prepared({"func": name, "arg": _go_value(arg)})
+            raw = go_dumps_prepared({"func": name, "arg": go_value(arg)})
         except ValueError as exc:
             raise HostError(f"cannot encode the arguments of {self.symbol!r} as eKuiper "
                             f"would: {exc}") from None
@@ -395,7 +395,7 @@ class FunctionHandle:
 
             assert fh.validate(["a"]).state
         """
-        return _decode_func_reply(self._call("Validate", list(args) or None))
+        return decode_func_reply(self._call("Validate", list(args) or None))
 
     def exec(self, *args: Any, rule_id: str = "rule1", op_id: str = "op1",
              instance_id: int = 0, func_id: int = 0) -> FuncReply:
@@ -410,10 +410,10 @@ class FunctionHandle:
 
             assert fh.exec("abc") == FuncReply(True, "cba")
         """
-        context = _go_dumps_prepared({"ruleId": rule_id, "opId": op_id,
+        context = go_dumps_prepared({"ruleId": rule_id, "opId": op_id,
                                       "instanceId": int(instance_id),
                                       "funcId": int(func_id)}).decode("utf-8")
-        return _decode_func_reply(self._call("Exec", [*args, context]))
+        return decode_func_reply(self._call("Exec", [*args, context]))
 
     def call(self, *args: Any, rule_id: str = "rule1", op_id: str = "op1",
              instance_id: int = 0, func_id: int = 0) -> Any:
@@ -426,7 +426,7 @@ class FunctionHandle:
         reply = self.exec(*args, rule_id=rule_id, op_id=op_id, instance_id=instance_id,
                           func_id=func_id)
         if not reply.state:
-            raise FunctionError(_go_sprint(reply.result), reply.result)
+            raise FunctionError(go_sprint(reply.result), reply.result)
         return reply.result
 
     def is_aggregate(self) -> bool:
@@ -439,7 +439,7 @@ class FunctionHandle:
         if self._is_agg:
             return self._is_agg > 1
         try:
-            reply = _decode_func_reply(self._call("IsAggregate", None))
+            reply = decode_func_reply(self._call("IsAggregate", None))
         except HostError:
             return False
         if not reply.state or not isinstance(reply.result, bool):

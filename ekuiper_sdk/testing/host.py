@@ -47,8 +47,8 @@ import pynng
 from ..errors import HostError
 from ..hosts import HostGeneration
 from . import generation as generations
-from .commands import _control
-from .gojson import _go_dumps_prepared
+from .commands import control_struct
+from .gojson import go_dumps_prepared
 from .handles import FunctionHandle, SinkHandle, SourceHandle
 from .plugin_output import TAIL_LINES, PluginOutput
 from .socket_names import SUFFIX_ENV, choose_suffix, declared_functions, remove_stale_socket
@@ -57,13 +57,13 @@ from .sockets import (
     MANGOS_QUEUE_LENGTH,
     RULE_BUFFER_LENGTH,
     SINK_SEND_TIMEOUT,
-    _ipc_path,
-    _ipc_url,
-    _listen,
-    _recv_within,
-    _RecvTimeout,
-    _send_rep,
-    _short,
+    RecvTimeout,
+    ipc_path,
+    ipc_url,
+    listen,
+    recv_within,
+    send_rep,
+    shortened,
 )
 from .source_config import start_config
 from .waiting import wait_for
@@ -191,8 +191,8 @@ class PluginHost:
                     self.env[SUFFIX_ENV] = self.suffix
                 sock = pynng.Rep0()
                 self._ctrl = sock
-                _listen(sock, self.control_url)
-                self._listened.append(_ipc_path(self.control_url))
+                listen(sock, self.control_url)
+                self._listened.append(ipc_path(self.control_url))
                 if not self.generation.lazy_start:  # else the first symbol's start does it
                     self._launch()
                     self._handshake()
@@ -252,9 +252,9 @@ class PluginHost:
                     if alive:
                         handle.stop(timeout=2.0)
                     else:
-                        handle._shutdown()
+                        handle.detach()
                 except (HostError, pynng.NNGException):
-                    handle._shutdown()
+                    handle.detach()
             self._closing = True
             self._lazy_stop.cancel()
             self._kill_process()
@@ -276,7 +276,7 @@ class PluginHost:
     @property
     def control_url(self) -> str:
         """Where the host listens for the plugin's control channel."""
-        return _ipc_url(f"plugin_{self.name}{self.suffix}")
+        return ipc_url(f"plugin_{self.name}{self.suffix}")
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -359,7 +359,7 @@ class PluginHost:
                 proc.kill()
         proc.wait()
 
-    def _dead_reason(self) -> str | None:
+    def dead_reason(self) -> str | None:
         if self._closing:
             return f"plugin host {self.name} is closing"
         proc = self._proc
@@ -376,8 +376,8 @@ class PluginHost:
             sock = self._ctrl
             assert sock is not None
             try:
-                _recv_within(sock, self.init_timeout, self._dead_reason)
-            except _RecvTimeout:
+                recv_within(sock, self.init_timeout, self.dead_reason)
+            except RecvTimeout:
                 self._kill_process()    # eKuiper kills a plugin that never shakes hands
                 raise HostError(f"plugin {self.name} control handshake error: no handshake "
                                 f"within {self.init_timeout:g}s; last output:\n"
@@ -395,7 +395,7 @@ class PluginHost:
             try:
                 answer = self._exchange(raw, self.control_timeout)
                 if answer != b"ok":
-                    errors.append(f"{key}: receive error: {_short(answer)}")
+                    errors.append(f"{key}: receive error: {shortened(answer)}")
             except HostError as exc:
                 errors.append(f"{key}: {exc}")
 
@@ -424,7 +424,7 @@ class PluginHost:
                                 "replays it and the handle keeps receiving): use that handle, "
                                 "or stop() it first")
 
-    def _forget(self, handle: object) -> None:
+    def forget(self, handle: object) -> None:
         """A handle that stopped is no longer this host's to stop."""
         # By identity, and without narrowing ``object`` (which older mypy cannot do).
         self._handles[:] = [held for held in self._handles if held is not handle]
@@ -458,14 +458,14 @@ class PluginHost:
             while True:
                 left = max(0.0, deadline - time.monotonic())
                 try:
-                    _send_rep(sock, raw, left, self._dead_reason)
-                    answer = _recv_within(sock, left, self._dead_reason)
-                except _RecvTimeout:
+                    send_rep(sock, raw, left, self.dead_reason)
+                    answer = recv_within(sock, left, self.dead_reason)
+                except RecvTimeout:
                     extra = (f" (it answered {keepalives} times with a keepalive starting "
                              "with 'h', which eKuiper takes as a handshake and resends the "
                              "command forever)") if keepalives else ""
                     raise HostError(f"no answer from plugin {self.name} within {timeout:g}s to "
-                                    f"command {_short(raw, 120)}{extra}") from None
+                                    f"command {shortened(raw, 120)}{extra}") from None
                 except pynng.NNGException as exc:
                     raise HostError(f"control channel of plugin {self.name}: {exc}") from None
                 if generations.resends_after(self.generation, answer):
@@ -473,14 +473,14 @@ class PluginHost:
                     continue
                 return answer
 
-    def _command(self, cmd: str, control: dict[str, Any], timeout: float | None) -> None:
+    def send_control(self, cmd: str, control: dict[str, Any], timeout: float | None) -> None:
         """Send start/stop for ``control``; keep or drop it for replay like eKuiper."""
         # Go marshals the Control struct to text, then the Command struct around it.
-        arg = _go_dumps_prepared(control).decode("utf-8")
-        raw = _go_dumps_prepared({"cmd": cmd, "arg": arg})
+        arg = go_dumps_prepared(control).decode("utf-8")
+        raw = go_dumps_prepared({"cmd": cmd, "arg": arg})
         answer = self._exchange(raw, self.control_timeout if timeout is None else timeout)
         if answer != b"ok":
-            raise HostError(f"receive error: {_short(answer, 2000)}")
+            raise HostError(f"receive error: {shortened(answer, 2000)}")
         meta = control["meta"]
         key = (meta["ruleId"], meta["opId"], meta["instanceId"])
         with self._commands_lock:
@@ -531,14 +531,14 @@ class PluginHost:
         except ValueError as exc:
             raise HostError(str(exc)) from None
         self._ensure_running()
-        control = _control(symbol, "source", rule_id, op_id, instance_id,
+        control = control_struct(symbol, "source", rule_id, op_id, instance_id,
                            datasource if data_source_field else "", merged)
-        url = _ipc_url(f"{rule_id}_{op_id}_{instance_id}")
+        url = ipc_url(f"{rule_id}_{op_id}_{instance_id}")
         self._refuse_second_handle("source", symbol, url)
         sock = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
-            _listen(sock, url)
-            self._command("start", control, None)
+            listen(sock, url)
+            self.send_control("start", control, None)
         except BaseException:
             sock.close()
             raise
@@ -568,18 +568,18 @@ class PluginHost:
         """
         require_ack = generations.sink_reads_acks(self.generation, config)
         self._ensure_running()
-        control = _control(symbol, "sink", rule_id, op_id, instance_id, "", config)
+        control = control_struct(symbol, "sink", rule_id, op_id, instance_id, "", config)
         stem = f"{rule_id}_{op_id}_{instance_id}"
-        url, ack_url = _ipc_url(stem), _ipc_url(stem + "_ack")
+        url, ack_url = ipc_url(stem), ipc_url(stem + "_ack")
         self._refuse_second_handle("sink", symbol, url)
         ack = pynng.Pull0(recv_buffer_size=MANGOS_QUEUE_LENGTH)
         try:
-            _listen(ack, ack_url)
-            self._command("start", control, None)
+            listen(ack, ack_url)
+            self.send_control("start", control, None)
         except BaseException:
             ack.close()
             raise
-        self._plugin_listen_paths.add(_ipc_path(url))
+        self._plugin_listen_paths.add(ipc_path(url))
         push = pynng.Push0(send_buffer_size=MANGOS_QUEUE_LENGTH,
                            send_timeout=int(SINK_SEND_TIMEOUT * 1000),
                            reconnect_time_min=100, reconnect_time_max=5000)
@@ -589,7 +589,7 @@ class PluginHost:
             push.close()
             ack.close()
             try:
-                self._command("stop", control, 2.0)
+                self.send_control("stop", control, 2.0)
             except HostError:
                 pass
             raise HostError(f"can't dial on push socket: {exc} (the plugin answered ok to the "
@@ -618,13 +618,13 @@ class PluginHost:
         self._ensure_running()
         if not symbol or "/" in symbol or "\x00" in symbol:
             raise ValueError(f"function name {symbol!r} cannot be part of a socket path")
-        url = _ipc_url(f"func_{symbol}{self.suffix}")
+        url = ipc_url(f"func_{symbol}{self.suffix}")
         sock = pynng.Rep0()
         try:
-            _listen(sock, url)
+            listen(sock, url)
             # The Go struct has no omitempty on meta: the empty meta is sent.
-            self._command("start", _control(symbol + self.suffix, "func", "", "", 0, "", None),
-                          None)
+            control = control_struct(symbol + self.suffix, "func", "", "", 0, "", None)
+            self.send_control("start", control, None)
         except BaseException:
             sock.close()
             raise

@@ -36,18 +36,18 @@ RULE_BUFFER_LENGTH = 1024
 
 # How long any wait in this module blocks before it looks again at why it might stop
 # (process exited, handle stopped, host closed). Short enough to feel instant.
-_TICK = 0.1
+TICK = 0.1
 
 
-def _ipc_url(stem: str) -> str:
+def ipc_url(stem: str) -> str:
     return f"ipc:///tmp/{stem}.ipc"
 
 
-def _ipc_path(url: str) -> str:
+def ipc_path(url: str) -> str:
     return url[len("ipc://"):]
 
 
-def _listen(sock: pynng.Socket, url: str) -> None:
+def listen(sock: pynng.Socket, url: str) -> None:
     """Listen like the Go host: five more tries 100 ms apart (a closing listener may linger).
 
     nng itself replaces a stale socket file (it connects first, and removes the file only
@@ -63,18 +63,18 @@ def _listen(sock: pynng.Socket, url: str) -> None:
                 if isinstance(exc, pynng.AddressInUse):
                     # eKuiper's own words first ("address in use", from its socket
                     # library), then who can hold the file and what to do.
-                    raise HostError(f"address in use: {_ipc_path(url)} is held by a live "
+                    raise HostError(f"address in use: {ipc_path(url)} is held by a live "
                                     "listener (an eKuiper or another test host using the "
                                     "same name); stop that one or use another name") from None
                 raise HostError(f"cannot listen at {url}: {exc}") from None
             time.sleep(0.1)
 
 
-class _RecvTimeout(Exception):
+class RecvTimeout(Exception):
     pass
 
 
-def _recv_within(sock: pynng.Socket, timeout: float,
+def recv_within(sock: pynng.Socket, timeout: float,
                  abort: Callable[[], str | None] | None = None) -> bytes:
     """Receive one message within ``timeout`` seconds.
 
@@ -86,8 +86,8 @@ def _recv_within(sock: pynng.Socket, timeout: float,
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise _RecvTimeout()
-        sock.recv_timeout = max(1, int(min(_TICK, left) * 1000))
+            raise RecvTimeout()
+        sock.recv_timeout = max(1, int(min(TICK, left) * 1000))
         try:
             return bytes(sock.recv())
         except pynng.Timeout:
@@ -96,7 +96,7 @@ def _recv_within(sock: pynng.Socket, timeout: float,
                 raise HostError(reason) from None
 
 
-def _send_rep(sock: pynng.Socket, raw: bytes, timeout: float,
+def send_rep(sock: pynng.Socket, raw: bytes, timeout: float,
               abort: Callable[[], str | None]) -> None:
     """Reply on a REP socket, first taking and dropping a request if none is held.
 
@@ -106,10 +106,10 @@ def _send_rep(sock: pynng.Socket, raw: bytes, timeout: float,
     try:
         sock.send(raw)
     except pynng.BadState:
-        _recv_within(sock, timeout, abort)
+        recv_within(sock, timeout, abort)
         sock.send(raw)
 
 
-def _short(data: bytes, limit: int = 300) -> str:
+def shortened(data: bytes, limit: int = 300) -> str:
     text = data.decode("utf-8", "replace")
     return text if len(text) <= limit else text[:limit] + "..."

@@ -55,8 +55,8 @@ class ZipEntry:
         return top if top in KINDS and "/" in self.name else None
 
 
-def _excluded(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
-    return plugin_tree._excluded(rel, patterns)
+def is_excluded(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
+    return plugin_tree.is_excluded(rel, patterns)
 
 
 def plugin_files(plugin_dir: PathLike, excludes: Sequence[str] = (),

@@ -1,8 +1,11 @@
 """``ekuiper-plugin``: create, check, pack, run and install eKuiper portable plugins.
 
-A thin layer over ``packaging``, ``vendoring``, ``rest`` and ``testing``: it parses the
-command line, calls one function, prints its result, and turns errors into one line each
-and a non-zero exit status.
+A thin layer over the tools beside it (``templates``, ``validate``, ``pack``, ``vendor``,
+``rest``, ``usage``, ``dev``), the run engine (``run/``) and the fleet tools (``fleet/``,
+whose two commands add their own options): it parses the command line, calls one
+function, prints its result, and turns errors into one line each and a non-zero exit
+status. The REST client's errors name the parameter that fixes them; only the command
+line knows that parameter as an option, so it words them (:func:`option_wording`).
 
 Example::
 
@@ -35,9 +38,23 @@ from .validate import validate
 if TYPE_CHECKING:  # loaded only by `pack --vendor`
     from .vendor import VendorOptions
 
+    Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
 EXIT_OK = 0
 EXIT_FAIL = 1
 EXIT_USAGE = 2
+
+
+def option_wording(name: str, value: str | None) -> str:
+    """A REST call's parameter as this command line's option (see ``RestError.worded``).
+
+    >>> option_wording("serve_address", None), option_wording("via", "upload")
+    ('--serve-address', '--via upload')
+    >>> option_wording("vendor", "True")
+    '--vendor'
+    """
+    option = "--" + name.replace("_", "-")
+    return option if value in (None, "True") else f"{option} {value}"
 
 
 def _print_problems(problems: Sequence[Problem], err: IO[str]) -> None:
@@ -114,7 +131,7 @@ def _cmd_pack(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
 
 def _run_inputs(args: argparse.Namespace) -> dict[str, Any]:
     """The run's configs, calls and records from the command line (one-line ValueErrors)."""
-    from ..testing.run_inputs import evaluate, parse_arguments, parse_property, read_json_lines
+    from .run.inputs import evaluate, parse_arguments, parse_property, read_json_lines
 
     def props(base: dict[str, Any] | None, pairs: list[str]) -> dict[str, Any] | None:
         if not pairs:
@@ -142,7 +159,7 @@ def _run_inputs(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     # Imported here: only `run` needs the built-in host, and it loads the socket library.
-    from ..testing.pipeline import RunSummary, run_pipeline
+    from .run.pipeline import RunOptions, RunSummary, run_pipeline
 
     if args.replay:
         return cmd_replay(args, out, err)
@@ -159,11 +176,13 @@ def _cmd_run(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
         return EXIT_FAIL
     summary = RunSummary()
     try:
-        run_pipeline(Path(args.dir), source=args.source, function=args.function, sink=args.sink,
-                     count=args.count, out=out, log=err, verbose=args.verbose,
-                     summary=summary, timeout=args.timeout, datasource=args.datasource,
-                     conf_key=args.conf_key, use_function=not args.no_function,
-                     args=args.args, python=args.python, **inputs)
+        options = RunOptions(source=args.source, function=args.function, sink=args.sink,
+                             count=args.count, timeout=args.timeout,
+                             datasource=args.datasource, conf_key=args.conf_key,
+                             use_function=not args.no_function, args=args.args,
+                             python=args.python, **inputs)
+        run_pipeline(Path(args.dir), options, out=out, log=err, verbose=args.verbose,
+                     summary=summary)
     except (HostError, LookupError, ValueError, RuntimeError, OSError, TimeoutError) as exc:
         err.write(f"error: {args.dir}: {exc}\n" + (f"{summary}\n" if summary.started else ""))
         return EXIT_FAIL
@@ -178,7 +197,8 @@ def _cmd_dev(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     out.write(f"watching {args.dir}; every change is validated, packed and sent to "
               f"{args.server} (Ctrl-C stops)\n")
     cycles = dev_loop(args.dir, _client(args), changes, out=out, vendor=_vendor_options(args),
-                      python=args.python, excludes=args.exclude, via=args.via)
+                      python=args.python, excludes=args.exclude, via=args.via,
+                      wording=option_wording)
     return EXIT_OK if cycles and cycles[-1].ok else EXIT_FAIL
 
 
@@ -263,7 +283,8 @@ def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     try:
         rules = describe_rules(_client(args), args.name, refs)
     except RestError as exc:
-        rules = [(rule, f"state unknown: {exc.message}") for rule in sorted(refs)]
+        rules = [(rule, f"state unknown: {exc.worded(option_wording).message}")
+                 for rule in sorted(refs)]
     if rules:
         text += "; used by " + ", ".join(f"{rule} ({state})" for rule, state in rules)
     _emit(args, out, dict(status, ok=state != "error", name=args.name),
@@ -284,31 +305,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    for add in (_add_init, _add_validate_and_pack, _add_run, _add_server_commands,
+                add_fleet_commands, _add_record, _add_doctor):
+        add(sub)
+    return parser
 
+
+def _add_init(sub: Subparsers) -> None:
     p = sub.add_parser("init", help="create a plugin project that works at once")
     p.add_argument("name", help="plugin name (letters, digits, '_', '-')")
     p.add_argument("--dir", help="folder to create (default: ./NAME)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
     p.set_defaults(func=_cmd_init)
 
-    def plugin_dir_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("dir", help="plugin folder (holds <name>.json)")
-        p.add_argument("--name", help="plugin name, when the folder holds several manifests")
-        p.add_argument("--python", help="interpreter to load the plugin with "
-                       "(default: this one; it needs the plugin's requirements)")
-        p.add_argument("--no-code", action="store_true",
-                       help="do not load the code to compare its symbols with the manifest")
-        p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
-                       help="leave matching files out (repeatable; tests/, caches, hidden "
-                       "files and build folders are always left out)")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
 
+def _plugin_dir_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dir", help="plugin folder (holds <name>.json)")
+    p.add_argument("--name", help="plugin name, when the folder holds several manifests")
+    p.add_argument("--python", help="interpreter to load the plugin with "
+                   "(default: this one; it needs the plugin's requirements)")
+    p.add_argument("--no-code", action="store_true",
+                   help="do not load the code to compare its symbols with the manifest")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave matching files out (repeatable; tests/, caches, hidden "
+                   "files and build folders are always left out)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_validate_and_pack(sub: Subparsers) -> None:
     p = sub.add_parser("validate", help="check manifest, files and symbols against the code")
-    plugin_dir_args(p)
+    _plugin_dir_args(p)
     p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser("pack", help="validate, then write the zip eKuiper installs")
-    plugin_dir_args(p)
+    _plugin_dir_args(p)
     p.add_argument("-o", "--output", help="zip to write (default: ./<name>.zip)")
     p.add_argument("--layout", metavar="DIR", help="also (or, without -o, only) write the "
                    "folders eKuiper loads at start-up: DIR/plugins/portable/<name>/, "
@@ -329,9 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --vendor: install.sh installs the wheels into eKuiper's Python, "
                    "shared by every plugin, instead of the plugin's own __pypackages__/")
     from .doctor import add_target_args
+
     add_target_args(p)
     p.set_defaults(func=_cmd_pack)
 
+
+def _add_run(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="run the plugin under the built-in host and show what flows",
                        description="Run the plugin like a small rule: records from its source "
                        "(or --records) through its function into its sink; or only calls of "
@@ -379,18 +412,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_replay_argument(p)
     p.set_defaults(func=_cmd_run)
 
-    def server_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--server", default=os.environ.get("EKUIPER_SERVER", rest.DEFAULT_SERVER),
-                       help="eKuiper REST API (default: $EKUIPER_SERVER or "
-                       f"{rest.DEFAULT_SERVER})")
-        p.add_argument("--token", default=os.environ.get("EKUIPER_TOKEN"),
-                       help="Authorization header value, when eKuiper runs with authentication "
-                       "(default: $EKUIPER_TOKEN)")
-        p.add_argument("--timeout", type=float, default=120.0,
-                       help="seconds to wait for eKuiper (default: 120; an install waits for "
-                       "the plugin to start)")
-        p.add_argument("--json", action="store_true", help="print one JSON object")
 
+def _add_record(sub: Subparsers) -> None:
+    add_record_parser(sub, _server_args)
+
+
+def _add_doctor(sub: Subparsers) -> None:
+    from .doctor import add_doctor_parser
+
+    add_doctor_parser(sub, _server_args)
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=os.environ.get("EKUIPER_SERVER", rest.DEFAULT_SERVER),
+                   help="eKuiper REST API (default: $EKUIPER_SERVER or "
+                   f"{rest.DEFAULT_SERVER})")
+    p.add_argument("--token", default=os.environ.get("EKUIPER_TOKEN"),
+                   help="Authorization header value, when eKuiper runs with authentication "
+                   "(default: $EKUIPER_TOKEN)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds to wait for eKuiper (default: 120; an install waits for "
+                   "the plugin to start)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _add_server_commands(sub: Subparsers) -> None:
     for command, text in (("install", "install a plugin zip"),
                           ("update", "replace an installed plugin with a zip")):
         p = sub.add_parser(command, help=text)
@@ -411,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="argument passed to the zip's install.sh (repeatable)")
         p.add_argument("--check", action="store_true", help="first ask the server (as "
                        "`doctor` does) and refuse a zip that cannot run there")
-        server_args(p)
+        _server_args(p)
         p.set_defaults(func=_cmd_install)
 
     p = sub.add_parser("dev", help="watch a plugin folder; on every change validate, pack and "
@@ -430,28 +476,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shared-python", action="store_true", help="with --vendor: as for pack")
     p.add_argument("--via", choices=rest.VIAS, default="auto",
                    help="how eKuiper gets the zip (as for install)")
-    server_args(p)
+    _server_args(p)
     p.set_defaults(func=_cmd_dev)
 
     p = sub.add_parser("delete", help="delete an installed plugin")
     p.add_argument("name")
-    server_args(p)
+    _server_args(p)
     p.set_defaults(func=_cmd_delete)
 
     p = sub.add_parser("list", help="list installed portable plugins")
-    server_args(p)
+    _server_args(p)
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("status", help="show whether a plugin runs (exit 1 when in error)")
     p.add_argument("name")
-    server_args(p)
+    _server_args(p)
     p.set_defaults(func=_cmd_status)
-    add_fleet_commands(sub)
-    add_record_parser(sub, server_args)
-
-    from .doctor import add_doctor_parser
-    add_doctor_parser(sub, server_args)
-    return parser
 
 
 def main(argv: list[str] | None = None, *, out: IO[str] | None = None,
@@ -475,9 +515,10 @@ def main(argv: list[str] | None = None, *, out: IO[str] | None = None,
         _print_problems(exc.problems, err)
         return EXIT_FAIL
     except RestError as exc:
+        worded = exc.worded(option_wording)
         if getattr(args, "json", False):
-            out.write(json.dumps(exc.to_dict()) + "\n")
-        err.write(f"error: {exc}\n")
+            out.write(json.dumps(worded.to_dict()) + "\n")
+        err.write(f"error: {worded}\n")
         return EXIT_FAIL
     except KeyboardInterrupt:
         err.write("interrupted\n")

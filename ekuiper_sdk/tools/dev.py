@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from ..errors import PackagingError, Problem, RestError
+from ..errors import PackagingError, Problem, RestError, Wording, python_wording
 from . import rest
-from .archive import DEFAULT_EXCLUDES, _excluded
+from .archive import DEFAULT_EXCLUDES, is_excluded
 from .manifest import PathLike
 from .pack import pack
 from .usage import rules_using
@@ -54,8 +54,11 @@ class DevSession:
     def __init__(self, plugin_dir: PathLike, client: rest.RestClient, *,
                  vendor: VendorOptions | None = None, python: str | None = None,
                  excludes: Sequence[str] = (), via: str = "auto",
-                 out: IO[str] | None = None, settle: float = rest.SETTLE_S) -> None:
+                 out: IO[str] | None = None, settle: float = rest.SETTLE_S,
+                 wording: Wording = python_wording) -> None:
         self.plugin_dir = Path(plugin_dir)
+        #: How a REST error names the parameter that fixes it (the CLI: as its option).
+        self.wording = wording
         self.client = client
         self.vendor = vendor
         self.python = python
@@ -97,7 +100,7 @@ class DevSession:
             done = rest.install_zip(self.client, candidate, update=update, via=self.via,
                                     log=io.StringIO(), settle=self.settle)
         except (RestError, PackagingError) as exc:
-            message = str(exc).splitlines()[0]
+            message = self._text(exc).splitlines()[0]
             if self.installed and self.last_good is not None:
                 # eKuiper deleted the plugin before failing to install the new zip.
                 try:
@@ -106,7 +109,8 @@ class DevSession:
                     message += "; the last good version is installed again"
                 except (RestError, PackagingError) as again:
                     self.installed = False
-                    message += f"; reinstalling the last good version failed too: {again}"
+                    message += ("; reinstalling the last good version failed too: "
+                                f"{self._text(again)}")
             return self._failed("update" if update else "install", message)
         self.installed = True
         good = self.work / "last-good.zip"
@@ -115,7 +119,7 @@ class DevSession:
         try:
             rules = rules_using(self.client, result.manifest)
         except RestError as exc:
-            rules = [("?", f"rules unknown: {exc}")]
+            rules = [("?", f"rules unknown: {self._text(exc)}")]
         status = done.status or {}
         state = status.get("status", "unknown")
         err = f" ({status['errMsg']})" if status.get("errMsg") else ""
@@ -130,6 +134,9 @@ class DevSession:
         self._say(f"ok: {name} {result.manifest.version} {'updated' if update else 'installed'}"
                   f"; status {state}{err}; used by {used}")
         return Cycle(True, "done", done.message, status, rules)
+
+    def _text(self, exc: Exception) -> str:
+        return str(exc.worded(self.wording) if isinstance(exc, RestError) else exc)
 
     def _failed(self, step: str, message: str) -> Cycle:
         self._say(f"failed at {step}: {message}")
@@ -180,7 +187,7 @@ def watch(plugin_dir: PathLike, excludes: Sequence[str] = ()) -> Iterator[object
             rel = Path(path).resolve().relative_to(root)
         except ValueError:
             return False
-        return not _excluded(PurePosixPath(rel.as_posix()), patterns)
+        return not is_excluded(PurePosixPath(rel.as_posix()), patterns)
 
     # Imported above, before the first change: a missing watcher is named at once.
     return iter(watchfiles.watch(root, watch_filter=wanted, raise_interrupt=True))

@@ -54,13 +54,14 @@ def install_cleanly(client: RestClient, zip_path: str | Path, *, update: bool = 
         path = Path(zip_path)
         plugin = read_zip_manifest(path, name).name
         reason = install_sh_reason(exc.message)
-        if reason is not None:
-            exc.message, exc.hint = reason, ""
+        # The templates, not the worded text: the caller words the parameters they name.
+        message, hint = (reason, "") if reason is not None else (exc.template,
+                                                                 exc.hint_template)
         leftovers = [f"plugins/portable/{plugin}/"] + [f"etc/{f}" for f in kind_files(path)]
         if sweep_leftovers(client, plugin, kind_files(path), via=via, log=log):
             note = "what the failed install left on the server is removed"
         else:
             note = ("eKuiper left files behind; delete them in its folder: "
                     + " ".join(leftovers))
-        exc.hint = f"{exc.hint}; {note}" if exc.hint else note
-        raise RestError(exc.message, exc.status, exc.hint) from None
+        hint = f"{hint}; {note}" if hint else note
+        raise RestError(message, exc.status, hint) from None

@@ -46,7 +46,7 @@ class Tree:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _excluded(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
+def is_excluded(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(part, pat) for part in rel.parts for pat in patterns) or \
         any(fnmatch.fnmatchcase(str(rel), pat) for pat in patterns)
 
@@ -77,7 +77,7 @@ def scan(plugin_dir: str | os.PathLike[str], patterns: Sequence[str],
     tree = Tree()
 
     def left_out(rel: PurePosixPath, is_dir: bool) -> bool:
-        return _excluded(rel, patterns) or rules.ignored(rel.as_posix(), is_dir)
+        return is_excluded(rel, patterns) or rules.ignored(rel.as_posix(), is_dir)
 
     def link_target(path: Path, rel: PurePosixPath) -> Path | None:
         """Where a link leads, when inside the folder; else a problem and None."""

@@ -29,8 +29,8 @@ def cmd_replay(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     # Imported here: the replay needs the built-in host and its socket library.
     from ..errors import HostError
     from ..testing.replay import replay
-    from ..testing.run_inputs import parse_property
     from .fixture import FixtureError, frame_bytes, read_fixture
+    from .run.inputs import parse_property
 
     try:
         fixture = read_fixture(args.replay)

@@ -87,7 +87,7 @@ def normalize_server(server: str) -> str:
     except ValueError:
         parts = urllib.parse.urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RestError(f"--server {server!r} is not an http(s) URL",
+        raise RestError(f"{{server}} {server!r} is not an http(s) URL",
                         hint="pass e.g. http://127.0.0.1:9081")
     return server.rstrip("/")
 
@@ -129,21 +129,21 @@ def hint_for(message: str, via: str = "") -> str:
         return "it is already installed: use `ekuiper-plugin update`"
     if "in internal network" in message:
         return ("eKuiper refuses private addresses unless basic.enablePrivateNet is true; "
-                "use --via upload")
+                "use {via=upload}")
     if "file access denied" in message:
         return ("eKuiper reads file:// URLs only under data/uploads unless "
-                "basic.allowExternalFileAccess is true; use --via upload")
+                "basic.allowExternalFileAccess is true; use {via=upload}")
     if "missing or invalid json file" in message:
         return "the zip needs <name>.json at its root: build it with `ekuiper-plugin pack`"
     if "fail to download file" in message and via == "serve":
-        return "eKuiper could not reach this machine: pass --serve-address or use --via upload"
+        return "eKuiper could not reach this machine: pass {serve_address} or use {via=upload}"
     if "control handshake error" in message:
         # Seen on eKuiper v2.4: a plugin that dies on import (no ekuiper_sdk in the server's
         # Python) is waited for until portable.initTimeout, and the error names no cause.
         return ("the plugin process never answered: it most likely failed at start, and its "
                 "traceback is in eKuiper's log (a module the server's Python lacks: "
-                "`ekuiper-plugin validate` imports the plugin as the server will, and "
-                "`pack --vendor` ships ekuiper-sdk and requirements.txt)")
+                "`ekuiper-plugin validate` imports the plugin as the server will, and packing "
+                "with {vendor=True} ships ekuiper-sdk and requirements.txt)")
     if ACK_SOCKET_IN_USE.search(message):
         return ACK_SOCKET_HINT
     if "not found" in message:
@@ -200,9 +200,9 @@ class RestClient:
             raw = exc.read()
             message = error_text(raw) or f"HTTP {exc.code} {exc.reason}"
             if exc.code == 401:
-                hint = "pass --token (eKuiper runs with authentication)"
+                hint = "pass {token} (eKuiper runs with authentication)"
             elif exc.code in (404, 405) and not raw.strip().startswith(b"{"):
-                hint = f"{self.server} does not look like eKuiper's REST API (wrong --server?)"
+                hint = f"{self.server} does not look like eKuiper's REST API (wrong {{server}}?)"
             else:
                 hint = hint_for(message)
             raise RestError(message, exc.code, hint) from None
@@ -210,10 +210,10 @@ class RestClient:
             reason = exc.reason
             why = getattr(reason, "strerror", None) or str(reason)
             raise RestError(f"cannot reach eKuiper at {self.server} ({why})",
-                            hint="start it or pass --server URL") from None
+                            hint="start it or pass {server}") from None
         except (socket.timeout, TimeoutError):
             raise RestError(f"eKuiper at {self.server} did not answer {method} {path} within "
-                            f"{self.timeout:g} s", hint="pass a larger --timeout") from None
+                            f"{self.timeout:g} s", hint="pass a larger {timeout}") from None
         except (ConnectionError, http.client.HTTPException) as exc:
             raise RestError(f"eKuiper at {self.server} broke off {method} {path} ({exc})",
                             hint="check the server log") from None
@@ -354,7 +354,7 @@ class ZipServer:
         try:
             self.bind_port = int(port or 0)
         except ValueError:
-            raise RestError(f"--serve-address {bind!r} is not HOST:PORT",
+            raise RestError(f"{{serve_address}} {bind!r} is not HOST:PORT",
                             hint="pass e.g. 0.0.0.0:8000") from None
         self.advertise = advertise or (self.bind_host if self.bind_host not in ("0.0.0.0", "::")
                                        else _route_address(server))
@@ -396,7 +396,7 @@ class ZipServer:
                                                           Handler)
         except OSError as exc:
             raise RestError(f"cannot listen on {self.bind_host}:{self.bind_port} "
-                            f"({exc.strerror})", hint="pass another --serve-address") from None
+                            f"({exc.strerror})", hint="pass another {serve_address}") from None
         self._httpd.daemon_threads = True
         # A short poll interval: shutdown() waits up to one interval.
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,),
@@ -449,7 +449,7 @@ def install_zip(client: RestClient, zip_path: str | Path, *, update: bool = Fals
     log = log if log is not None else sys.stderr
     path = Path(zip_path)
     if via not in VIAS:
-        raise RestError(f"--via {via!r} is unknown", hint=f"use one of {', '.join(VIAS)}")
+        raise RestError(f"{{via}} {via!r} is unknown", hint=f"use one of {', '.join(VIAS)}")
     if not path.is_file():
         raise PackagingError([f"{path}: no such file; pass the zip `ekuiper-plugin pack` wrote"])
     manifest = read_zip_manifest(path, name)
@@ -461,7 +461,7 @@ def install_zip(client: RestClient, zip_path: str | Path, *, update: bool = Fals
         try:
             return call(plugin, url, shell_paras), url
         except RestError as exc:
-            exc.hint = exc.hint or hint_for(exc.message, how)
+            exc.hint = exc.hint_template or hint_for(exc.message, how)
             raise
 
     def by_upload() -> tuple[str, str]:

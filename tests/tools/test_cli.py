@@ -191,6 +191,8 @@ def test_unreachable_server_is_one_line(tmp_path: Path) -> None:
     assert code == 1 and out == ""
     assert err.count("\n") == 1 and err.startswith(f"error: cannot reach eKuiper at "
                                                     f"http://127.0.0.1:{port}")
+    # The library names the parameter; the command line words it as its option.
+    assert err.endswith("start it or pass --server\n")
 
 
 def test_install_of_a_missing_or_foreign_zip(tmp_path: Path) -> None:
@@ -236,22 +238,23 @@ def test_run_passes_its_choices_to_run_pipeline(tmp_path: Path,
     import types
     calls = []
 
-    def run_pipeline(plugin_dir: Path, **kw: Any) -> None:
-        calls.append((plugin_dir, kw))
+    def run_pipeline(plugin_dir: Path, options: RunOptions, **kw: Any) -> None:
+        calls.append((plugin_dir, options))
         kw["out"].write("src -> fn -> sink\n")
 
-    from ekuiper_sdk.testing.pipeline import RunSummary
-    fake = types.ModuleType("ekuiper_sdk.testing.pipeline")
+    from ekuiper_sdk.tools.run.pipeline import RunOptions, RunSummary
+    fake = types.ModuleType("ekuiper_sdk.tools.run.pipeline")
     fake.run_pipeline = run_pipeline  # type: ignore[attr-defined]
     fake.RunSummary = RunSummary  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "ekuiper_sdk.testing.pipeline", fake)
+    fake.RunOptions = RunOptions  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "ekuiper_sdk.tools.run.pipeline", fake)
     plugin = init(tmp_path)
     code, out, err = run("run", str(plugin), "--function", "f", "--count", "3")
     assert code == 0, err
-    [(where, kw)] = calls
+    [(where, options)] = calls
     assert where == plugin
-    assert kw["source"] is None and kw["function"] == "f" and kw["sink"] is None
-    assert kw["count"] == 3 and kw["timeout"] == 30.0 and kw["conf_key"] is None
+    assert options.source is None and options.function == "f" and options.sink is None
+    assert options.count == 3 and options.timeout == 30.0 and options.conf_key is None
     assert out == "src -> fn -> sink\n"
     (plugin / "main.py").write_text("raise SystemExit(1)\n")
     code, _, err = run("run", str(plugin))

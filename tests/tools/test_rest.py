@@ -18,6 +18,7 @@ from helpers.pack_helpers import manifest_of, new_plugin, zip_folder
 from ekuiper_sdk.errors import PackagingError, RestError
 from ekuiper_sdk.tools import pack as pack_mod
 from ekuiper_sdk.tools import rest
+from ekuiper_sdk.tools.cli import option_wording
 from ekuiper_sdk.tools.rest import RestClient, install_zip
 
 
@@ -81,7 +82,7 @@ def test_upload_works_when_external_files_are_forbidden(tmp_path: Path,
         with pytest.raises(RestError) as info:
             install_zip(client(server), zip_path, via="file", log=io.StringIO())
         assert "file access denied" in info.value.message
-        assert "--via upload" in info.value.hint
+        assert "via='upload'" in info.value.hint and "--" not in info.value.hint
         result = install_zip(client(server), zip_path, via="upload", log=io.StringIO())
         assert result.via == "upload" and name in server.registry
 
@@ -173,7 +174,7 @@ def test_unreachable_server(packed: tuple[str, Path]) -> None:
         RestClient(f"127.0.0.1:{port}", timeout=5).list_plugins()
     text = str(info.value)
     assert text.startswith(f"cannot reach eKuiper at http://127.0.0.1:{port}")
-    assert "\n" not in text and "--server" in text
+    assert "\n" not in text and text.endswith("start it or pass server")
 
 
 @contextlib.contextmanager
@@ -210,7 +211,7 @@ def test_a_server_that_is_not_ekuiper(tmp_path: Path) -> None:
 def test_wrong_path_is_explained(ek: FakeEkuiper) -> None:
     with pytest.raises(RestError) as info:
         RestClient(ek.url + "/nested").list_plugins()
-    assert info.value.status == 404 and "wrong --server" in info.value.hint
+    assert info.value.status == 404 and "wrong server?" in info.value.hint
 
 
 def test_token_is_sent(ek: FakeEkuiper, packed: tuple[str, Path]) -> None:
@@ -218,7 +219,9 @@ def test_token_is_sent(ek: FakeEkuiper, packed: tuple[str, Path]) -> None:
     with answering(401, b"missing_token\n", seen) as address:
         with pytest.raises(RestError) as info:
             RestClient(address, token="abc").list_plugins()
-    assert seen == ["abc"] and "--token" in info.value.hint
+    assert seen == ["abc"] and "pass token (" in info.value.hint
+    # The command line words the same error with its own option.
+    assert "pass --token (" in str(info.value.worded(option_wording))
 
 
 def test_server_urls_and_local_detection() -> None:

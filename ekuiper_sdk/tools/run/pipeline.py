@@ -10,6 +10,7 @@ as a rule does; a failure of the plugin itself ends the run with one :class:`Hos
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -24,7 +25,7 @@ from typing import IO, Any, cast
 
 import pynng
 
-from ..errors import (
+from ...errors import (
     FunctionError,
     HostError,
     InvalidFrameError,
@@ -33,12 +34,12 @@ from ..errors import (
     SocketNameWarning,
     SourceConfigWarning,
 )
-from ..tools.manifest import Manifest, find_manifest, load_manifest
-from .gojson import go_json_dumps
-from .handles import FunctionHandle, SinkHandle, SourceHandle
-from .host import PluginHost
+from ...testing.gojson import go_json_dumps
+from ...testing.handles import FunctionHandle, SinkHandle, SourceHandle
+from ...testing.host import PluginHost
+from ..manifest import Manifest, find_manifest, load_manifest
+from .inputs import Expr, Field, evaluate, parse_arguments, render
 from .plugin_log import LevelFilter, line_level
-from .run_inputs import Expr, Field, evaluate, parse_arguments, render
 
 
 @dataclass
@@ -167,19 +168,43 @@ class _Run:
         self.say(f"sink {name} <- {go_json_dumps(record).decode('utf-8')}")
 
 
-def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = None,
-                 function: str | None = None, sink: str | None = None, count: int = 5,
-                 rule_id: str | None = None, datasource: str = "",
-                 conf_key: str | None = None,
-                 source_config: dict[str, Any] | None = None,
-                 sink_config: dict[str, Any] | None = None,
-                 use_function: bool = True, args: str | None = None,
-                 calls: Iterable[Sequence[Any]] | None = None,
-                 records: Iterable[Any] | None = None,
-                 env: dict[str, str] | None = None, out: IO[str] | None = None,
-                 log: IO[str] | None = None, verbose: bool = False,
-                 summary: RunSummary | None = None, timeout: float = 30.0,
-                 python: str | None = None) -> list[dict[str, Any]]:
+@dataclass
+class RunOptions:
+    """What a run reads, calls and writes to, and how long it waits (see
+    :func:`run_pipeline`, which says what each choice does; the defaults are the
+    command's)."""
+
+    source: str | None = None
+    function: str | None = None
+    sink: str | None = None
+    count: int = 5
+    rule_id: str | None = None
+    datasource: str = ""
+    conf_key: str | None = None
+    source_config: dict[str, Any] | None = None
+    sink_config: dict[str, Any] | None = None
+    use_function: bool = True
+    args: str | None = None
+    calls: Iterable[Sequence[Any]] | None = None
+    records: Iterable[Any] | None = None
+    env: dict[str, str] | None = None
+    timeout: float = 30.0
+    python: str | None = None
+
+
+def _options(options: RunOptions | None, choices: dict[str, Any]) -> RunOptions:
+    known = {f.name for f in dataclasses.fields(RunOptions)}
+    unknown = sorted(set(choices) - known)
+    if unknown:
+        raise TypeError(f"run_pipeline() has no option {', '.join(map(repr, unknown))}; "
+                        f"the options are those of RunOptions: {', '.join(sorted(known))}")
+    return dataclasses.replace(options or RunOptions(), **choices)
+
+
+def run_pipeline(plugin_dir: str | os.PathLike[str], options: RunOptions | None = None, *,
+                 out: IO[str] | None = None, log: IO[str] | None = None,
+                 verbose: bool = False, summary: RunSummary | None = None,
+                 **choices: Any) -> list[dict[str, Any]]:
     """Run a plugin folder's source through its function into its sink, like a small rule.
 
     Reads the folder's ``<name>.json`` manifest as ``ekuiper-plugin validate`` does, starts
@@ -202,6 +227,9 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
     ``{"args": [...], "result": ...}``). A failure of the plugin raises :class:`HostError`:
     one line, followed by the output lines that explain it when ``log`` is not given.
 
+    The choices come in ``options`` (a :class:`RunOptions`), or one by one as keyword
+    arguments over it (``count=2``).
+
     Example::
 
         records = run_pipeline("plugins/pysam", count=2)
@@ -209,20 +237,21 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
         # revert(name) -> "nosjyp"
         # sink print <- {"name":"pyjson","revert":"nosjyp","value":2021}
     """
+    o = _options(options, choices)
     stream = sys.stdout if out is None else out
     folder = Path(plugin_dir)
     manifest = _read_manifest(folder)
     name, language = manifest.name, manifest.language
-    calls = list(calls) if calls is not None else None
-    src_name = _pick(manifest, "sources", source) if records is None and calls is None \
-        else None
-    func_name = _pick(manifest, "functions", function) if use_function else None
-    sink_name = _pick(manifest, "sinks", sink) if calls is None else None
-    exprs = parse_arguments(args) if args is not None else None
+    calls = list(o.calls) if o.calls is not None else None
+    src_name = _pick(manifest, "sources", o.source) \
+        if o.records is None and calls is None else None
+    func_name = _pick(manifest, "functions", o.function) if o.use_function else None
+    sink_name = _pick(manifest, "sinks", o.sink) if calls is None else None
+    exprs = parse_arguments(o.args) if o.args is not None else None
     if calls is not None and func_name is None:
         raise HostError(f"plugin {name} has no function to call"
-                        if use_function else "--call/--calls need the function")
-    if calls is None and src_name is None and records is None:
+                        if o.use_function else "--call/--calls need the function")
+    if calls is None and src_name is None and o.records is None:
         if sink_name is not None:
             raise HostError(f"plugin {name} has no source: give the sink records with "
                             f"--records FILE (JSON lines) or --records - (stdin)")
@@ -230,11 +259,12 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
             raise HostError(f"plugin {name} has no source: give the function arguments with "
                             f"--call '1, 2' (repeatable) or --calls FILE (JSON arrays)")
         raise HostError(f"plugin {name} declares no source, function or sink")
-    rule = rule_id or f"run{os.getpid()}_{random.getrandbits(32):08x}"
-    deadline = time.monotonic() + timeout
+    rule = o.rule_id or f"run{os.getpid()}_{random.getrandbits(32):08x}"
+    deadline = time.monotonic() + o.timeout
     shown = LevelFilter(log, 10 if verbose else 30) if log is not None else None
-    host = PluginHost(name, folder / manifest.executable, env=env, python=python,
-                      init_timeout=min(timeout, 30.0), control_timeout=min(timeout, 30.0),
+    host = PluginHost(name, folder / manifest.executable, env=o.env, python=o.python,
+                      init_timeout=min(o.timeout, 30.0),
+                      control_timeout=min(o.timeout, 30.0),
                       language=language if language in ("python", "go") else "python",
                       echo=cast(IO[str], shown) if shown is not None else False)
     print_summary = summary is None
@@ -270,8 +300,7 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
                 run.say(f"{text} -> {json.dumps(result, ensure_ascii=False, default=repr)}")
                 results.append({"args": list(arguments), "result": result})
         else:
-            _flow(run, src_name, func_name, sink_name, exprs, records, count,
-                  deadline, datasource, conf_key, source_config, sink_config, results)
+            _flow(run, o, (src_name, func_name, sink_name), exprs, deadline, results)
     except HostError as exc:
         # The plugin's output reaches the filter on a thread of its own: closing the host
         # ends the process and joins that thread, so the summary sees every line first.
@@ -288,29 +317,29 @@ def run_pipeline(plugin_dir: str | os.PathLike[str], *, source: str | None = Non
     return results
 
 
-def _flow(run: _Run, src_name: str | None, func_name: str | None,
-          sink_name: str | None, exprs: list[Expr] | None, records: Iterable[Any] | None,
-          count: int, deadline: float, datasource: str, conf_key: str | None,
-          source_config: dict[str, Any] | None, sink_config: dict[str, Any] | None,
-          results: list[dict[str, Any]]) -> None:
-    """Records from the source (or ``records``) through the function into the sink."""
+def _flow(run: _Run, o: RunOptions,
+          names: tuple[str | None, str | None, str | None], exprs: list[Expr] | None,
+          deadline: float, results: list[dict[str, Any]]) -> None:
+    """Records from the source (or ``records``) through the function into the sink; the
+    source, function and sink are those named in ``names``, when named."""
+    src_name, func_name, sink_name = names
     host, rule, summary = run.host, run.rule, run.summary
     sink_handle = None
     if sink_name is not None:
         sink_handle = host.start_sink(sink_name, rule, op_id="sink",
-                                      config=_sink_start_config(sink_config))
+                                      config=_sink_start_config(o.sink_config))
     func_handle = host.function(func_name) if func_name is not None else None
     src = None
     if src_name is not None:
         with warnings.catch_warnings(record=True) as seen:
             warnings.simplefilter("always", SourceConfigWarning)
-            src = host.start_source(src_name, rule, op_id="source", datasource=datasource,
-                                    conf_key=conf_key, config=source_config)
+            src = host.start_source(src_name, rule, op_id="source", datasource=o.datasource,
+                                    conf_key=o.conf_key, config=o.source_config)
         for warning in seen:
             run.warn(str(warning.message))
-        feed: Iterable[Any] = _source_items(run, src, src_name, count, deadline)
+        feed: Iterable[Any] = _source_items(run, src, src_name, o.count, deadline)
     else:
-        feed = records or ()
+        feed = o.records or ()
     label = f"source {src_name}" if src_name is not None else "record"
     for item in feed:
         summary.records_in += 1

@@ -15,29 +15,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pynng
 
-from ..errors import ProtocolError
-from . import channels, inflight, protocol, sinkboard
-from .control import (
-    SHUTDOWN_CHECK_S,
-    PluginRuntime,
-    ShutdownRequest,
-    SymbolTable,
-    configure_logging,
-    connect_to_ekuiper,
-    parse_host_args,
-    shut_down_on_signals,
-)
-from .parent import watch_parent
-from .roles import FALSE_WORDS, WORKER_ENV, supervised
-from .worker import REFUSE_CALLS, REJOIN_ENV, serve_as_worker
+from .. import channels, protocol
+from ..control import SymbolTable
+from ..process import EKUIPER, Identity, ProcessLife, answer_command, connect_to_ekuiper, refusal
+from ..roles import FALSE_WORDS
+from . import inflight, sinkboard
+from .worker import REFUSE_CALLS, REJOIN_ENV
 from .worker_process import WorkerDied, WorkerProcess
 
 log = logging.getLogger("ekuiper_sdk")
@@ -64,37 +54,8 @@ WORKER_STOP_S = 2.0
 ACK_DIAL_S = 0.5
 #: How many calls that killed a worker are refused, per function (the latest ones).
 POISON_KEPT = 64
-
-
-def worker_command(argv: list[str]) -> list[str] | None:
-    """The command line that runs this plugin's script again, or None when there is none.
-
-    ``sys.orig_argv`` (Python 3.10+) repeats the interpreter's options and ``-m``; before
-    that, the script in ``argv[0]`` is run with ``-u`` as eKuiper runs it.
-    """
-    orig = getattr(sys, "orig_argv", None)
-    if orig and len(orig) > 1 and orig[1] not in ("-c",) and sys.argv[0] not in ("-c", ""):
-        return [sys.executable, *orig[1:]]
-    if argv and argv[0] and argv[0] != "-c" and os.path.exists(argv[0]):
-        return [sys.executable, "-u", *argv]
-    return None
-
-
-def run(config: SymbolTable, argv: list[str]) -> None:
-    """Serve ``config``: as a worker, a supervisor, or one process; exits the process.
-
-    Example (what ``plugin.start`` does)::
-
-        run(PluginConfig("demo", functions={"revert": Revert}), sys.argv)
-    """
-    url = os.environ.pop(WORKER_ENV, None)
-    if url:
-        serve_as_worker(config, argv, url)
-    command = worker_command(argv) if supervised(config) else None
-    if command is None:
-        PluginRuntime(config, argv).serve_forever()
-    else:
-        Supervisor(config, argv, command).serve_forever()
+#: How the supervisor names itself: the plugin, as eKuiper sees it.
+SUPERVISOR = Identity("plugin", "supervisor pid", EKUIPER.host, EKUIPER.channel)
 
 
 @dataclass
@@ -112,19 +73,13 @@ def _close(fd: int) -> None:
         pass
 
 
-def record_key(control: protocol.Control) -> str:
-    """Functions have one instance per name; sources and sinks one per rule, op, instance."""
-    if control.plugin_type == protocol.FUNC:
-        return "func_" + control.symbol_name
-    return control.key
-
-
 class Supervisor:
     """Keeps eKuiper's control channel and one worker serving the symbols."""
 
     def __init__(self, config: SymbolTable, argv: list[str], command: list[str]) -> None:
         self.config = config
-        self.options = parse_host_args(argv)
+        self.life = ProcessLife(config.name, argv)
+        self.options = self.life.options
         self.command = command
         self._cond = threading.Condition()
         self._worker: WorkerProcess | None = None   # set while a worker is ready
@@ -139,29 +94,26 @@ class Supervisor:
         self._poison: dict[str, list[list[Any]]] = {}  # calls a worker must not run
         self._deaths = 0                             # in a row
         self._last_death = ""
-        self._restart_at = 0.0                       # when the next worker starts
-        self._shutdown = ShutdownRequest()
+        self._restart_at = time.monotonic()          # when the next worker starts
+        self._shutdown = self.life.shutdown
         # Per sink key, the socket that gave eKuiper an error ack for a frame lost with a
         # worker; kept until the sink stops, so that the ack is never cut off in nng.
         self._ack_sockets: dict[str, pynng.Socket] = {}
 
     # -- process lifecycle
 
-    def serve_forever(self) -> None:
+    def serve_forever(self) -> NoReturn:
         """Start the worker, serve eKuiper's commands until shut down; exits the process."""
-        configure_logging()
-        log.info("plugin %s starting (supervisor pid %d, sendTimeout %d ms)", self.config.name,
-                 os.getpid(), self.options.send_timeout_ms)
-        shut_down_on_signals(self.shutdown)
-        self._restart_at = time.monotonic()
+        self.life.serve(self, SUPERVISOR, lambda: connect_to_ekuiper(self.config.name))
+
+    def shutdown(self, reason: str) -> None:
+        """Stop the worker (its symbols close) and exit."""
+        self._shutdown.ask(reason)
+
+    def begin(self) -> None:
         threading.Thread(target=self._start_worker, name="worker start", daemon=True).start()
-        control = connect_to_ekuiper(self.config.name)
-        control.on_disconnect(lambda: self.shutdown("eKuiper closed the control channel"))
-        threading.Thread(target=self._serve_control, args=(control,), name="control",
-                         daemon=True).start()
-        watch_parent(lambda pid: self.shutdown(f"eKuiper (pid {pid}) is gone"))
-        while not self._shutdown.wait(SHUTDOWN_CHECK_S):
-            pass
+
+    def close(self) -> None:
         with self._cond:
             self._worker = None
             workers = list(self._live)  # ready or not: no worker outlives the supervisor
@@ -170,21 +122,6 @@ class Supervisor:
             worker.terminate(WORKER_STOP_S)
         for worker in workers:
             worker.close()
-        log.info("plugin %s stopped: %s", self.config.name, self._shutdown.reason)
-        PluginRuntime._exit(0)
-
-    def shutdown(self, reason: str) -> None:
-        """Stop the worker (its symbols close) and exit."""
-        self._shutdown.ask(reason)
-
-    def _serve_control(self, control: channels.InvertedReplier) -> None:
-        try:
-            control.serve(self.handle_command, self._shutdown)
-        except Exception as exc:  # noqa: BLE001 - reported, then the process exits cleanly
-            log.error("control channel failed: %s", exc)
-            self.shutdown("control channel failed")
-        else:
-            self.shutdown("eKuiper closed the control channel")
 
     # -- the worker
 
@@ -211,7 +148,7 @@ class Supervisor:
             raise
         with self._cond:
             self._live.add(worker)
-        if self._shutdown.is_set():  # serve_forever may have looked before it was added
+        if self._shutdown.is_set():  # close may have looked before it was added
             worker.kill()
         return worker
 
@@ -459,18 +396,16 @@ class Supervisor:
 
     def handle_command(self, data: bytes) -> bytes:
         """Forward one of eKuiper's commands to the worker and relay its answer."""
-        try:
-            command = protocol.decode_command(data)
-        except ProtocolError as exc:
-            log.warning("refused a command: %s", exc)
-            return protocol.control_answer(f"invalid command: {exc}")
+        return answer_command(data, lambda command: self._forward(command, data))
+
+    def _forward(self, command: protocol.Command, data: bytes) -> bytes:
         control, start = command.control, command.cmd == protocol.CMD_START
-        key = record_key(control)
+        key = control.instance_key
         with self._cond:
             dropped = self._dropped.get(key) if start else self._dropped.pop(key, None)
         if start and dropped:
-            return self._refuse(command.cmd, control, f"{dropped}; stop and start the rule "
-                                "once the plugin is fixed")
+            return refusal(command.cmd, control, f"{dropped}; stop and start the rule once "
+                           "the plugin is fixed")
         # A function's start runs no plugin code beyond its factory, so a worker that dies
         # during one was killed by a call in flight; an error answer here would fail the
         # function for good (seen on a real eKuiper: a replayed start answered with an
@@ -480,7 +415,7 @@ class Supervisor:
             worker = self._ready_worker()
             if isinstance(worker, str):
                 if start:
-                    return self._refuse(command.cmd, control, worker)
+                    return refusal(command.cmd, control, worker)
                 return self._forget(control, key)
             try:
                 answer, served = worker.exchange(data), worker
@@ -491,9 +426,9 @@ class Supervisor:
                     return self._forget(control, key)
                 if attempt == attempts:
                     self._strike(key, control)
-                    return self._refuse(command.cmd, control, "the plugin's worker process died "
-                                        f"while starting it ({worker.exit_description()}); a "
-                                        "new one is starting")
+                    return refusal(command.cmd, control, "the plugin's worker process died "
+                                   f"while starting it ({worker.exit_description()}); a new "
+                                   "one is starting")
                 with self._cond:  # wait until the death is counted, then for the next one
                     while self._worker is worker:
                         self._cond.wait(0.1)
@@ -520,7 +455,7 @@ class Supervisor:
         try:
             self.config.get(control.plugin_type, control.symbol_name)
         except LookupError as exc:
-            return self._refuse("stop", control, str(exc))
+            return refusal("stop", control, str(exc))
         if control.plugin_type != protocol.FUNC:
             with self._cond:
                 self._started.pop(key, None)
@@ -528,7 +463,3 @@ class Supervisor:
         log.info("stopped %s (no worker was running it)", control.label())
         return protocol.OK
 
-    @staticmethod
-    def _refuse(cmd: str, control: protocol.Control, problem: str) -> bytes:
-        log.error("cannot %s %s: %s", cmd, control.label(), problem)
-        return protocol.control_answer(f"cannot {cmd} {control.label()}: {problem}")

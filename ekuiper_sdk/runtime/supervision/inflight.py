@@ -20,7 +20,7 @@ import struct
 import zlib
 from typing import Any, Callable
 
-from . import protocol
+from .. import protocol
 
 #: Set in a worker's environment: the descriptor of the shared file of call slots (the file
 #: is unlinked at once, so a supervisor killed by SIGKILL leaves nothing behind).
@@ -29,9 +29,6 @@ CALLS_ENV = "EKUIPER_SDK_WORKER_CALLS"
 POISON_ENV = "EKUIPER_SDK_WORKER_POISON"
 #: One slot per function name: the running request's length and CRC-32, zero when idle.
 SLOT = struct.Struct("<II")
-
-#: The worker's board, when it runs under a supervisor.
-BOARD: CallBoard | None = None
 
 Call = tuple[int, int]
 

@@ -30,9 +30,6 @@ HEAD = struct.Struct("<QQBH")
 COUNT = struct.Struct("<Q")
 KEY_MAX = SLOT_SIZE - HEAD.size
 
-#: The worker's board, when it runs under a supervisor.
-BOARD: SinkBoard | None = None
-
 
 @dataclass(frozen=True)
 class Unfinished:

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from helpers.pack_helpers import unique_name
 
-from ekuiper_sdk.testing.plugin_log import LevelFilter, line_level
-from ekuiper_sdk.testing.run_inputs import (
+from ekuiper_sdk.tools.cli import main
+from ekuiper_sdk.tools.run.inputs import (
     evaluate,
     parse_arguments,
     parse_property,
     read_json_lines,
 )
-from ekuiper_sdk.tools.cli import main
+from ekuiper_sdk.tools.run.plugin_log import LevelFilter, line_level
 
 # A class-style plugin like the one the issue describes: a source that uses its DATASOURCE
 # and yaml config, a three-argument clamp, a sink whose configure needs "path" and whose
@@ -369,7 +369,7 @@ def test_the_summary_of_a_refused_start_comes_after_the_plugins_last_lines(
     import time
 
     from ekuiper_sdk.errors import HostError
-    from ekuiper_sdk.testing import run_pipeline
+    from ekuiper_sdk.tools.run.pipeline import run_pipeline
 
     class SlowLog(io.StringIO):
         def write(self, text: str) -> int:
@@ -398,3 +398,11 @@ def test_the_summary_of_a_refused_start_comes_after_the_plugins_last_lines(
     assert "configure failed: ValueError: no device" in str(failed.value)
     assert "ValueError: no device" in log.getvalue()
     assert "the plugin's lines above say why" in str(failed.value), str(failed.value)
+
+
+def test_run_pipeline_names_the_options_it_does_not_have() -> None:
+    from ekuiper_sdk.tools.run.pipeline import run_pipeline
+
+    with pytest.raises(TypeError, match=r"no option 'cuont'; the options are those of "
+                                        r"RunOptions: args, calls, conf_key, count"):
+        run_pipeline("nowhere", cuont=3)

@@ -27,12 +27,6 @@ FOREVER_MS = -1
 #: How often a stopper repeats its cancel while the waiter has not let go.
 CANCEL_RETRY_S = 0.01
 
-# Present in pynng 0.9; checked at import so that a pynng without them is seen at once.
-AVAILABLE = all(hasattr(_lib, name) for name in (
-    "nng_aio_alloc", "nng_recv_aio", "nng_send_aio", "nng_aio_wait", "nng_aio_cancel",
-    "nng_aio_result", "nng_aio_get_msg", "nng_aio_set_msg", "nng_aio_set_timeout"))
-
-
 class Waiter:
     """One aio handle for one socket, used by the thread that owns the socket.
 

@@ -25,9 +25,9 @@ from typing import IO, Callable
 
 import pynng
 
-from . import channels, peers, protocol
-from .log_limit import LogLimiter
-from .roles import WORKER_ENV
+from .. import channels, peers, protocol
+from ..log_limit import LogLimiter
+from ..roles import WORKER_ENV
 from .worker import EXIT_OUT_OF_MEMORY
 
 log = logging.getLogger("ekuiper_sdk")
