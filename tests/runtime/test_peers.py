@@ -102,11 +102,11 @@ def test_a_stranger_who_binds_a_stopped_rules_path_gets_no_record(
     src = host.start_source("counter", rule, config={"record": str(tmp_path / "c.txt"),
                                                      "interval": 0.001})
     src.take(5)
-    src._shutdown()  # the host's socket closes; no stop yet
+    src.detach()  # the host's socket closes; no stop yet
     attacker = other_user.start(other_user.PULLER, f"/tmp/{rule}_op1_0.ipc", "2")
     assert other_user.line(attacker) == {"bound": True}
     counts = other_user.result(attacker)
-    host._command("stop", src.control, None)
+    host.send_control("stop", src.control, None)
     assert counts["accepted"] >= 1  # the source's dialer did connect to it...
     assert counts["records"] == 0  # ...and sent nothing
     assert any(f"refused a connection to the source's data channel from uid "
