@@ -12,7 +12,12 @@ every update, while its data folder is kept, in Docker usually on a volume); els
 
 Each store is one msgpack file, rewritten whole on every change: written to a temporary
 file in the same folder, flushed to disk, then renamed over the old one, so a crash at any
-point leaves either the old or the new content, never a torn file.
+point leaves either the old or the new content, never a torn file; temporary files of
+writers that died are removed when the folder is next opened. Two writers of one store
+(two processes, or an instance whose ``open`` still runs while its replacement starts)
+are safe: each change is merged key by key into what is on disk, under a lock
+(``<store>.lock``), so neither loses the other's keys; a key both set keeps the value
+written last, and a store sees the other's keys from its next change (or :meth:`State.reload`).
 
 Limits: keys are ``str``; values are ``None``, ``bool``, ``int`` (64-bit), ``float``,
 ``str``, ``bytes``, and lists and dicts of those (a tuple comes back as a list); the
@@ -35,6 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from . import state_files
 from .errors import StateError
 
 # msgpack is imported where a store is read or written: it imports datetime, and a plugin
@@ -170,8 +176,13 @@ class State(MutableMapping[str, Any]):
         self.key = key
         self.max_bytes = max_bytes
         self._lock = threading.RLock()
+        state_files.sweep_stale_temps(os.path.dirname(path) or ".")
+        self._seen = state_files.signature(path)  # the version of the file _data came from
         self._data: dict[str, Any] = self._load()
         self._deferred = 0
+        # What this store changed since its last write: merged into the file's content.
+        self._dirty: set[str] = set()
+        self._cleared = False
 
     @classmethod
     def for_key(cls, key: StateKey, folder: str | None = None) -> State:
@@ -199,7 +210,9 @@ class State(MutableMapping[str, Any]):
         with self._lock:
             missing = name not in self._data
             old = self._data.get(name)
+            was_dirty = name in self._dirty
             self._data[name] = value
+            self._dirty.add(name)
             try:
                 self._changed()
             except BaseException:
@@ -207,15 +220,21 @@ class State(MutableMapping[str, Any]):
                     del self._data[name]
                 else:
                     self._data[name] = old
+                if not was_dirty:
+                    self._dirty.discard(name)
                 raise
 
     def __delitem__(self, name: str) -> None:
         with self._lock:
             old = self._data.pop(name)
+            was_dirty = name in self._dirty
+            self._dirty.add(name)
             try:
                 self._changed()
             except BaseException:
                 self._data[name] = old
+                if not was_dirty:
+                    self._dirty.discard(name)
                 raise
 
     def __iter__(self) -> Iterator[str]:
@@ -238,12 +257,12 @@ class State(MutableMapping[str, Any]):
     def clear(self) -> None:
         """Remove every key with one write."""
         with self._lock:
-            old = self._data
-            self._data = {}
+            old, old_dirty, old_cleared = self._data, set(self._dirty), self._cleared
+            self._data, self._dirty, self._cleared = {}, set(), True
             try:
                 self._changed()
             except BaseException:
-                self._data = old
+                self._data, self._dirty, self._cleared = old, old_dirty, old_cleared
                 raise
 
     # -- persistence
@@ -259,12 +278,12 @@ class State(MutableMapping[str, Any]):
         [('a', 1), ('b', 2)]
         """
         with self._lock:
-            before = dict(self._data)
+            before = (dict(self._data), set(self._dirty), self._cleared)
             self._deferred += 1
             try:
                 yield self
             except BaseException:
-                self._data = before
+                self._data, self._dirty, self._cleared = before
                 raise
             finally:
                 self._deferred -= 1
@@ -272,14 +291,49 @@ class State(MutableMapping[str, Any]):
                 try:
                     self.save()
                 except BaseException:
-                    self._data = before
+                    self._data, self._dirty, self._cleared = before
                     raise
 
     def save(self) -> None:
-        """Write the store now (after changing a list or dict held in it in place)."""
+        """Write the store now (after changing a list or dict held in it in place).
+
+        Under the store's file lock: what another writer saved since is read first, and
+        this store's own changes are applied over it (every key, for a call by hand).
+        """
         with self._lock:
-            blob = self._encode()
-            self._write(blob)
+            dirty = self._dirty if (self._dirty or self._cleared) else set(self._data)
+            try:
+                with state_files.locked(self.path):
+                    merged = self._merged(dirty)
+                    blob = self._encode(merged)
+                    self._write(blob)
+                    self._seen = state_files.signature(self.path)
+            except OSError as exc:
+                raise StateError(f"cannot lock the state of {self._what()} at "
+                                 f"{self.path}{state_files.LOCK_SUFFIX}: "
+                                 f"{exc.strerror or exc} (set {STATE_DIR_ENV} to a writable "
+                                 "folder)") from None
+            self._data = merged
+            self._dirty, self._cleared = set(), False
+
+    def reload(self) -> None:
+        """Read what other writers saved; this store's unsaved changes stay over it."""
+        with self._lock:
+            self._data = self._merged(self._dirty)
+
+    def _merged(self, dirty: set[str]) -> dict[str, Any]:
+        """The file's content (when another writer changed it) with ``dirty`` keys ours."""
+        now = state_files.signature(self.path)
+        if now == self._seen and not self._cleared:
+            return dict(self._data)
+        base = {} if self._cleared else self._load()
+        self._seen = now
+        for name in dirty:
+            if name in self._data:
+                base[name] = self._data[name]
+            else:
+                base.pop(name, None)
+        return base
 
     def _changed(self) -> None:
         if self._deferred:
@@ -287,11 +341,12 @@ class State(MutableMapping[str, Any]):
         else:
             self.save()
 
-    def _encode(self) -> bytes:
+    def _encode(self, data: dict[str, Any] | None = None) -> bytes:
         import msgpack
 
         try:
-            blob: bytes = msgpack.packb({"version": FORMAT_VERSION, "data": self._data},
+            blob: bytes = msgpack.packb({"version": FORMAT_VERSION,
+                                         "data": self._data if data is None else data},
                                         use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
             raise StateError(f"state of {self._what()} cannot be stored: {exc} (values may be "
@@ -303,7 +358,7 @@ class State(MutableMapping[str, Any]):
 
     def _write(self, blob: bytes) -> None:
         folder = os.path.dirname(self.path) or "."
-        tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp = state_files.temp_path(self.path)
         try:
             os.makedirs(folder, exist_ok=True)
             with open(tmp, "wb") as f:

@@ -22,7 +22,7 @@ import pynng
 from pynng.exceptions import check_err
 
 from ..errors import ChannelStopped, SendTimeout
-from . import nng_aio, protocol
+from . import nng_aio, peers, protocol
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -90,8 +90,16 @@ def receive(sock: pynng.Socket, block: bool = True) -> bytes:
         raise
 
 
-def dial(sock: pynng.Socket, url: str, deadline_s: float = DIAL_DEADLINE_S) -> None:
-    """Dial ``url``, retrying while the host's listener is not there yet."""
+def dial(sock: pynng.Socket, url: str, deadline_s: float = DIAL_DEADLINE_S,
+         what: str = "socket") -> None:
+    """Dial ``url``, retrying while the host's listener is not there yet.
+
+    Only a listener of the plugin's own user is ever connected to (:mod:`.peers`): a
+    stranger who binds the path while eKuiper is away gets no byte, and the dialer goes
+    on redialling until eKuiper is back.
+    """
+    peers.check_path(url)
+    peers.admit_own_user(sock, what)
     give_up = time.monotonic() + deadline_s
     while True:
         try:
@@ -103,13 +111,9 @@ def dial(sock: pynng.Socket, url: str, deadline_s: float = DIAL_DEADLINE_S) -> N
             time.sleep(0.05)
 
 
-def listen_private(sock: pynng.Socket, url: str) -> None:
-    """Listen on an IPC URL whose socket file only this user may read and write."""
-    path = protocol.url_path(url)
-    # nng replaces a file left by a killed plugin itself (it connects first and removes
-    # the file only when nobody answers), so a live listener's file is never taken.
-    sock.listen(url)
-    os.chmod(path, 0o600)
+def listen_private(sock: pynng.Socket, url: str, what: str = "socket") -> None:
+    """Listen on an IPC URL that only this user may connect to (:mod:`.peers`)."""
+    peers.listen_private(sock, url, what)
 
 
 class CommandLink:
@@ -124,12 +128,12 @@ class CommandLink:
     QUIET: tuple[type[Exception], ...] = (pynng.Timeout,)
 
     def __init__(self, sock: pynng.Socket, url: str,
-                 dial_deadline_s: float = DIAL_DEADLINE_S) -> None:
+                 dial_deadline_s: float = DIAL_DEADLINE_S, what: str = "channel") -> None:
         self.url = url
         self._sock = sock
         self._closing = False
         try:
-            dial(self._sock, url, dial_deadline_s)
+            dial(self._sock, url, dial_deadline_s, what)
         except BaseException:
             self._sock.close()
             raise
@@ -182,13 +186,13 @@ class InvertedReplier(CommandLink):
     QUIET = (pynng.Timeout, pynng.BadState)
 
     def __init__(self, url: str, idle_ms: int | None = IDLE_KEEPALIVE_MS,
-                 dial_deadline_s: float = DIAL_DEADLINE_S) -> None:
+                 dial_deadline_s: float = DIAL_DEADLINE_S, what: str = "channel") -> None:
         # nng's own resend would replay an old answer that the host could read as the
         # answer to its next command; the idle handshake, where used, does that job.
         options: dict[str, int] = {"resend_time": 0, "recv_max_size": 0}
         if idle_ms is not None:
             options["recv_timeout"] = idle_ms
-        super().__init__(pynng.Req0(**options), url, dial_deadline_s)
+        super().__init__(pynng.Req0(**options), url, dial_deadline_s, what)
 
     def _idle(self, sock: pynng.Socket) -> None:
         # The REQ socket dropped its request: make a new one.
@@ -204,7 +208,8 @@ class Outlet:
     tuples and a sink's acks.
     """
 
-    def __init__(self, url: str, send_timeout_ms: int, what: str, buffer: int = 0) -> None:
+    def __init__(self, url: str, send_timeout_ms: int, what: str, buffer: int = 0,
+                 label: str = "") -> None:
         self.url = url
         self.what = what
         self._timeout_s = send_timeout_ms / 1000.0
@@ -214,7 +219,7 @@ class Outlet:
         self._timeout_ms = send_timeout_ms
         self._sock = pynng.Push0(send_buffer_size=buffer)
         try:
-            dial(self._sock, url)
+            dial(self._sock, url, what=label or what)
         except BaseException:
             self._sock.close()
             raise
@@ -277,7 +282,7 @@ class SinkInlet:
         self._data = pynng.ffi.new("char **")
         self._size = pynng.ffi.new("size_t *")
         try:
-            listen_private(self._sock, url)
+            listen_private(self._sock, url, "sink's data socket")
         except BaseException:
             self._sock.close()
             raise

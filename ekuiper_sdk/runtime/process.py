@@ -118,7 +118,7 @@ def connect_to_ekuiper(plugin: str) -> channels.InvertedReplier:
     # by the channel's disconnect and the parent watch, on every generation.
     idle_ms = channels.IDLE_KEEPALIVE_MS if hosts.every_host_skips_keepalives() else None
     try:
-        return channels.InvertedReplier(url, idle_ms=idle_ms)
+        return channels.InvertedReplier(url, idle_ms=idle_ms, what="control channel")
     except ConnectionError:
         log.error("no eKuiper is listening at %s: a portable plugin is started by eKuiper "
                   "(or by ekuiper_sdk.testing), not by hand", url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Callable
 
@@ -11,6 +12,7 @@ from ..errors import ChannelStopped, SendTimeout
 from . import channels, protocol
 from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, FrameTally, SupervisionHooks
+from .log_limit import LogLimiter
 from .runner import Runner, run_guarded
 
 #: Acks nng may hold for a host that has not read them yet (a reading host leaves one).
@@ -46,6 +48,7 @@ class SinkRunner(Runner):
         self.sink = sink
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
         self.require_ack = hosts.any_host_reads_acks(control.config)
+        self._failures = LogLimiter(self.logger, max_keys=16)
         self._stopped = threading.Event()
         self._left: list[bytes] = []  # taken from the socket by a stop, not yet collected
         self._acked = False
@@ -58,7 +61,7 @@ class SinkRunner(Runner):
             # full for it: a full one shows, within a short wait, that nobody reads.
             self.acks = channels.Outlet(protocol.sink_ack_url(control.meta),
                                         min(send_timeout_ms, ACK_FULL_WAIT_MS), "sink",
-                                        buffer=ACK_BUFFER)
+                                        buffer=ACK_BUFFER, label="sink's ack channel")
         except BaseException:
             self.inlet.close()
             raise
@@ -111,6 +114,7 @@ class SinkRunner(Runner):
             if last:
                 break
         self._handle_all(self._left, handle, tally)
+        self._failures.flush(logging.ERROR)  # the failures not yet counted in the log
         run_guarded(self.logger, "close", self.sink.close, self.ctx, hooks=self.hooks)
         self.acks.close()
         if tally is not None:
@@ -144,8 +148,9 @@ class SinkRunner(Runner):
             error = None
         except Exception as exc:  # noqa: BLE001 - reported as an ack error and logged
             self.hooks.user_code_failed(exc, f"collect of {self.control.label()}")
-            self.logger.exception("collect failed")
             error = protocol.exception_line(exc)
+            # A collect that fails on every record would log a traceback per frame.
+            self._failures.error(type(exc).__qualname__, "collect failed: %s", error, exc_info=True)
         # A rule with requireAck waits for exactly one ack per frame: send the one the
         # plugin did not send itself, so a forgotten ack_ok never stalls the rule.
         if self.require_ack and not self._acked:

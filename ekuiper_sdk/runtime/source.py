@@ -6,7 +6,7 @@ import threading
 
 from ..api import Source
 from ..errors import ChannelStopped, SendTimeout, SourceFailed, SymbolStopped
-from . import channels, protocol
+from . import channels, lingering, protocol
 from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, SupervisionHooks
 from .runner import Runner, run_guarded
@@ -18,14 +18,17 @@ class SourceRunner(Runner):
     def __init__(self, control: protocol.Control, source: Source, plugin: str,
                  send_timeout_ms: int, hooks: SupervisionHooks = NO_SUPERVISION) -> None:
         super().__init__(control, hooks)
+        lingering.LINGERING.check_room(control.symbol_name)
         self.source = source
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
         self.outlet = channels.Outlet(protocol.source_url(control.meta), send_timeout_ms,
-                                      "source", channels.SOURCE_SEND_BUFFER)
+                                      "source", channels.SOURCE_SEND_BUFFER,
+                                      label="source's data channel")
         self.ctx = SymbolContext(control.meta, self.logger, emitter=self._emit, plugin=plugin,
                                  symbol=control.symbol_name, config=control.config)
         self._close_once = threading.Lock()
         self._closed = False
+        self._thread: threading.Thread | None = None
 
     def _emit(self, frame: bytes) -> None:
         try:
@@ -34,7 +37,9 @@ class SourceRunner(Runner):
             raise SymbolStopped(f"{self.control.label()} was stopped") from None
 
     def start(self) -> None:
-        threading.Thread(target=self._run, name=f"source {self.control.key}", daemon=True).start()
+        self._thread = threading.Thread(target=self._run, name=f"source {self.control.key}",
+                                        daemon=True)
+        self._thread.start()
 
     def _run(self) -> None:
         try:
@@ -60,6 +65,8 @@ class SourceRunner(Runner):
         # then let close() run away from the control thread.
         self.outlet.close()
         self.released.set()
+        if self._thread is not None:
+            lingering.LINGERING.track(self._thread, self.control.symbol_name)
         threading.Thread(target=self._close, name=f"close {self.control.key}",
                          daemon=True).start()
 
@@ -69,3 +76,10 @@ class SourceRunner(Runner):
                 self._closed = True
                 run_guarded(self.logger, "close", self.source.close, self.ctx, hooks=self.hooks)
         self.finished.set()
+        # An open() that ignores close() keeps its thread: say so once, and count it.
+        thread = self._thread
+        if thread is not None:
+            thread.join(lingering.LINGER_S)
+            if thread.is_alive():
+                lingering.LINGERING.report(thread, self.control.symbol_name,
+                                           self.control.label())

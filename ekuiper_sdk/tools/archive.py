@@ -10,7 +10,6 @@ Zips are deterministic: the same files give the same bytes.
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import os
 import shutil
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import PackagingError, Problem
+from . import plugin_tree
 from .manifest import KINDS, Manifest, PathLike
 
 #: Names never packed: tool caches, version control, virtual environments, tests, builds,
@@ -29,7 +29,7 @@ from .manifest import KINDS, Manifest, PathLike
 #: A plugin's tests are not needed on the device; ``--exclude`` adds more patterns.
 DEFAULT_EXCLUDES = (
     ".*", "__pycache__", "*.pyc", "*.pyo", "*.egg-info", "venv", "build", "dist", "tests",
-    "node_modules", "state",
+    "node_modules", "state", "CVS",
 )
 
 
@@ -56,8 +56,7 @@ class ZipEntry:
 
 
 def is_excluded(rel: PurePosixPath, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(part, pat) for part in rel.parts for pat in patterns) or \
-        any(fnmatch.fnmatchcase(str(rel), pat) for pat in patterns)
+    return plugin_tree.is_excluded(rel, patterns)
 
 
 def plugin_files(plugin_dir: PathLike, excludes: Sequence[str] = (),
@@ -66,26 +65,24 @@ def plugin_files(plugin_dir: PathLike, excludes: Sequence[str] = (),
 
     ``DEFAULT_EXCLUDES`` and ``excludes`` are glob patterns matched against every path
     component and against the whole relative path; ``skip`` lists files to leave out
-    (such as the zip being written).
+    (such as the zip being written); the folder's ignore file, virtual environments and
+    symbolic links are handled as :mod:`.plugin_tree` says. Raises ``PackagingError``
+    for a link out of the folder (:func:`plugin_tree_problems` lists it without raising).
 
     >>> [name for name, _ in plugin_files("pysam")]       # doctest: +SKIP
     ['functions/revert.json', 'main.py', 'pysam.json', 'sources/pyjson.yaml']
     """
-    root = Path(plugin_dir).resolve()
-    skipped = {Path(s).resolve() for s in skip}
-    patterns = list(DEFAULT_EXCLUDES) + list(excludes)
-    found: list[tuple[str, Path]] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        rel_dir = PurePosixPath(here.relative_to(root).as_posix())
-        dirnames[:] = sorted(d for d in dirnames if not is_excluded(rel_dir / d, patterns))
-        for fname in filenames:
-            rel = rel_dir / fname
-            path = here / fname
-            if is_excluded(rel, patterns) or path.resolve() in skipped or not path.is_file():
-                continue
-            found.append((rel.as_posix(), path))
-    return sorted(found)
+    tree = plugin_tree.scan(plugin_dir, list(DEFAULT_EXCLUDES) + list(excludes), skip)
+    errors = [p for p in tree.problems if not p.warning]
+    if errors:
+        raise PackagingError(errors)
+    return tree.files
+
+
+def plugin_tree_problems(plugin_dir: PathLike, excludes: Sequence[str] = ()) -> list[Problem]:
+    """What :func:`plugin_files` refuses (links out of the folder) and warns about (files
+    that look like secrets)."""
+    return plugin_tree.scan(plugin_dir, list(DEFAULT_EXCLUDES) + list(excludes)).problems
 
 
 def file_mode(path: Path, executable: bool = False) -> int:
@@ -108,6 +105,7 @@ def plugin_entries(plugin_dir: PathLike, manifest: Manifest, excludes: Sequence[
     >>> [e.name for e in plugin_entries("pysam", manifest)]     # doctest: +SKIP
     ['main.py', 'pysam.json', 'sources/pyjson.yaml']
     """
+    # The mode of what a link points to: a link itself is always 0777.
     return [ZipEntry(name, path.read_bytes(), file_mode(path, name == manifest.executable))
             for name, path in plugin_files(plugin_dir, excludes, skip)]
 

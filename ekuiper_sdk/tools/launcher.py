@@ -59,8 +59,11 @@ def launcher_script(executable: str) -> str:
     >>> "runpy.run_path" in launcher_script("main.py")
     True
     """
+    # The name goes into code only as a repr, and into the docstring escaped, so that no
+    # name (one with \"\"\" or a line break in it) can end the string and add code.
+    in_docstring = executable.encode("unicode_escape").decode("ascii").replace('"', '\\"')
     return (_LAUNCHER.replace("@EXECUTABLE_REPR@", repr(executable))
-            .replace("@EXECUTABLE@", executable).replace("@PACKAGES@", PACKAGES_DIR))
+            .replace("@EXECUTABLE@", in_docstring).replace("@PACKAGES@", PACKAGES_DIR))
 
 
 def isolate(entries: Sequence[ZipEntry], manifest: Manifest) -> list[ZipEntry]:

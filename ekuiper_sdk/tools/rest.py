@@ -48,6 +48,7 @@ from typing import IO, Any
 
 from ..errors import PackagingError, RestError
 from ..hosts import HostGeneration, generation_of
+from . import credentials
 from .manifest import read_zip_manifest
 
 DEFAULT_SERVER = "http://127.0.0.1:9081"
@@ -77,9 +78,14 @@ def normalize_server(server: str) -> str:
     'http://10.0.0.5:9081'
     """
     server = server.strip()
+    credentials.refuse_userinfo(server)  # before any message could repeat a password
     if "://" not in server:
         server = "http://" + server
-    parts = urllib.parse.urlsplit(server)
+    try:
+        parts = urllib.parse.urlsplit(server)
+        parts.port  # noqa: B018 - a port that is not a number raises here, not at the call
+    except ValueError:
+        parts = urllib.parse.urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RestError(f"{{server}} {server!r} is not an http(s) URL",
                         hint="pass e.g. http://127.0.0.1:9081")
@@ -170,7 +176,7 @@ class RestClient:
     def __init__(self, server: str = DEFAULT_SERVER, *, token: str | None = None,
                  timeout: float = 120.0) -> None:
         self.server = normalize_server(server)
-        self.token = token
+        self.token = credentials.clean_token(token)
         self.timeout = timeout
         self._server_info: ServerInfo | None = None
 

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import PackagingError, Problem
 from ..plugin import LIST_SYMBOLS_ENV
 from . import import_guard
-from .archive import plugin_files
+from .archive import plugin_files, plugin_tree_problems
 from .manifest import KINDS, SINGULAR, Manifest, PathLike, find_manifest, load_manifest
 from .stream_keys import overwritten, warning_text
 from .uimeta import MISSING_FIX, MISSING_MESSAGE, missing_files
@@ -303,6 +303,10 @@ def validate(plugin_dir: PathLike, *, name: str | None = None, python: str | Non
     if manifest is None:
         return result
     result.manifest = manifest
+    tree_problems = plugin_tree_problems(root, excludes)
+    result.problems.extend(tree_problems)
+    if any(not p.warning for p in tree_problems):
+        return result
     files = plugin_files(root, excludes)
     result.problems.extend(_check_files(root, manifest, files, str(path)))
     for missing in missing_files(manifest, [n for n, _ in files]):

@@ -103,7 +103,7 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path,
         s["offset"] = 2
     monkeypatch.undo()
     assert s["offset"] == 1 and State(s.path)["offset"] == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.state"]  # no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.state", "s.state.lock"]  # no temp
 
 
 def test_an_unreadable_file_is_reported_with_the_fix(tmp_path: Path) -> None:

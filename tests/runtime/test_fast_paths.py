@@ -14,6 +14,7 @@ import pytest
 from ekuiper_sdk import errors
 from ekuiper_sdk.api import Context, Function, Sink
 from ekuiper_sdk.runtime import channels, protocol
+from ekuiper_sdk.runtime import function as function_module
 from ekuiper_sdk.runtime.function import FunctionRunner
 from ekuiper_sdk.runtime.sink import SinkRunner
 from ekuiper_sdk.testing import wait_for
@@ -232,6 +233,32 @@ def test_a_function_keeps_one_context_per_call_site() -> None:
         for _ in range(2):  # a bad call site is refused every time, never remembered
             reply = json.loads(runner.handle(bad))
             assert reply["state"] is False and "ruleId" in reply["result"]
+    finally:
+        runner.channel._sock.close()
+        host.close()
+
+
+def test_a_function_remembers_a_bounded_number_of_call_sites_the_newest_first(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rules come and go with fresh ids: the oldest sites are forgotten, new ones are
+    # still cached (their next call takes the fast path).
+    monkeypatch.setattr(function_module, "MAX_CALL_SITES", 50)
+    name = unique("fn")
+    host = pynng.Rep0()
+    host.listen(protocol.function_url(name))
+    fn = Echo()
+    runner = FunctionRunner(protocol.Control(name, protocol.FUNC), fn, "fp")
+    try:
+        for rule in range(200):
+            assert json.loads(runner.handle(exec_request([rule], f"r{rule}", 0)))["state"]
+        assert len(runner._by_wire) == len(runner._contexts) == 50
+        newest = exec_request([1], "r199", 0)
+        ctx = fn.contexts[-1]
+        runner.handle(newest)
+        assert fn.contexts[-1] is ctx  # still known: the same context
+        runner.handle(exec_request([1], "r0", 0))  # forgotten: served, with a new context
+        assert fn.contexts[-1].get_rule_id() == "r0"
+        assert len(runner._by_wire) == 50
     finally:
         runner.channel._sock.close()
         host.close()

@@ -60,7 +60,7 @@ def test_every_role_refuses_a_command_in_the_same_words(host: PluginHost,
         "meta": {"ruleId": rule, "opId": "op1", "instanceId": 0}})}).encode()).decode()
     assert answer == (f"cannot start source 'nosuch' (rule '{rule}', op 'op1', instance 0): "
                       f"source 'nosuch' is not defined in PluginConfig('{host.name}'); "
-                      "defined sources: counter, crashy, flood, odd")
+                      "defined sources: counter, crashy, flood, odd, stuck")
 
 
 def test_a_plugin_started_by_hand_says_what_is_missing(unique_name: Callable[[], str]) -> None:

@@ -361,3 +361,21 @@ def test_deploy_doc_matches_the_layout(tmp_path: Path) -> None:
     assert "COPY image-root/ /kuiper/" in dockerfile
     assert "RUN /bin/sh /kuiper/plugins/portable/demo/install.sh" in dockerfile
     assert "-slim-python" in dockerfile
+
+
+@pytest.mark.parametrize("executable", ['x"""; import os; os.system("id") #.py',
+                                        'a\\b""".py', 'line\n"""\nimport os\n#.py', "é'.py"])
+def test_the_launcher_keeps_any_executable_name_inside_its_strings(executable: str) -> None:
+    import ast
+
+    from ekuiper_sdk.tools.launcher import launcher_script
+
+    tree = ast.parse(launcher_script(executable))
+    doc = ast.get_docstring(tree)
+    assert doc is not None and doc.startswith("Starts ")
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert sorted(a.name for n in imports for a in n.names) == ["os", "runpy", "site", "sys"]
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and getattr(n.func, "attr", "") == "join" and len(n.args) == 2
+             and isinstance(n.args[1], ast.Constant) and n.args[1].value == executable]
+    assert len(calls) == 1  # the real name, once, as a string constant

@@ -330,7 +330,7 @@ class Supervisor:
         # listens there for as long as the rule runs.
         sock = pynng.Push0(send_timeout=self.options.send_timeout_ms)
         try:
-            channels.dial(sock, url, ACK_DIAL_S)
+            channels.dial(sock, url, ACK_DIAL_S, "sink's ack channel")
             sock.send(error)
         except (ConnectionError, pynng.NNGException) as exc:
             sock.close()

@@ -87,7 +87,8 @@ class SupervisorLink(channels.CommandLink):
     """
 
     def __init__(self, url: str, hooks: WorkerHooks) -> None:
-        super().__init__(pynng.Pair0(recv_timeout=RECEIVE_POLL_MS, recv_max_size=0), url)
+        super().__init__(pynng.Pair0(recv_timeout=RECEIVE_POLL_MS, recv_max_size=0), url,
+                         what="supervisor link")
         self._hooks = hooks
 
     def serve(self, handle: Callable[[bytes], bytes], stopped: threading.Event) -> None:

@@ -25,11 +25,13 @@ from typing import IO, Callable
 
 import pynng
 
-from .. import channels, protocol
+from .. import channels, peers, protocol
+from ..log_limit import LogLimiter
 from ..roles import WORKER_ENV
 from .worker import EXIT_OUT_OF_MEMORY
 
 log = logging.getLogger("ekuiper_sdk")
+_refusals = LogLimiter(log)
 
 #: How many of the worker's last stderr lines a death report quotes, of how many kept.
 TAIL_LINES = 3
@@ -38,14 +40,6 @@ KEPT_LINES = 100
 POLL_MS = 50
 #: How long a dead worker's stderr may take to reach its end before the report is written.
 TAIL_WAIT_S = 0.5
-
-
-def _peer_pid(pipe: pynng.Pipe) -> int | None:
-    """The pid of the process at the other end of an IPC pipe, when nng can tell."""
-    value = pynng.ffi.new("uint64_t *")
-    if pynng.lib.nng_pipe_get_uint64(pipe.pipe, b"ipc:peer-pid", value):
-        return None
-    return int(value[0])
 
 
 class WorkerDied(Exception):
@@ -78,11 +72,11 @@ class WorkerProcess:
         self._copying = threading.Lock()  # held while a line is being copied
         self._sock = pynng.Pair0(recv_timeout=POLL_MS, send_timeout=1000, recv_max_size=0)
         try:
-            if self.abstract:
-                self._sock.add_pre_pipe_connect_cb(self._admit)
-                self._sock.listen(self.url)
-            else:
-                channels.listen_private(self._sock, self.url)
+            # Only this user (peers), and of this user only the worker's pid (_admit),
+            # checked in that order, both in place before the listener accepts.
+            peers.admit_own_user(self._sock, "worker link")
+            self._sock.add_pre_pipe_connect_cb(self._admit)
+            peers.listen_mode_first(self._sock, self.url)
             full_env = dict(os.environ)
             full_env.update(env or {})
             full_env[WORKER_ENV] = self.url
@@ -111,12 +105,15 @@ class WorkerProcess:
 
     def _admit(self, pipe: pynng.Pipe) -> None:
         """Refuse a connection from any process but the worker (an nng thread)."""
+        if pipe.closed:
+            return  # refused already: another user's
         self._spawned.wait(5.0)
-        pid = _peer_pid(pipe)
+        pid = peers.peer_pid(pipe)
         if pid != getattr(self, "pid", None):
-            log.warning("refused a connection to worker %d's channel from pid %s", self.number,
-                        pid)
             pipe.close()
+            _refusals.warning(("worker link", self.number),
+                              "refused a connection to worker %d's channel from pid %s",
+                              self.number, pid)
 
     def _copy_stderr(self, stream: IO[bytes]) -> None:
         # Chunks straight from the pipe, not lines through a buffer: flush_output then

@@ -87,6 +87,14 @@ class Odd(Source):
         ctx.emit({"after": True})
 
 
+class Stuck(Source):
+    """A source whose open blocks forever, whatever close does."""
+
+    def open(self, ctx: Context) -> None:
+        ctx.emit({"stuck": True})
+        threading.Event().wait()
+
+
 class Crashy(Source):
     """A source whose open raises at once."""
 
@@ -142,6 +150,7 @@ if __name__ == "__main__":
     prefix = os.environ.get("FUNC_PREFIX", "")
     plugin.start(PluginConfig(
         os.environ["PLUGIN_NAME"],
-        {"counter": Counter, "flood": Flood, "odd": Odd, "crashy": Crashy},
+        {"counter": Counter, "flood": Flood, "odd": Odd, "crashy": Crashy,
+         "stuck": Stuck},
         {"recorder": Recorder},
         {prefix + "echo": Echo, prefix + "boom": Boom, prefix + "weird": Weird}))
