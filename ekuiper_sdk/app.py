@@ -61,10 +61,11 @@ class Plugin:
 
     def __init__(self, name: str, *,
                  state_dir: str | os.PathLike[str] | None = None,
-                 supervise: bool = False) -> None:
+                 supervise: bool = False, call_limit: float | None = None) -> None:
         protocol.check_name("plugin name", name)
         self.name = name
         self.supervise = supervise
+        self.call_limit = call_limit
         self.state_dir = None if state_dir is None else os.fspath(state_dir)
         self._sources: dict[str, SourceFactory] = {}
         self._sinks: dict[str, SinkFactory] = {}
@@ -191,7 +192,7 @@ class Plugin:
     def config(self) -> PluginConfig:
         """The ``PluginConfig`` of the symbols registered so far."""
         config = PluginConfig(self.name, self._sources, self._sinks, self._functions,
-                              supervise=self.supervise)
+                              supervise=self.supervise, call_limit=self.call_limit)
         config.described = {kind: dict(table) for kind, table in self._described.items()}
         return config
 

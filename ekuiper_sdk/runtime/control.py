@@ -33,6 +33,7 @@ from .process import (
 from .runner import Runner, call_user
 from .sink import SinkRunner
 from .source import SourceRunner
+from .watchdog import WATCHDOG, resolve_limit
 
 
 class SymbolTable(Protocol):
@@ -92,6 +93,9 @@ class PluginRuntime:
         self._role = role
         self._rejoin = rejoin
         self.hooks = hooks
+        # A stuck call under a supervisor ends the worker; as one process the runner heals.
+        WATCHDOG.on_stuck = (lambda _stuck, what: hooks.call_hung(what)) \
+            if hooks.heals_hung_calls else None
         self._runners: dict[str, Runner] = {}
         # Stopped instances still draining or closing: shutdown waits for them too.
         self._stopping: list[Runner] = []
@@ -158,14 +162,15 @@ class PluginRuntime:
             call_user("configure", source.configure, control.data_source,
                       typed_config(source, config), hooks=self.hooks)
             runner = SourceRunner(control, source, self.config.name,
-                                  self.options.send_timeout_ms, self.hooks)
+                                  self.options.send_timeout_ms, self.hooks,
+                                  self.call_limit(source))
         else:
             sink_factory = self.config.sink(name)
             self._replace_running(control.instance_key)
             sink = call_user("creating the instance", sink_factory, hooks=self.hooks)
             call_user("configure", sink.configure, typed_config(sink, config), hooks=self.hooks)
             runner = SinkRunner(control, sink, self.config.name, self.options.send_timeout_ms,
-                                self.hooks)
+                                self.hooks, self.call_limit(sink))
         with self._lock:
             self._runners[control.instance_key] = runner
         runner.start()
@@ -186,11 +191,16 @@ class PluginRuntime:
                 return
             instance = call_user("creating the instance", factory, hooks=self.hooks)
             runner = FunctionRunner(control, instance, self.config.name, dial_deadline_s,
-                                    self.hooks)
+                                    self.hooks, self.call_limit(instance))
             with self._lock:
                 self._runners[key] = runner
         runner.start()
         log.info("started %s", control.label())
+
+    def call_limit(self, instance: object) -> float:
+        """After how long a call into ``instance`` counts as stuck (``watchdog``)."""
+        return resolve_limit(instance, getattr(self.config, "call_limit", None),
+                             self.options.send_timeout_ms)
 
     def _rejoin_functions(self) -> None:
         """Serve every declared function whose host socket is already there.
