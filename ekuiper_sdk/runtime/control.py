@@ -18,7 +18,7 @@ from typing import Any, Callable, NoReturn, Protocol
 
 from ..api import Function, Sink, Source
 from ..errors import ConfigError, ProtocolError, UserCodeError
-from . import channels, protocol
+from . import channels, lingering, protocol
 from .function import FunctionRunner
 from .hooks import NO_SUPERVISION, SupervisionHooks
 from .process import (
@@ -96,6 +96,10 @@ class PluginRuntime:
         # A stuck call under a supervisor ends the worker; as one process the runner heals.
         WATCHDOG.on_stuck = (lambda _stuck, what: hooks.call_hung(what)) \
             if hooks.heals_hung_calls else None
+        # The status file is written when something happens, never before (it costs the
+        # state module's import): a healthy plugin in one process has none.
+        self._status: Any = None
+        WATCHDOG.on_change = lingering.LINGERING.on_change = self.write_status
         self._runners: dict[str, Runner] = {}
         # Stopped instances still draining or closing: shutdown waits for them too.
         self._stopping: list[Runner] = []
@@ -201,6 +205,24 @@ class PluginRuntime:
         """After how long a call into ``instance`` counts as stuck (``watchdog``)."""
         return resolve_limit(instance, getattr(self.config, "call_limit", None),
                              self.options.send_timeout_ms)
+
+    def write_status(self) -> None:
+        """Rewrite this process's part of the plugin's status file (``status_file``)."""
+        # Imported here: only a plugin with something to report pays for them.
+        from ..state import state_dir
+        from ..status_file import StatusFile, status_path
+
+        worker = self._role.title == "worker"
+        if self._status is None:
+            self._status = StatusFile(status_path(state_dir(), self.config.name,
+                                                  "worker" if worker else ""))
+        fields: dict[str, Any] = {
+            "pid": os.getpid(), "hung_calls": WATCHDOG.hung_total,
+            "stuck_now": WATCHDOG.stuck_now(),
+            "lingering_sources": lingering.LINGERING.count()}
+        if not worker:
+            fields["mode"] = "one process"
+        self._status.update(**fields)
 
     def _rejoin_functions(self) -> None:
         """Serve every declared function whose host socket is already there.

@@ -15,6 +15,7 @@ import os
 import sys
 import threading
 import traceback
+from typing import Callable
 
 from ..errors import UserCodeError
 from .log_limit import LogLimiter
@@ -61,6 +62,8 @@ class Lingering:
         self._lock = threading.Lock()
         self._threads: dict[str, list[threading.Thread]] = {}
         self._log = LogLimiter(logging.getLogger("ekuiper_sdk"))
+        #: Called (no arguments) when a stuck thread is reported (the status file).
+        self.on_change: Callable[[], None] | None = None
 
     def _alive(self, symbol: str) -> list[threading.Thread]:
         threads = [t for t in self._threads.get(symbol, []) if t.is_alive()]
@@ -100,6 +103,8 @@ class Lingering:
             f"in this process; at {self.max_per_symbol} its starts are refused: make open() "
             "return when close() is called); every thread's stack follows")
         self._log.warning(symbol, "%s", stack_block(thread.ident or 0, headline))
+        if self.on_change is not None:
+            self.on_change()
 
     def check_room(self, symbol: str) -> None:
         """Refuse a start of ``symbol`` when too many of its ``open`` threads are stuck."""

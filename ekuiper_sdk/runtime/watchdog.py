@@ -225,6 +225,7 @@ class CallSlot:
             self._dog.hung_now -= 1
         log.warning("%s returned after %.1f s; it was stuck in %s", self.what,
                     _clock() - stuck.since, stuck.where)
+        self._dog.changed()
         if self._supersede:
             self._dog.forget(self)
             raise Superseded(self.what)
@@ -254,6 +255,9 @@ class Watchdog:
         self.on_stuck: Callable[[Stuck, str], None] | None = None
         self.hung_total = 0   # calls found stuck in this process
         self.hung_now = 0     # of which have not returned
+        #: Called (no arguments) when a call is found stuck and when a stuck one returns:
+        #: the runtime writes the plugin's status file then.
+        self.on_change: Callable[[], None] | None = None
 
     def slot(self, what: str, limit: float,
              on_stuck: Callable[[Stuck], None] | None = None,
@@ -330,10 +334,25 @@ class Watchdog:
         log.error("%s", stack_block(slot.thread_id, (
             f"{slot.what} is stuck: it has run for {now - since:.1f} s (limit {slot.limit:g} s), "
             f"in {where}; {heal}; every thread's stack follows")))
+        self.changed()
         if self.on_stuck is not None:
             self.on_stuck(stuck, slot.what)
         if slot._on_stuck is not None:
             slot._on_stuck(stuck)
+
+    def stuck_now(self) -> list[str]:
+        """The calls stuck now, each as ``<what> in <file:line>``."""
+        with self.lock:
+            found = [s.stuck for s in self._slots if s.stuck is not None and s._committed]
+        return [f"{stuck.what} in {stuck.where}" for stuck in found if stuck is not None]
+
+    def changed(self) -> None:
+        listener = self.on_change
+        if listener is not None:
+            try:
+                listener()
+            except Exception:  # noqa: BLE001 - the status is a convenience
+                log.exception("writing the plugin's status failed")
 
     def _heal_words(self, slot: CallSlot) -> str:
         if self.on_stuck is not None:
