@@ -54,6 +54,30 @@ _clock = time.monotonic
 _ident = threading.get_ident
 
 
+#: Per thread that waits for a coroutine running on an event loop's thread, that coroutine:
+#: its frames, not the waiting thread's, tell where such a call is (set by
+#: ``decorators/event_loops.py``; a dict's store and delete per async call).
+AWAITING: dict[int, Any] = {}
+
+
+def coroutine_frames(coro: Any) -> list[traceback.FrameSummary]:
+    """The frames of a suspended coroutine and of what it awaits, outermost first.
+
+    >>> async def inner(): pass
+    >>> coro = inner(); [f.name for f in coroutine_frames(coro)]
+    ['inner']
+    >>> coro.close()
+    """
+    found = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            found.append(traceback.FrameSummary(frame.f_code.co_filename, frame.f_lineno,
+                                                frame.f_code.co_name))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return found
+
+
 class Superseded(BaseException):
     """Raised in a call's thread when it returns after another thread took its place.
 
@@ -113,9 +137,9 @@ def resolve_limit(symbol: object, plugin_limit: float | None, send_timeout_ms: i
 
 
 def own_frame(frame: Any) -> traceback.FrameSummary | None:
-    """The innermost frame of the plugin's own code in ``frame``'s stack (not the SDK's,
-    not an installed package's), else the innermost frame."""
-    stack = traceback.extract_stack(frame)
+    """The innermost frame of the plugin's own code in ``frame``'s stack (a stack itself
+    when given a list; not the SDK's, not an installed package's), else the innermost."""
+    stack = frame if isinstance(frame, list) else traceback.extract_stack(frame)
     if not stack:
         return None
     own = [f for f in stack
@@ -129,6 +153,11 @@ def where_is(thread_id: int) -> str:
     >>> where_is(threading.get_ident()).startswith("<doctest")
     True
     """
+    awaited = AWAITING.get(thread_id)
+    if awaited is not None:  # an async call: where its coroutine is suspended
+        found = own_frame(coroutine_frames(awaited))
+        if found is not None:
+            return f"{os.path.basename(found.filename)}:{found.lineno}"
     frame = sys._current_frames().get(thread_id)
     found = own_frame(frame) if frame is not None else None
     if found is None:
@@ -152,6 +181,11 @@ def stack_block(stuck_id: int, headline: str) -> str:
         lines.append(f"Thread {names.get(ident, '?')!r} ({ident}){mark}, most recent call last:")
         lines.extend(line.rstrip("\n")
                      for line in traceback.format_stack(frames[ident]))
+        awaited = AWAITING.get(ident)
+        if awaited is not None:
+            lines.append("  ... waiting for a coroutine, suspended at, most recent await last:")
+            lines.extend(line.rstrip("\n") for line in
+                         traceback.format_list(coroutine_frames(awaited)))
     return "\n".join(lines)
 
 

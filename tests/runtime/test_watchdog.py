@@ -17,7 +17,7 @@ import pytest
 from helpers import PLUGINS
 
 from ekuiper_sdk.runtime import watchdog
-from ekuiper_sdk.testing import FunctionError, PluginHost, wait_for
+from ekuiper_sdk.testing import FunctionError, HostError, PluginHost, wait_for
 
 PLUGIN = PLUGINS / "reliable" / "reliable.py"
 LIMIT_S = 1.0
@@ -124,3 +124,15 @@ def test_an_idle_plugin_has_no_watchdog_thread_and_a_quiet_one_sleeps(
     assert switches() == quiet  # parked with no timeout: never woken while idle
     assert fh.call("two") == "two"  # armed again by the next call
     wait_for(lambda: switches() > quiet, timeout=2)
+
+
+def test_a_configure_that_never_returns_is_refused_and_logged_with_its_stack(
+        started: tuple[PluginHost, str], tmp_path: Any) -> None:
+    host, _prefix = started
+    with pytest.raises(HostError, match="configure did not return within 5 s"):
+        host.start_source("counter", "r1", config={"hang_configure": True,
+                                                   "record": str(tmp_path / "c.txt")})
+    block = host.wait_output("configure is stuck: it did not return within 5 s", timeout=2)
+    assert "in reliable.py:" in block
+    text = "\n".join(host.output)
+    assert re.search(r"reliable\.py\", line \d+, in configure\n\s+time\.sleep\(3600\)", text)

@@ -32,6 +32,8 @@ class Counter(Source):
     def configure(self, datasource: str, conf: Dict[str, Any]) -> None:
         if conf.get("fail_configure"):
             raise ValueError("the counter refuses this configuration")
+        if conf.get("hang_configure"):
+            time.sleep(3600)
         self.interval = float(conf.get("interval", 0))
         self.record = str(conf["record"])
         self.stop_flag = threading.Event()
