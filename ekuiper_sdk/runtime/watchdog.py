@@ -367,7 +367,8 @@ class Watchdog:
         heal = self._heal_words(slot)
         log.error("%s", stack_block(slot.thread_id, (
             f"{slot.what} is stuck: it has run for {now - since:.1f} s (limit {slot.limit:g} s), "
-            f"in {where}; {heal}; every thread's stack follows")))
+            f"in {where}; {heal} (a call that may take this long needs a higher call_limit); "
+            "every thread's stack follows")))
         self.changed()
         if self.on_stuck is not None:
             self.on_stuck(stuck, slot.what)

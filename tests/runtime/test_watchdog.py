@@ -136,3 +136,29 @@ def test_a_configure_that_never_returns_is_refused_and_logged_with_its_stack(
     assert "in reliable.py:" in block
     text = "\n".join(host.output)
     assert re.search(r"reliable\.py\", line \d+, in configure\n\s+time\.sleep\(3600\)", text)
+
+
+def test_a_symbols_own_limit_wins_over_the_plugins(
+        plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[[], str],
+        tmp_path: Any) -> None:
+    # The decorated plugin sets call_limit=60 on "slow" and the plugin's 1 s otherwise.
+    name = unique_name()
+    plugin = tmp_path / "limits.py"
+    plugin.write_text(
+        "import os, time\n"
+        "from ekuiper_sdk import Plugin\n"
+        "app = Plugin(os.environ['PLUGIN_NAME'], call_limit=1)\n"
+        "@app.function(os.environ['PLUGIN_NAME'] + '_slow', call_limit=60)\n"
+        "def slow(s: float) -> float:\n"
+        "    time.sleep(s)\n"
+        "    return s\n"
+        "@app.function(os.environ['PLUGIN_NAME'] + '_quick')\n"
+        "def quick(s: float) -> float:\n"
+        "    time.sleep(s)\n"
+        "    return s\n"
+        "app.run()\n")
+    host = plugin_host_factory(name, plugin, env={"PLUGIN_NAME": name,
+                                                  "EKUIPER_SDK_SUPERVISE": "0"})
+    assert host.function(name + "_slow").call(2.5) == 2.5  # past the plugin's 1 s: fine
+    with pytest.raises(FunctionError, match=rf"^{name}_quick is stuck in limits\.py:\d+"):
+        host.function(name + "_quick").call(2.5)
