@@ -61,10 +61,11 @@ class Plugin:
 
     def __init__(self, name: str, *,
                  state_dir: str | os.PathLike[str] | None = None,
-                 supervise: bool = False) -> None:
+                 supervise: bool = False, call_limit: float | None = None) -> None:
         protocol.check_name("plugin name", name)
         self.name = name
         self.supervise = supervise
+        self.call_limit = call_limit
         self.state_dir = None if state_dir is None else os.fspath(state_dir)
         self._sources: dict[str, SourceFactory] = {}
         self._sinks: dict[str, SinkFactory] = {}
@@ -75,14 +76,16 @@ class Plugin:
 
     # -- decorators
 
-    def source(self, name: str | None = None, *,
-               config: type | None = None) -> Callable[[T], T]:
+    def source(self, name: str | None = None, *, config: type | None = None,
+               call_limit: float | None = None) -> Callable[[T], T]:
         """Register a source: a generator or async generator taking ``(ctx, datasource, conf)``
         whose items are emitted, a function (sync or async) with that signature that emits
         with ``ctx.emit``, or a ``Source`` subclass. ``name`` defaults to the Python name.
         ``config``, a dataclass or TypedDict, declares the configuration: ``conf`` (or
         ``configure``'s argument) is then an instance of it, checked and converted (see
         :mod:`ekuiper_sdk.typed_config`), and ``pack`` describes it in the UI metadata.
+        ``call_limit`` (here and on ``sink`` and ``function``) is this symbol's own limit
+        for a stuck call, in seconds (docs/reliability.md, "Hung calls").
 
         Example::
 
@@ -100,16 +103,17 @@ class Plugin:
 
         def register(target: T) -> T:
             symbol = self._claim("source", self._sources, name, target)
-            self._sources[symbol] = _typed(self._factory(
+            self._sources[symbol] = _limited(_typed(self._factory(
                 "source", symbol, target, Source,
-                lambda fn: adapters.SourceAdapter(symbol, fn, config)), target, Source, config)
+                lambda fn: adapters.SourceAdapter(symbol, fn, config)), target, Source, config),
+                call_limit)
             self._described["sources"][symbol] = {"target": target, "config": config}
             return target
 
         return register
 
     def sink(self, name: str | None = None, *, records: RecordMode | None = None,
-             config: type | None = None) -> Callable[[T], T]:
+             config: type | None = None, call_limit: float | None = None) -> Callable[[T], T]:
         """Register a sink: a function (sync or async) taking ``(ctx, record)``, a class with
         a ``collect(ctx, record)`` method and optional ``configure(conf)``, ``open(ctx)`` and
         ``close(ctx)`` (each sync or async), or a ``Sink`` subclass.
@@ -150,14 +154,15 @@ class Plugin:
                     "sink", symbol, target, Sink,
                     lambda fn: adapters.SinkAdapter(symbol, fn, mode, config_type=config)),
                     target, Sink, config)
-            self._sinks[symbol] = factory
+            self._sinks[symbol] = _limited(factory, call_limit)
             self._described["sinks"][symbol] = {"target": target, "config": config}
             return target
 
         return register
 
     def function(self, name: str | None = None, *, aggregate: bool = False,
-                 validate: Callable[[list[Any]], Any] | None = None) -> Callable[[T], T]:
+                 validate: Callable[[list[Any]], Any] | None = None,
+                 call_limit: float | None = None) -> Callable[[T], T]:
         """Register a function rules call from SQL: a function (sync or async) or a
         ``Function`` subclass.
 
@@ -178,9 +183,9 @@ class Plugin:
 
         def register(target: T) -> T:
             symbol = self._claim("function", self._functions, name, target)
-            self._functions[symbol] = self._factory(
+            self._functions[symbol] = _limited(self._factory(
                 "function", symbol, target, Function,
-                lambda fn: adapters.FunctionAdapter(symbol, fn, aggregate, check))
+                lambda fn: adapters.FunctionAdapter(symbol, fn, aggregate, check)), call_limit)
             self._described["functions"][symbol] = {"target": target, "aggregate": aggregate}
             return target
 
@@ -191,7 +196,7 @@ class Plugin:
     def config(self) -> PluginConfig:
         """The ``PluginConfig`` of the symbols registered so far."""
         config = PluginConfig(self.name, self._sources, self._sinks, self._functions,
-                              supervise=self.supervise)
+                              supervise=self.supervise, call_limit=self.call_limit)
         config.described = {kind: dict(table) for kind, table in self._described.items()}
         return config
 
@@ -236,6 +241,25 @@ class Plugin:
         return (f"Plugin({self.name!r}, sources={sorted(self._sources)}, "
                 f"sinks={sorted(self._sinks)}, functions={sorted(self._functions)})")
 
+
+
+def _limited(factory: Callable[[], B], call_limit: float | None) -> Callable[[], B]:
+    """``factory``, whose instances carry ``call_limit`` (the attribute the runtime reads
+    for a symbol's own limit, as a class attribute of a class-style symbol does).
+
+    >>> class Slow: ...
+    >>> _limited(Slow, 60.0)().call_limit
+    60.0
+    """
+    if call_limit is None:
+        return factory
+
+    def make() -> B:
+        instance = factory()
+        instance.call_limit = call_limit  # type: ignore[attr-defined]
+        return instance
+
+    return make
 
 
 def _check_config(kind: str, config: object) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable
 from typing import Any, Callable, TypeVar
 
 from ..errors import CallTimeout
+from ..runtime.watchdog import AWAITING
 
 T = TypeVar("T")
 
@@ -86,11 +87,16 @@ class LoopThread:
         On ``timeout`` the task is cancelled and :class:`CallTimeout` is raised.
         """
         future = asyncio.run_coroutine_threadsafe(_await(awaitable), self.loop)
+        # A call stuck in the coroutine is found by the watchdog where it is suspended.
+        me = threading.get_ident()
+        AWAITING[me] = awaitable
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise CallTimeout(f"did not finish within {timeout:g} s") from None
+        finally:
+            AWAITING.pop(me, None)
 
     def close(self, wait: float = LOOP_CLOSE_WAIT_S + 1.0) -> None:
         """Stop the loop after cancelling its tasks; returns once it is closed (bounded)."""

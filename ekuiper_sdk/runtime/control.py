@@ -18,7 +18,7 @@ from typing import Any, Callable, NoReturn, Protocol
 
 from ..api import Function, Sink, Source
 from ..errors import ConfigError, ProtocolError, UserCodeError
-from . import channels, protocol
+from . import channels, lingering, protocol
 from .function import FunctionRunner
 from .hooks import NO_SUPERVISION, SupervisionHooks
 from .process import (
@@ -33,6 +33,7 @@ from .process import (
 from .runner import Runner, call_user
 from .sink import SinkRunner
 from .source import SourceRunner
+from .watchdog import WATCHDOG, resolve_limit
 
 
 class SymbolTable(Protocol):
@@ -92,6 +93,13 @@ class PluginRuntime:
         self._role = role
         self._rejoin = rejoin
         self.hooks = hooks
+        # A stuck call under a supervisor ends the worker; as one process the runner heals.
+        WATCHDOG.on_stuck = (lambda _stuck, what: hooks.call_hung(what)) \
+            if hooks.heals_hung_calls else None
+        # The status file is written when something happens, never before (it costs the
+        # state module's import): a healthy plugin in one process has none.
+        self._status: Any = None
+        WATCHDOG.on_change = lingering.LINGERING.on_change = self.write_status
         self._runners: dict[str, Runner] = {}
         # Stopped instances still draining or closing: shutdown waits for them too.
         self._stopping: list[Runner] = []
@@ -158,14 +166,15 @@ class PluginRuntime:
             call_user("configure", source.configure, control.data_source,
                       typed_config(source, config), hooks=self.hooks)
             runner = SourceRunner(control, source, self.config.name,
-                                  self.options.send_timeout_ms, self.hooks)
+                                  self.options.send_timeout_ms, self.hooks,
+                                  self.call_limit(source))
         else:
             sink_factory = self.config.sink(name)
             self._replace_running(control.instance_key)
             sink = call_user("creating the instance", sink_factory, hooks=self.hooks)
             call_user("configure", sink.configure, typed_config(sink, config), hooks=self.hooks)
             runner = SinkRunner(control, sink, self.config.name, self.options.send_timeout_ms,
-                                self.hooks)
+                                self.hooks, self.call_limit(sink))
         with self._lock:
             self._runners[control.instance_key] = runner
         runner.start()
@@ -186,11 +195,34 @@ class PluginRuntime:
                 return
             instance = call_user("creating the instance", factory, hooks=self.hooks)
             runner = FunctionRunner(control, instance, self.config.name, dial_deadline_s,
-                                    self.hooks)
+                                    self.hooks, self.call_limit(instance))
             with self._lock:
                 self._runners[key] = runner
         runner.start()
         log.info("started %s", control.label())
+
+    def call_limit(self, instance: object) -> float:
+        """After how long a call into ``instance`` counts as stuck (``watchdog``)."""
+        return resolve_limit(instance, getattr(self.config, "call_limit", None),
+                             self.options.send_timeout_ms)
+
+    def write_status(self) -> None:
+        """Rewrite this process's part of the plugin's status file (``status_file``)."""
+        # Imported here: only a plugin with something to report pays for them.
+        from ..state import state_dir
+        from ..status_file import StatusFile, status_path
+
+        worker = self._role.title == "worker"
+        if self._status is None:
+            self._status = StatusFile(status_path(state_dir(), self.config.name,
+                                                  "worker" if worker else ""))
+        fields: dict[str, Any] = {
+            "pid": os.getpid(), "hung_calls": WATCHDOG.hung_total,
+            "stuck_now": WATCHDOG.stuck_now(),
+            "lingering_sources": lingering.LINGERING.count()}
+        if not worker:
+            fields["mode"] = "one process"
+        self._status.update(**fields)
 
     def _rejoin_functions(self) -> None:
         """Serve every declared function whose host socket is already there.

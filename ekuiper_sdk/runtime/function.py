@@ -10,9 +10,10 @@ from ..api import Function
 from ..errors import ProtocolError
 from . import channels, codec, protocol
 from .context import SymbolContext, instance_logger
-from .hooks import NO_SUPERVISION, SupervisionHooks
+from .hooks import NO_SUPERVISION, Handler, SupervisionHooks
 from .log_limit import LogLimiter
 from .runner import Runner
+from .watchdog import WATCHDOG, Stuck, Superseded
 
 #: Call sites whose parsed context a function keeps (rules x calls in them). Rules come
 #: and go with fresh ids and eKuiper never says a call site is gone, so the oldest is
@@ -26,7 +27,7 @@ class FunctionRunner(Runner):
 
     def __init__(self, control: protocol.Control, function: Function, plugin: str,
                  dial_deadline_s: float = channels.DIAL_DEADLINE_S,
-                 hooks: SupervisionHooks = NO_SUPERVISION) -> None:
+                 hooks: SupervisionHooks = NO_SUPERVISION, call_limit: float = 0.0) -> None:
         super().__init__(control, hooks)
         self.function = function
         self.plugin = plugin
@@ -45,10 +46,13 @@ class FunctionRunner(Runner):
         self.channel = channels.InvertedReplier(protocol.function_url(control.symbol_name),
                                                 dial_deadline_s=dial_deadline_s,
                                                 what="function channel")
+        # An Exec past the limit: a new thread takes the calls over (see _take_over).
+        self._watch = WATCHDOG.slot(control.label(), call_limit, self._take_over,
+                                    supersede=True)
 
     def start(self) -> None:
-        threading.Thread(target=self._serve, name=f"function {self.control.symbol_name}",
-                         daemon=True).start()
+        threading.Thread(target=self._serve, args=(self.channel, self.handle),
+                         name=f"function {self.control.symbol_name}", daemon=True).start()
 
     def stop(self) -> None:
         # Only the process's shutdown stops a function. There is nothing of the user's
@@ -57,16 +61,50 @@ class FunctionRunner(Runner):
         self._stopped.set()
         self.finished.set()
 
-    def _serve(self) -> None:
+    def _serve(self, channel: channels.InvertedReplier, handler: Handler) -> None:
+        superseded = False
         try:
             # Under a supervisor, calls are marked so that one that kills a worker is known.
-            handle = self.hooks.guard_calls(self.control.symbol_name, self.handle)
-            self.channel.serve(handle, self._stopped)
+            handle = self.hooks.guard_calls(self.control.symbol_name, handler)
+            channel.serve(handle, self._stopped)
+        except Superseded:
+            superseded = True  # its socket is closed; the newer thread serves on its own
         except Exception:  # noqa: BLE001 - the channel broke; the log says why
             self.logger.exception("function channel failed")
         finally:
-            self.released.set()
-            self.finished.set()
+            if not superseded:
+                self.released.set()
+                self.finished.set()
+
+    def _take_over(self, stuck: Stuck) -> None:
+        """An Exec is stuck (the watchdog's thread): serve the next calls from a new thread.
+
+        It dials the host's function socket on a socket of its own and answers every call
+        with one line saying where the stuck one is, until that one returns; then it calls
+        the function again, and the stuck thread ends without a word on its own socket,
+        which it closes (no socket is ever used by two threads). eKuiper sends its next
+        call to whichever socket asked last, so the new thread gets it.
+        """
+        threading.Thread(target=self._serve_instead, args=(stuck,),
+                         name=f"function {self.control.symbol_name} (after a stuck call)",
+                         daemon=True).start()
+
+    def _serve_instead(self, stuck: Stuck) -> None:
+        try:
+            channel = channels.InvertedReplier(protocol.function_url(self.control.symbol_name),
+                                               what="function channel")
+        except ConnectionError as exc:
+            self.logger.error("cannot serve calls beside the stuck one: %s", exc)
+            return
+        name, slot = self.control.symbol_name, self._watch
+
+        def while_stuck(data: bytes) -> bytes:
+            now = slot.stuck
+            if now is None:
+                return self.handle(data)
+            return protocol.func_reply(False, now.line(name))
+
+        self._serve(channel, while_stuck)
 
     def handle(self, data: bytes) -> bytes:
         """Answer one host request; never raises, so the serving thread never dies."""
@@ -139,7 +177,7 @@ class FunctionRunner(Runner):
 
     def _call(self, args: list[Any], ctx: SymbolContext) -> bytes:
         try:
-            return protocol.func_reply(True, self.function.exec(args, ctx))
+            return protocol.func_reply(True, self._watch.call(self.function.exec, args, ctx))
         except Exception as exc:  # noqa: BLE001 - the rule gets the error, the log the traceback
             self.hooks.user_code_failed(exc, f"Exec of {self.control.label()}")
             error = protocol.exception_line(exc)

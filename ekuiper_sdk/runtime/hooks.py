@@ -47,6 +47,13 @@ class SupervisionHooks:
         """``handle`` as the function's channel should run it; by default unchanged."""
         return handle
 
+    #: Whether :meth:`call_hung` ends the process so that a fresh one takes over.
+    heals_hung_calls = False
+
+    def call_hung(self, what: str) -> None:
+        """A call into plugin code in ``what`` is stuck (``watchdog``); by default the
+        runner heals it itself (a single process has nobody to take over)."""
+
     def user_code_failed(self, exc: BaseException, what: str) -> None:
         """Plugin code raised ``exc`` in ``what``; by default it is only logged (a single
         process has nobody to restart it, so it goes on)."""

@@ -15,16 +15,28 @@ import os
 import sys
 import threading
 import traceback
+from typing import Callable
 
 from ..errors import UserCodeError
 from .log_limit import LogLimiter
+from .watchdog import stack_block
 
-#: How long after ``close`` returned a stopped source's ``open`` may take to return.
+#: How long after ``close`` returned a stopped source's ``open`` may take to return, when
+#: the source has no call limit (``watchdog``); with one, the limit is that time.
 LINGER_S = 5.0
 #: Stuck ``open`` threads of one source symbol beyond which its starts are refused.
 MAX_PER_SYMBOL = 16
 
 _SDK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def linger_s(call_limit: float) -> float:
+    """How long a stopped source's ``open`` may take to return: its call limit, if any.
+
+    >>> linger_s(0.0), linger_s(2.0)
+    (5.0, 2.0)
+    """
+    return call_limit if call_limit > 0 else LINGER_S
 
 
 def blocked_at(thread: threading.Thread) -> str:
@@ -50,6 +62,8 @@ class Lingering:
         self._lock = threading.Lock()
         self._threads: dict[str, list[threading.Thread]] = {}
         self._log = LogLimiter(logging.getLogger("ekuiper_sdk"))
+        #: Called (no arguments) when a stuck thread is reported (the status file).
+        self.on_change: Callable[[], None] | None = None
 
     def _alive(self, symbol: str) -> list[threading.Thread]:
         threads = [t for t in self._threads.get(symbol, []) if t.is_alive()]
@@ -75,17 +89,22 @@ class Lingering:
         with self._lock:
             self._threads.setdefault(symbol, []).append(thread)
 
-    def report(self, thread: threading.Thread, symbol: str, label: str) -> None:
-        """Log ``thread``, still in ``open`` :data:`LINGER_S` after its stop (rate-limited)."""
+    def report(self, thread: threading.Thread, symbol: str, label: str,
+               after_s: float = LINGER_S) -> None:
+        """Log ``thread``, still in ``open`` ``after_s`` after its stop (rate-limited), with
+        every thread's stack as the watchdog logs a stuck call."""
         where = blocked_at(thread)
         with self._lock:
             here = len(self._alive(symbol))
         total = self.count()
-        self._log.warning(
-            symbol, "%s is stopped but its open() has not returned %g s after close(); its "
-            "thread stays, blocked at %s (%d such threads of %r, %d in this process; at %d "
-            "its starts are refused: make open() return when close() is called)", label,
-            LINGER_S, where, here, symbol, total, self.max_per_symbol)
+        headline = (
+            f"{label} is stopped but its open() has not returned {after_s:g} s after close(); "
+            f"its thread stays, blocked at {where} ({here} such threads of {symbol!r}, {total} "
+            f"in this process; at {self.max_per_symbol} its starts are refused: make open() "
+            "return when close() is called); every thread's stack follows")
+        self._log.warning(symbol, "%s", stack_block(thread.ident or 0, headline))
+        if self.on_change is not None:
+            self.on_change()
 
     def check_room(self, symbol: str) -> None:
         """Refuse a start of ``symbol`` when too many of its ``open`` threads are stuck."""

@@ -39,9 +39,12 @@ class PluginConfig:
     def __init__(self, name: str, sources: Mapping[str, SourceFactory] | None = None,
                  sinks: Mapping[str, SinkFactory] | None = None,
                  functions: Mapping[str, FunctionFactory] | None = None, *,
-                 supervise: bool = False) -> None:
+                 supervise: bool = False, call_limit: float | None = None) -> None:
         protocol.check_name("plugin name", name)
         self.name = name
+        #: Seconds after which a call into a symbol's code counts as stuck (``0`` off; by
+        #: default five times eKuiper's ``sendTimeout``: docs/reliability.md, "Hung calls").
+        self.call_limit = call_limit
         # Serve the symbols from a worker process restarted when it dies (``supervisor``).
         self.supervise = supervise
         self.sources: dict[str, SourceFactory] = dict(sources or {})

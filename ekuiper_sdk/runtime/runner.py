@@ -16,6 +16,7 @@ from typing import Any, Callable, TypeVar
 from ..errors import UserCodeError
 from . import protocol
 from .hooks import NO_SUPERVISION, SupervisionHooks
+from .watchdog import stack_block, where_is
 
 T = TypeVar("T")
 
@@ -44,6 +45,10 @@ def call_user(what: str, fn: Callable[..., T], *args: Any,
     worker.start()
     worker.join(timeout)
     if not outcome:
+        # Logged as the watchdog logs a stuck call: where it is, with every thread's stack.
+        log.error("%s", stack_block(worker.ident or 0, (
+            f"{what} is stuck: it did not return within {timeout:g} s, in "
+            f"{where_is(worker.ident or 0)}; its thread stays; every thread's stack follows")))
         raise UserCodeError(f"{what} did not return within {timeout:g} s")
     ok, value = outcome[0]
     if not ok:

@@ -14,6 +14,7 @@ from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, FrameTally, SupervisionHooks
 from .log_limit import LogLimiter
 from .runner import Runner, run_guarded
+from .watchdog import WATCHDOG
 
 #: Acks nng may hold for a host that has not read them yet (a reading host leaves one).
 ACK_BUFFER = 64
@@ -43,7 +44,8 @@ class SinkRunner(Runner):
     """
 
     def __init__(self, control: protocol.Control, sink: Sink, plugin: str,
-                 send_timeout_ms: int, hooks: SupervisionHooks = NO_SUPERVISION) -> None:
+                 send_timeout_ms: int, hooks: SupervisionHooks = NO_SUPERVISION,
+                 call_limit: float = 0.0) -> None:
         super().__init__(control, hooks)
         self.sink = sink
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
@@ -69,6 +71,7 @@ class SinkRunner(Runner):
                                  symbol=control.symbol_name, config=control.config)
         # Under a supervisor: what this instance took and finished, read if the worker dies.
         self._tally = hooks.sink_tally(control.key, self.require_ack)
+        self._watch = WATCHDOG.slot(control.label(), call_limit)  # a collect past the limit
 
     def start(self) -> None:
         threading.Thread(target=self._work, name=f"sink {self.control.key}",
@@ -115,7 +118,9 @@ class SinkRunner(Runner):
                 break
         self._handle_all(self._left, handle, tally)
         self._failures.flush(logging.ERROR)  # the failures not yet counted in the log
-        run_guarded(self.logger, "close", self.sink.close, self.ctx, hooks=self.hooks)
+        run_guarded(self.logger, "close", self._watch.call, self.sink.close, self.ctx,
+                    hooks=self.hooks)
+        self._watch.close()
         self.acks.close()
         if tally is not None:
             tally.release()
@@ -144,7 +149,7 @@ class SinkRunner(Runner):
         self.collected += 1
         self._acked = False
         try:
-            self.sink.collect(self.ctx, frame)
+            self._watch.call(self.sink.collect, self.ctx, frame)
             error = None
         except Exception as exc:  # noqa: BLE001 - reported as an ack error and logged
             self.hooks.user_code_failed(exc, f"collect of {self.control.label()}")

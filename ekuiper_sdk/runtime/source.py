@@ -10,15 +10,18 @@ from . import channels, lingering, protocol
 from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, SupervisionHooks
 from .runner import Runner, run_guarded
+from .watchdog import WATCHDOG
 
 
 class SourceRunner(Runner):
     """One source instance: ``open`` runs in its own thread and emits over a PUSH socket."""
 
     def __init__(self, control: protocol.Control, source: Source, plugin: str,
-                 send_timeout_ms: int, hooks: SupervisionHooks = NO_SUPERVISION) -> None:
+                 send_timeout_ms: int, hooks: SupervisionHooks = NO_SUPERVISION,
+                 call_limit: float = 0.0) -> None:
         super().__init__(control, hooks)
         lingering.LINGERING.check_room(control.symbol_name)
+        self.call_limit = call_limit
         self.source = source
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
         self.outlet = channels.Outlet(protocol.source_url(control.meta), send_timeout_ms,
@@ -74,12 +77,16 @@ class SourceRunner(Runner):
         with self._close_once:
             if not self._closed:
                 self._closed = True
-                run_guarded(self.logger, "close", self.source.close, self.ctx, hooks=self.hooks)
+                watch = WATCHDOG.slot(self.control.label(), self.call_limit)
+                run_guarded(self.logger, "close", watch.call, self.source.close, self.ctx,
+                            hooks=self.hooks)
+                watch.close()
         self.finished.set()
         # An open() that ignores close() keeps its thread: say so once, and count it.
         thread = self._thread
         if thread is not None:
-            thread.join(lingering.LINGER_S)
+            thread.join(lingering.linger_s(self.call_limit))
             if thread.is_alive():
                 lingering.LINGERING.report(thread, self.control.symbol_name,
-                                           self.control.label())
+                                           self.control.label(),
+                                           lingering.linger_s(self.call_limit))

@@ -25,6 +25,8 @@ from typing import IO, TYPE_CHECKING, Any, Callable
 
 from .. import __version__
 from ..errors import HostError, PackagingError, Problem, RestError
+from ..status_file import describe as describe_status
+from ..status_file import find_status
 from . import rest
 from .fleet.commands import add_fleet_commands
 from .manifest import KINDS
@@ -287,8 +289,15 @@ def _cmd_status(args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
                  for rule in sorted(refs)]
     if rules:
         text += "; used by " + ", ".join(f"{rule} ({state})" for rule, state in rules)
-    _emit(args, out, dict(status, ok=state != "error", name=args.name),
-          text + _server_note(status))
+    extra: dict[str, Any] = {}
+    # The plugin's own view (restarts, hung calls), when its status file can be read here.
+    found = find_status(args.name, args.data_dir)
+    if found is not None:
+        extra["plugin_view"] = found[1]
+    view_text = (f"\n  the plugin says: {describe_status(extra['plugin_view'])} ({found[0]})"
+                 if found is not None else "")
+    _emit(args, out, dict(status, ok=state != "error", name=args.name, **extra),
+          text + _server_note(status) + view_text)
     # A plugin in "error" makes the command fail, so scripts can test it.
     return EXIT_FAIL if state == "error" else EXIT_OK
 
@@ -490,6 +499,10 @@ def _add_server_commands(sub: Subparsers) -> None:
 
     p = sub.add_parser("status", help="show whether a plugin runs (exit 1 when in error)")
     p.add_argument("name")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="eKuiper's data folder, where the plugin writes its own status "
+                        "(restarts, hung calls); tried by default: $EKUIPER_SDK_STATE_DIR, "
+                        "/kuiper/data, /usr/local/kuiper/data")
     _server_args(p)
     p.set_defaults(func=_cmd_status)
 

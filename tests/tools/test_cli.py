@@ -18,6 +18,7 @@ from helpers.fake_ekuiper_rest import FakeEkuiper
 from helpers.pack_helpers import builtin_host, manifest_of, unique_name, write_manifest
 
 from ekuiper_sdk.hosts import HostGeneration
+from ekuiper_sdk.status_file import StatusFile, status_path
 from ekuiper_sdk.tools.cli import main
 
 
@@ -156,6 +157,18 @@ def test_rest_commands_against_the_fake_server(tmp_path: Path,
         assert out.startswith(f"{plugin.name} 0.1.0 (python) sources: ")
         code, out, _ = run("status", plugin.name, *server)
         assert (code, out) == (0, f"{plugin.name}: {state}{server_note}\n")
+        # The plugin's own view, from its status file in eKuiper's data folder.
+        data = tmp_path / "data"
+        StatusFile(status_path(str(data / "ekuiper-sdk-state"), plugin.name)).update(
+            mode="supervised", restarts=2, last_cause="killed by signal SIGSEGV",
+            hung_calls=1, crash_loop=False)
+        code, out, _ = run("status", plugin.name, *server, "--data-dir", str(data))
+        assert (code, out.splitlines()[1:]) == (0, [
+            "  the plugin says: supervised, 2 restarts (last: killed by signal SIGSEGV), "
+            f"1 hung call, 0 lingering source threads ({data}/ekuiper-sdk-state/"
+            f"status-{plugin.name}.json)"])
+        code, out, _ = run("status", plugin.name, *server, "--data-dir", str(data), "--json")
+        assert json.loads(out)["plugin_view"]["restarts"] == 2
         if not lazy:
             ek.statuses[plugin.name] = {"refCount": {"r1": 1}, "status": "error",
                                         "errMsg": "exit status 1"}

@@ -27,7 +27,7 @@ from ..control import SymbolTable
 from ..process import EKUIPER, Identity, ProcessLife, answer_command, connect_to_ekuiper, refusal
 from ..roles import FALSE_WORDS
 from . import inflight, sinkboard
-from .worker import REFUSE_CALLS, REJOIN_ENV
+from .worker import EXIT_HUNG, REFUSE_CALLS, REJOIN_ENV
 from .worker_process import WorkerDied, WorkerProcess
 
 log = logging.getLogger("ekuiper_sdk")
@@ -99,6 +99,9 @@ class Supervisor:
         # Per sink key, the socket that gave eKuiper an error ack for a frame lost with a
         # worker; kept until the sink stops, so that the ack is never cut off in nng.
         self._ack_sockets: dict[str, pynng.Socket] = {}
+        self._status: Any = None                     # the status file, from the first change
+        self._restarts = 0                           # serving workers that died
+        self._hung = 0                               # of which because a call was stuck
 
     # -- process lifecycle
 
@@ -187,6 +190,7 @@ class Supervisor:
                 self._cond.notify_all()
             log.info("worker %d (pid %d) serves plugin %s", worker.number, worker.pid,
                      self.config.name)
+            self._write_status(worker_pid=worker.pid)
             self._keep_spare()
             return
 
@@ -268,6 +272,12 @@ class Supervisor:
         delay = self._died(worker, how, lived)
         loop = (f"; crash loop: {self._deaths} deaths in a row"
                 if self._deaths >= CRASH_LOOP_DEATHS else "")
+        self._restarts += 1
+        self._hung += worker.proc.returncode == EXIT_HUNG
+        self._write_status(worker_pid=None, restarts=self._restarts, last_cause=how,
+                           last_death=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           deaths_in_a_row=self._deaths,
+                           crash_loop=self._deaths >= CRASH_LOOP_DEATHS, hung_calls=self._hung)
         # A spare already running takes over at once: no interpreter starts, so there is
         # nothing to back off from (the next spare starts only once a worker serves).
         if spare is not None and spare.exited.is_set():
@@ -282,6 +292,18 @@ class Supervisor:
             self._start_worker(spare)
         elif not self._shutdown.wait(delay):
             self._start_worker()
+
+    def _write_status(self, **changes: Any) -> None:
+        """The plugin's status file (``status_file``), rewritten on a change only."""
+        if self._status is None:
+            # Imported here, as everywhere in the runtime: the state module's imports.
+            from ...state import state_dir
+            from ...status_file import StatusFile, status_path
+
+            self._status = StatusFile(status_path(state_dir(), self.config.name))
+            changes = {"mode": "supervised", "pid": os.getpid(), "restarts": 0,
+                       "hung_calls": 0, "crash_loop": False, **changes}
+        self._status.update(**changes)
 
     def _spare_died(self, worker: WorkerProcess, how: str, lived: float) -> None:
         """A spare died before it served: report it, start another after the back-off."""

@@ -33,6 +33,8 @@ log = logging.getLogger("ekuiper_sdk")
 REJOIN_ENV = "EKUIPER_SDK_WORKER_REJOIN"
 #: A worker whose plugin code ran out of memory exits with this status (ENOMEM).
 EXIT_OUT_OF_MEMORY = 12
+#: A worker with a call stuck past its limit exits with this status (see ``watchdog``).
+EXIT_HUNG = 70
 #: How long a worker's receive waits before it looks whether it should stop.
 RECEIVE_POLL_MS = 200
 #: A frame from the supervisor that starts with this (never a command: those are JSON)
@@ -57,6 +59,16 @@ class WorkerHooks(SupervisionHooks):
 
     def guard_calls(self, function: str, handle: Handler) -> Handler:
         return self.calls.guard(function, handle) if self.calls is not None else handle
+
+    heals_hung_calls = True
+
+    def call_hung(self, what: str) -> None:
+        # The stuck thread cannot be ended from outside: a fresh worker serves instead,
+        # and the call on the board is refused there, as a call that crashed one would be.
+        log.critical("a call of %s is stuck: this worker exits (status %d) and a fresh one "
+                     "takes over", what, EXIT_HUNG)
+        logging.shutdown()
+        os._exit(EXIT_HUNG)
 
     def user_code_failed(self, exc: BaseException, what: str) -> None:
         # Out of memory, the process is in no state to go on: exit and let a fresh one start.

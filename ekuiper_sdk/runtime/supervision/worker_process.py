@@ -28,7 +28,7 @@ import pynng
 from .. import channels, peers, protocol
 from ..log_limit import LogLimiter
 from ..roles import WORKER_ENV
-from .worker import EXIT_OUT_OF_MEMORY
+from .worker import EXIT_HUNG, EXIT_OUT_OF_MEMORY
 
 log = logging.getLogger("ekuiper_sdk")
 _refusals = LogLimiter(log)
@@ -229,6 +229,8 @@ class WorkerProcess:
                 return f"killed by signal {-code}"
         if code == EXIT_OUT_OF_MEMORY:
             return f"exit code {code} (out of memory)"
+        if code == EXIT_HUNG:
+            return f"exit code {code} (a call was stuck)"
         return f"exit code {code}"
 
     def last_lines(self) -> list[str]:

@@ -32,6 +32,8 @@ class Counter(Source):
     def configure(self, datasource: str, conf: Dict[str, Any]) -> None:
         if conf.get("fail_configure"):
             raise ValueError("the counter refuses this configuration")
+        if conf.get("hang_configure"):
+            time.sleep(3600)
         self.interval = float(conf.get("interval", 0))
         self.record = str(conf["record"])
         self.stop_flag = threading.Event()
@@ -117,6 +119,8 @@ class Recorder(Sink):
         if self.delay:
             time.sleep(self.delay)
         text = data.decode()
+        if "hang" in text:
+            time.sleep(3600)
         if "fail" in text:
             raise IOError(f"cannot write {text}")
         append(self.record, text)
@@ -139,6 +143,18 @@ class Boom(Function):
         raise ValueError(f"bad input {args[0]!r}")
 
 
+class Sleepy(Function):
+    """Returns its argument; sleeps for good on ``forever`` (a call that never returns),
+    or ``seconds`` s on ``nap``."""
+
+    def exec(self, args: List[Any], ctx: Context) -> Any:
+        if args[0] == "forever":
+            time.sleep(3600)
+        if args[0] == "nap":
+            time.sleep(float(args[1]))
+        return args[0]
+
+
 class Weird(Function):
     """Returns what it is asked for by name: values that need conversion, or none at all."""
 
@@ -153,4 +169,5 @@ if __name__ == "__main__":
         {"counter": Counter, "flood": Flood, "odd": Odd, "crashy": Crashy,
          "stuck": Stuck},
         {"recorder": Recorder},
-        {prefix + "echo": Echo, prefix + "boom": Boom, prefix + "weird": Weird}))
+        {prefix + "echo": Echo, prefix + "boom": Boom, prefix + "weird": Weird,
+         prefix + "sleepy": Sleepy}))

@@ -67,7 +67,8 @@ class Bomb(Source):
 
 class Recorder(Sink):
     """Appends every frame to ``record``; a frame holding ``exit`` ends the worker first,
-    one holding ``sleep`` writes ``<record>.busy`` and sleeps a minute (to be killed)."""
+    one holding ``sleep`` writes ``<record>.busy`` and sleeps a minute (to be killed), one
+    holding ``hang`` never returns."""
 
     def configure(self, conf: Dict[str, Any]) -> None:
         self.record = str(conf["record"])
@@ -78,6 +79,8 @@ class Recorder(Sink):
     def collect(self, ctx: Context, data: Any) -> None:
         if b'"exit"' in bytes(data):
             os._exit(3)
+        if b'"hang"' in bytes(data):
+            time.sleep(3600)
         if b'"sleep"' in bytes(data):
             open(self.record + ".busy", "w").close()
             time.sleep(60)
@@ -89,7 +92,8 @@ class Recorder(Sink):
 
 
 class Fragile(Function):
-    """Upper-cases text; ``pid`` is the worker's pid; ``segv`` dereferences a NULL pointer."""
+    """Upper-cases text; ``pid`` is the worker's pid; ``segv`` dereferences a NULL pointer;
+    ``hang`` never returns."""
 
     def validate(self, args: List[Any]) -> str:
         return ""
@@ -99,6 +103,8 @@ class Fragile(Function):
             ctypes.string_at(0)
         if args[0] == "pid":
             return os.getpid()
+        if args[0] == "hang":
+            time.sleep(3600)
         return str(args[0]).upper()
 
     def is_aggregate(self) -> bool:

@@ -8,6 +8,7 @@ worker answers (``pid``). Every test gives the plugin and its function names of 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -86,10 +87,27 @@ class Supervised:
 @pytest.fixture
 def supervised(plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[[], str],
                tmp_path: Path) -> Supervised:
+    return start_supervised(plugin_host_factory, unique_name, tmp_path)
+
+
+#: The call limit of the hung-call tests (``EKUIPER_SDK_CALL_LIMIT``).
+CALL_LIMIT_S = 1.0
+
+
+@pytest.fixture
+def watched(plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[[], str],
+            tmp_path: Path) -> Supervised:
+    return start_supervised(plugin_host_factory, unique_name, tmp_path,
+                            EKUIPER_SDK_CALL_LIMIT=str(CALL_LIMIT_S))
+
+
+def start_supervised(plugin_host_factory: Callable[..., PluginHost],
+                     unique_name: Callable[[], str], tmp_path: Path,
+                     **env: str) -> Supervised:
     name = unique_name()
     host = plugin_host_factory(name, PLUGIN, env={"PLUGIN_NAME": name, "FUNC_PREFIX": name + "_",
                                                   "EKUIPER_SDK_SUPERVISE": "1",
-                                                  "EKUIPER_SDK_STATE_DIR": str(tmp_path)})
+                                                  "EKUIPER_SDK_STATE_DIR": str(tmp_path), **env})
     return Supervised(host, name + "_", tmp_path, unique_name)
 
 
@@ -356,3 +374,46 @@ def test_no_other_process_gets_onto_the_workers_channel(supervised: Supervised) 
     finally:
         intruder.close()
     assert supervised.fragile().call("still") == "STILL"
+
+
+def test_a_function_stuck_for_good_is_healed_by_a_new_worker(watched: Supervised) -> None:
+    fragile = watched.fragile()
+    old = watched.worker_pid()
+    watched.spare_ready()
+    called = time.time()
+    # The stuck call ends its worker once past the limit; eKuiper, still waiting, sends
+    # it again to the next worker, which refuses it as a call that ended a worker.
+    with pytest.raises(FunctionError, match=r"this call ended the plugin's worker process "
+                       r"\(exit code 70 \(a call was stuck\)\); it is not run again"):
+        fragile.call("hang")
+    assert time.time() - called <= CALL_LIMIT_S + 1.0 + RESUME_S
+    assert fragile.call("abc") == "ABC"  # the next calls are answered with results
+    assert watched.worker_pid() != old
+    assert time.time() - called <= CALL_LIMIT_S + 1.0 + RESUME_S
+    text = "\n".join(watched.host.output)
+    assert re.search(r"supervised\.py\", line \d+, in exec\n\s+time\.sleep\(3600\)", text)
+    assert "this worker process exits and a fresh one takes over" in text
+    line = watched.death_line()
+    assert "exit code 70 (a call was stuck)" in line and "running a call of function" in line
+
+
+def test_a_sink_collect_stuck_for_good_is_healed_and_its_frame_answered(
+        watched: Supervised) -> None:
+    host = watched.host
+    record = watched.folder / "sink.txt"
+    sink = host.start_sink("recorder", watched.unique(),
+                           config={"record": str(record), "requireAck": True})
+    sink.send(b'{"n": 1}')
+    watched.spare_ready()
+    sent = time.time()
+    # The stuck frame is not acknowledged as written: eKuiper gets an error ack for it.
+    with pytest.raises(SinkAckError, match=r"worker process died \(exit code 70 \(a call was "
+                       r"stuck\)\) before this frame was collected"):
+        sink.send(b'{"n": "hang"}', ack_timeout=LATE_S)
+    sink.send(b'{"n": 2}')
+    assert time.time() - sent <= CALL_LIMIT_S + 1.0 + RESUME_S
+    sink.send(b'{"n": 3}')
+    assert record.read_text().splitlines() == ['{"n": 1}', '{"n": 2}', '{"n": 3}']
+    text = "\n".join(host.output)
+    assert re.search(r"supervised\.py\", line \d+, in collect\n\s+time\.sleep\(3600\)", text)
+    assert "eKuiper got an error ack for it" in watched.death_line()
