@@ -22,7 +22,7 @@ import pynng
 from pynng.exceptions import check_err
 
 from ..errors import ChannelStopped, SendTimeout
-from . import nng_aio, peers, protocol
+from . import memory, nng_aio, peers, protocol
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -60,6 +60,7 @@ def _size_nng_threads() -> None:
 
 
 _size_nng_threads()
+memory.limit_arenas()  # before the plugin's threads: see memory
 
 #: How long a function channel waits for the host before it sends a keepalive handshake
 #: (every host skips it there); the control channel sends none (see ``hosts``).

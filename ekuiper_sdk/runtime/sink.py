@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import Callable
 
 import pynng
@@ -11,7 +12,7 @@ import pynng
 from .. import hosts
 from ..api import Sink
 from ..errors import ChannelStopped, SendTimeout
-from . import channels, protocol
+from . import channels, memory, protocol
 from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, FrameTally, SupervisionHooks
 from .log_limit import LogLimiter
@@ -67,8 +68,9 @@ class SinkRunner(Runner):
         self._handle: Callable[[bytes], None] = self._refuse  # until open has returned
         # An idle instance has no thread: its socket waits parked, and a pool thread
         # takes it when a frame comes (docs/architecture.md, "Threads").
+        # The parked receive refers to the runner weakly: no cycle keeps a stopped one.
         self.inlet = channels.SinkInlet(protocol.sink_url(control.meta),
-                                        on_wake=lambda: pool.submit(self._woke))
+                                        on_wake=_waker(weakref.ref(self), pool))
         try:
             # A host that reads acks leaves at most one unread, so a small buffer is never
             # full for it: a full one shows, within a short wait, that nobody reads.
@@ -162,6 +164,7 @@ class SinkRunner(Runner):
         self.logger.info("closed after collecting %d of the %d frames received",
                          self.collected, self.received)
         self.finished.set()
+        memory.TRIM.after_stop()
 
     def _handle_all(self, frames: list[bytes], handle: Callable[[bytes], None],
                     tally: FrameTally | None) -> None:
@@ -229,3 +232,12 @@ class SinkRunner(Runner):
             "eKuiper does not read this sink's acks (%s), so it sends no more of them; "
             "eKuiper 2.x waits for acks when the rule's sink sets requireAck: true, "
             "1.x when it sets requiredACKs to a whole number", evidence)
+
+
+def _waker(runner: weakref.ref[SinkRunner], pool: ThreadPool) -> Callable[[], None]:
+    """What a parked receive calls on an nng thread: the runner's turn, on the pool."""
+    def wake() -> None:
+        alive = runner()
+        if alive is not None:
+            pool.submit(alive._woke)
+    return wake

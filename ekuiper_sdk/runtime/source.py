@@ -6,7 +6,7 @@ import threading
 
 from ..api import Source
 from ..errors import ChannelStopped, SendTimeout, SourceFailed, SymbolStopped
-from . import channels, lingering, protocol
+from . import channels, lingering, memory, protocol
 from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, SupervisionHooks
 from .runner import Runner, run_guarded
@@ -83,3 +83,4 @@ class SourceRunner(Runner):
             if thread.is_alive():
                 lingering.LINGERING.report(thread, self.control.symbol_name,
                                            self.control.label())
+        memory.TRIM.after_stop()
