@@ -296,16 +296,17 @@ class SinkInlet:
             self._sock.close()
             raise
 
-    def take(self) -> list[bytes] | None:
-        """The next frames, in order; ``None`` when none came for ``LINGER_MS``.
+    def take(self, linger: bool = True) -> list[bytes] | None:
+        """The next frames, in order; ``None`` when none came for ``LINGER_MS`` (or, with
+        ``linger`` false, when none is there now).
 
         Call with ``lock`` held. Returns no frames when :meth:`seize` ended the wait. The
         frames already there cost no wait; the linger keeps a busy socket on its thread
         between two frames, at the cost of one timer per wait, never a periodic one.
         """
         batch = self._queued([])
-        if batch:
-            return batch
+        if batch or not linger:
+            return batch or None
         try:
             frame = self._waiter.receive(LINGER_MS)
         except pynng.Timeout:

@@ -113,7 +113,7 @@ class SinkRunner(Runner):
             self._open_error = (protocol.exception_line(exc).splitlines() or [""])[0]
             self._handle = self._refuse
         self.inlet.lock.acquire()
-        self._serve(None)
+        self._serve(None, linger=False)  # no frame came yet: park at once
 
     def _woke(self) -> None:
         # On a pool thread: the parked receive ended, and its socket and lock are ours.
@@ -123,7 +123,7 @@ class SinkRunner(Runner):
             frames = None  # the socket failed: the next look at it says how
         self._serve(frames)
 
-    def _serve(self, frames: list[bytes] | None) -> None:
+    def _serve(self, frames: list[bytes] | None, linger: bool = True) -> None:
         """Read and collect until the socket is idle (then park it) or the stop.
 
         Called with ``inlet.lock`` held, and ``frames`` taken already unless None; the
@@ -137,7 +137,7 @@ class SinkRunner(Runner):
                     inlet.lock.release()
                     break
                 last = self._stopped.is_set()
-                frames = inlet.finish() if last else inlet.take()
+                frames = inlet.finish() if last else inlet.take(linger)
                 if frames is None:
                     inlet.park()  # the lock stays taken, for the parked receive
                     return
@@ -150,7 +150,7 @@ class SinkRunner(Runner):
             if last:
                 break
             inlet.lock.acquire()
-            frames = None
+            frames, linger = None, True
         self._finish()
 
     def _finish(self) -> None:

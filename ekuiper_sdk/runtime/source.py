@@ -83,4 +83,6 @@ class SourceRunner(Runner):
             if thread.is_alive():
                 lingering.LINGERING.report(thread, self.control.symbol_name,
                                            self.control.label())
+            else:
+                lingering.LINGERING.returned(thread, self.control.symbol_name)
         memory.TRIM.after_stop()
