@@ -6,8 +6,9 @@ pins): a socket is used and closed by one thread at a time. The source outlet an
 sink inlet have a lock that whoever uses or closes the socket holds; a thread that
 waits on one of them waits in an nng aio operation with no timer (:mod:`.nng_aio`), which a
 stopper cancels before it takes the lock, so an idle plugin is never woken and ``close``
-never waits long. The function channels wake up only every few seconds, the control
-channel only for a command.
+never waits long; an idle sink's socket waits parked, with no thread, and keeps the lock
+for the thread that will take it when a frame comes. The function channels wake up only
+every few seconds, the control channel only for a command.
 """
 
 from __future__ import annotations
