@@ -6,8 +6,9 @@ pins): a socket is used and closed by one thread at a time. The source outlet an
 sink inlet have a lock that whoever uses or closes the socket holds; a thread that
 waits on one of them waits in an nng aio operation with no timer (:mod:`.nng_aio`), which a
 stopper cancels before it takes the lock, so an idle plugin is never woken and ``close``
-never waits long. The function channels wake up only every few seconds, the control
-channel only for a command.
+never waits long; an idle sink's socket waits parked, with no thread, and keeps the lock
+for the thread that will take it when a frame comes. The function channels wake up only
+every few seconds, the control channel only for a command.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pynng
 from pynng.exceptions import check_err
 
 from ..errors import ChannelStopped, SendTimeout
-from . import nng_aio, peers, protocol
+from . import memory, nng_aio, peers, protocol
 
 log = logging.getLogger("ekuiper_sdk")
 
@@ -60,6 +61,7 @@ def _size_nng_threads() -> None:
 
 
 _size_nng_threads()
+memory.limit_arenas()  # before the plugin's threads: see memory
 
 #: How long a function channel waits for the host before it sends a keepalive handshake
 #: (every host skips it there); the control channel sends none (see ``hosts``).
@@ -73,6 +75,9 @@ DRAIN_QUIET_MS = 20
 DRAIN_DEADLINE_S = 0.5
 #: At most this many frames are taken from nng in one go before the stop flag is checked.
 RECV_BATCH = 64
+#: How long a sink's thread waits for the next frame before it parks the socket and goes
+#: back to the pool: past the gaps inside a burst, once per burst.
+LINGER_MS = 25
 
 
 def receive(sock: pynng.Socket, block: bool = True) -> bytes:
@@ -268,17 +273,22 @@ class Outlet:
 class SinkInlet:
     """A sink instance's PULL socket: listens before the start is answered.
 
-    One thread at a time uses it: the holder of ``lock``, who also closes it. A reader
-    waits for frames with no time-out; another thread takes the socket over with
-    :meth:`seize`, which ends that wait.
+    One thread at a time uses it: the holder of ``lock``, who also closes it. While frames
+    come, the holder takes them in batches (:meth:`take`); once none came for
+    ``LINGER_MS`` it parks the socket (:meth:`park`): the lock stays taken, on behalf of
+    a receive that waits with no thread (:class:`.nng_aio.ParkedReceive`), and
+    ``on_wake`` runs on an nng thread when it ends; the thread that then takes the socket
+    over (and the lock with it) reads :meth:`woken` first. Another thread takes the socket
+    with :meth:`seize`, which ends either wait.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, on_wake: Callable[[], None] = lambda: None) -> None:
         self.url = url
         self.lock = threading.Lock()
         self.closed = False
         self._sock = pynng.Pull0(recv_max_size=0)
         self._waiter = nng_aio.Waiter(self._sock)
+        self._parked = nng_aio.ParkedReceive(self._sock, on_wake)
         self._data = pynng.ffi.new("char **")
         self._size = pynng.ffi.new("size_t *")
         try:
@@ -287,17 +297,41 @@ class SinkInlet:
             self._sock.close()
             raise
 
-    def receive(self) -> list[bytes]:
-        """The next frames, in order; waits for at least one unless :meth:`seize` ends it.
+    def take(self, linger: bool = True) -> list[bytes] | None:
+        """The next frames, in order; ``None`` when none came for ``LINGER_MS`` (or, with
+        ``linger`` false, when none is there now).
 
-        Call with ``lock`` held. Returns no frames when the wait was ended.
+        Call with ``lock`` held. Returns no frames when :meth:`seize` ended the wait. The
+        frames already there cost no wait; the linger keeps a busy socket on its thread
+        between two frames, at the cost of one timer per wait, never a periodic one.
         """
-        frame = self._waiter.receive()
+        batch = self._queued([])
+        if batch or not linger:
+            return batch or None
+        try:
+            frame = self._waiter.receive(LINGER_MS)
+        except pynng.Timeout:
+            return None
         return [] if frame is None else self._queued([frame])
+
+    def park(self) -> None:
+        """Give the socket to a receive with no thread; ``lock`` stays taken for it."""
+        self._parked.start()
+
+    def woken(self) -> list[bytes] | None:
+        """After ``on_wake``, with ``lock`` now the caller's: the frames that came, in
+        order; ``None`` when :meth:`seize` ended the wait."""
+        frame = self._parked.result()
+        return None if frame is None else self._queued([frame])
 
     def seize(self) -> None:
         """Take ``lock`` from any thread, ending a reader's wait; release it when done."""
-        nng_aio.cancel_until(self.lock, self._waiter)
+        nng_aio.cancel_until(self.lock, self)
+
+    def cancel(self) -> None:
+        """End the current wait for frames, parked or not (any thread)."""
+        self._parked.cancel()
+        self._waiter.cancel()
 
     def finish(self) -> list[bytes]:
         """Take the frames still on their way, then close. Call with ``lock`` held."""

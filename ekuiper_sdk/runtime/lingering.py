@@ -89,6 +89,16 @@ class Lingering:
         with self._lock:
             self._threads.setdefault(symbol, []).append(thread)
 
+    def returned(self, thread: threading.Thread, symbol: str) -> None:
+        """``thread``'s ``open`` has returned: forget it now, not at the symbol's next
+        start (a plugin whose rules all went would keep every one of them)."""
+        with self._lock:
+            threads = self._threads.get(symbol, [])
+            if thread in threads:
+                threads.remove(thread)
+            if not threads:
+                self._threads.pop(symbol, None)
+
     def report(self, thread: threading.Thread, symbol: str, label: str,
                after_s: float = LINGER_S) -> None:
         """Log ``thread``, still in ``open`` ``after_s`` after its stop (rate-limited), with

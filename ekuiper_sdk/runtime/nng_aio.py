@@ -14,7 +14,7 @@ lost, so whoever stops a waiter cancels again until the waiter has let go
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Callable, Protocol
 
 import pynng
 from pynng.exceptions import check_err
@@ -45,25 +45,17 @@ class Waiter:
         self._timeout = FOREVER_MS
         _lib.nng_aio_set_timeout(self._aio, FOREVER_MS)
 
-    def receive(self) -> bytes | None:
+    def receive(self, timeout_ms: int = FOREVER_MS) -> bytes | None:
         """Wait for one frame; ``None`` when :meth:`cancel` ended the wait.
 
-        Raises ``pynng.Closed`` (or another pynng error) when the socket fails.
+        Raises ``pynng.Timeout`` when ``timeout_ms`` ran out, ``pynng.Closed`` (or another
+        pynng error) when the socket fails.
         """
         aio = self._aio
-        self._set_timeout(FOREVER_MS)
+        self._set_timeout(timeout_ms)
         _lib.nng_recv_aio(self._handle, aio)
         _lib.nng_aio_wait(aio)  # cffi lets go of the GIL while nng waits
-        err = _lib.nng_aio_result(aio)
-        if err == _lib.NNG_ECANCELED:
-            return None
-        check_err(err)
-        msg = _lib.nng_aio_get_msg(aio)
-        size = _lib.nng_msg_len(msg)
-        frame: bytes = _ffi.unpack(_ffi.cast("char *", _lib.nng_msg_body(msg)), size) \
-            if size else b""
-        _lib.nng_msg_free(msg)
-        return frame
+        return _received(aio)
 
     def send(self, frame: bytes, timeout_ms: int) -> bool:
         """Send one frame, waiting up to ``timeout_ms`` for room.
@@ -106,7 +98,78 @@ class Waiter:
             _lib.nng_aio_set_timeout(self._aio, timeout_ms)
 
 
-def cancel_until(lock: threading.Lock, waiter: Waiter) -> None:
+def _received(aio: Any) -> bytes | None:
+    """The frame a finished receive got; ``None`` when it was cancelled."""
+    err = _lib.nng_aio_result(aio)
+    if err == _lib.NNG_ECANCELED:
+        return None
+    check_err(err)
+    msg = _lib.nng_aio_get_msg(aio)
+    size = _lib.nng_msg_len(msg)
+    frame: bytes = _ffi.unpack(_ffi.cast("char *", _lib.nng_msg_body(msg)), size) \
+        if size else b""
+    _lib.nng_msg_free(msg)
+    return frame
+
+
+def _on_completion(arg: Any) -> None:
+    # On one of nng's task threads, with no nng lock held: only hand the news on.
+    _ffi.from_handle(arg)()
+
+
+#: The C callback every parked receive completes through (its argument names the waiter).
+_completed: Any = _ffi.callback("void(void *)", _on_completion)
+
+
+class ParkedReceive:
+    """A receive that waits with no thread: nng calls ``on_done`` when it has finished.
+
+    The thread that holds the socket starts it (:meth:`start`) and gives the socket up to
+    it; ``on_done`` runs on one of nng's own threads when a frame came, the receive was
+    cancelled or the socket failed, and must only hand the work on (it may not block).
+    Whoever then takes the socket back reads :meth:`result` first.
+
+    >>> import pynng, threading
+    >>> pull = pynng.Pull0(); _ = pull.listen("inproc://parked-doc")
+    >>> push = pynng.Push0(); _ = push.dial("inproc://parked-doc")
+    >>> came = threading.Event(); parked = ParkedReceive(pull, came.set); parked.start()
+    >>> push.send(b"hi"); came.wait(5), parked.result()
+    (True, b'hi')
+    """
+
+    def __init__(self, sock: pynng.Socket, on_done: Callable[[], None]) -> None:
+        self._handle = sock.socket
+        # Kept here: nng holds only the pointer, and the callback looks the object up.
+        self._on_done = _ffi.new_handle(on_done)
+        holder = _ffi.new("nng_aio **")
+        check_err(_lib.nng_aio_alloc(holder, _completed, self._on_done))
+        self._aio = holder[0]
+        _lib.nng_aio_set_timeout(self._aio, FOREVER_MS)
+
+    def start(self) -> None:
+        """Start waiting for one frame; returns at once."""
+        _lib.nng_recv_aio(self._handle, self._aio)
+
+    def result(self) -> bytes | None:
+        """After ``on_done``: the frame, or ``None`` when :meth:`cancel` ended the wait."""
+        return _received(self._aio)
+
+    def cancel(self) -> None:
+        """End the wait (any thread; ``on_done`` still runs); lost if none is in progress."""
+        _lib.nng_aio_cancel(self._aio)
+
+    def __del__(self) -> None:
+        # Frees only an aio whose callback is not running: a running one holds a reference.
+        _lib.nng_aio_free(self._aio)
+
+
+class Cancellable(Protocol):
+    """A wait that another thread can end."""
+
+    def cancel(self) -> None: ...
+
+
+def cancel_until(lock: threading.Lock, waiter: Cancellable) -> None:
     """Take ``lock`` from a thread that may be waiting in ``waiter`` while holding it.
 
     The cancel is repeated until the lock comes free, since one that lands between two

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from typing import Callable
+
+import pynng
 
 from .. import hosts
 from ..api import Sink
 from ..errors import ChannelStopped, SendTimeout
-from . import channels, protocol
+from . import channels, memory, protocol
 from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, FrameTally, SupervisionHooks
 from .log_limit import LogLimiter
+from .pool import SINKS, ThreadPool
 from .runner import Runner, run_guarded
 from .watchdog import WATCHDOG
 
@@ -28,7 +32,11 @@ class SinkRunner(Runner):
     Reading and collecting in one thread costs no hand-over between threads per frame
     (a third of a sink's per-frame CPU time when they were two; docs/performance.md),
     and a slow ``collect`` slows the host down, through nng's buffers, instead of
-    filling memory. The socket has a lock, held while it is read: a stop that finds the
+    filling memory. That thread is a pool thread (:mod:`.pool`), and only while frames
+    come: an idle instance parks its socket and has no thread (``SinkInlet``), so idle
+    sinks cost no thread and no wake-up however many there are; a frame brings a pool
+    thread back, which reads and collects until the socket is idle again. The socket has
+    a lock, held while it is read or parked: a stop that finds the
     worker inside a long ``collect`` (or ``open``) takes the socket over in a helper
     thread, reads what already reached it and closes it, so the URL is free at once and
     those frames are collected when ``collect`` returns. The socket is never used by two
@@ -45,7 +53,7 @@ class SinkRunner(Runner):
 
     def __init__(self, control: protocol.Control, sink: Sink, plugin: str,
                  send_timeout_ms: int, hooks: SupervisionHooks = NO_SUPERVISION,
-                 call_limit: float = 0.0) -> None:
+                 call_limit: float = 0.0, pool: ThreadPool = SINKS) -> None:
         super().__init__(control, hooks)
         self.sink = sink
         self.logger = instance_logger(plugin, control.meta, control.symbol_name)
@@ -57,7 +65,13 @@ class SinkRunner(Runner):
         self._open_error = ""  # why open failed, one line, for the acks that refuse frames
         self.received = 0  # frames taken from the socket
         self.collected = 0  # frames passed to collect
-        self.inlet = channels.SinkInlet(protocol.sink_url(control.meta))
+        self._pool = pool
+        self._handle: Callable[[bytes], None] = self._refuse  # until open has returned
+        # An idle instance has no thread: its socket waits parked, and a pool thread
+        # takes it when a frame comes (docs/architecture.md, "Threads").
+        # The parked receive refers to the runner weakly: no cycle keeps a stopped one.
+        self.inlet = channels.SinkInlet(protocol.sink_url(control.meta),
+                                        on_wake=_waker(weakref.ref(self), pool))
         try:
             # A host that reads acks leaves at most one unread, so a small buffer is never
             # full for it: a full one shows, within a short wait, that nobody reads.
@@ -74,8 +88,7 @@ class SinkRunner(Runner):
         self._watch = WATCHDOG.slot(control.label(), call_limit)  # a collect past the limit
 
     def start(self) -> None:
-        threading.Thread(target=self._work, name=f"sink {self.control.key}",
-                         daemon=True).start()
+        self._pool.submit(self._open)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -83,8 +96,7 @@ class SinkRunner(Runner):
                          daemon=True).start()
 
     def _release(self) -> None:
-        # Ends the worker's wait for frames if it is reading; at once when it is in
-        # user code.
+        # Ends the wait for frames, parked or not; at once when a thread is in user code.
         self.inlet.seize()
         try:
             if not self.inlet.closed:
@@ -93,30 +105,59 @@ class SinkRunner(Runner):
             self.inlet.lock.release()
         self.released.set()
 
-    def _work(self) -> None:
+    def _open(self) -> None:
         try:
             self.sink.open(self.ctx)
-            handle = self._collect
+            self._handle = self._collect
         except Exception as exc:  # noqa: BLE001 - a plugin's bug must not kill the process
             self.logger.exception("open failed")
             # The cause goes into every refusing ack: the rule's log then says why.
             self._open_error = (protocol.exception_line(exc).splitlines() or [""])[0]
-            handle = self._refuse
+            self._handle = self._refuse
+        self.inlet.lock.acquire()
+        self._serve(None, linger=False)  # no frame came yet: park at once
+
+    def _woke(self) -> None:
+        # On a pool thread: the parked receive ended, and its socket and lock are ours.
+        try:
+            frames = self.inlet.woken()
+        except pynng.NNGException:
+            frames = None  # the socket failed: the next look at it says how
+        self._serve(frames)
+
+    def _serve(self, frames: list[bytes] | None, linger: bool = True) -> None:
+        """Read and collect until the socket is idle (then park it) or the stop.
+
+        Called with ``inlet.lock`` held, and ``frames`` taken already unless None; the
+        lock is let go around user code, as a stop may take the socket meanwhile.
+        """
         inlet, tally = self.inlet, self._tally
         while True:
-            with inlet.lock:
+            last = False
+            if frames is None:
                 if inlet.closed:  # a stop took the socket over
+                    inlet.lock.release()
                     break
                 last = self._stopped.is_set()
-                frames = inlet.finish() if last else inlet.receive()
+                frames = inlet.finish() if last else inlet.take(linger)
+                if frames is None:
+                    inlet.park()  # the lock stays taken, for the parked receive
+                    return
+            inlet.lock.release()
             if len(frames) > 1 and self.require_ack and not last:
                 self._acks_unread("frames came before the one before them was acked")
             if last:
                 self.released.set()
-            self._handle_all(frames, handle, tally)
+            self._handle_all(frames, self._handle, tally)
             if last:
                 break
-        self._handle_all(self._left, handle, tally)
+            inlet.lock.acquire()
+            frames, linger = None, True
+        self._finish()
+
+    def _finish(self) -> None:
+        tally = self._tally
+        self._handle_all(self._left, self._handle, tally)
         self._failures.flush(logging.ERROR)  # the failures not yet counted in the log
         run_guarded(self.logger, "close", self._watch.call, self.sink.close, self.ctx,
                     hooks=self.hooks)
@@ -127,6 +168,7 @@ class SinkRunner(Runner):
         self.logger.info("closed after collecting %d of the %d frames received",
                          self.collected, self.received)
         self.finished.set()
+        memory.TRIM.after_stop()
 
     def _handle_all(self, frames: list[bytes], handle: Callable[[bytes], None],
                     tally: FrameTally | None) -> None:
@@ -194,3 +236,12 @@ class SinkRunner(Runner):
             "eKuiper does not read this sink's acks (%s), so it sends no more of them; "
             "eKuiper 2.x waits for acks when the rule's sink sets requireAck: true, "
             "1.x when it sets requiredACKs to a whole number", evidence)
+
+
+def _waker(runner: weakref.ref[SinkRunner], pool: ThreadPool) -> Callable[[], None]:
+    """What a parked receive calls on an nng thread: the runner's turn, on the pool."""
+    def wake() -> None:
+        alive = runner()
+        if alive is not None:
+            pool.submit(alive._woke)
+    return wake

@@ -6,7 +6,7 @@ import threading
 
 from ..api import Source
 from ..errors import ChannelStopped, SendTimeout, SourceFailed, SymbolStopped
-from . import channels, lingering, protocol
+from . import channels, lingering, memory, protocol
 from .context import SymbolContext, instance_logger
 from .hooks import NO_SUPERVISION, SupervisionHooks
 from .runner import Runner, run_guarded
@@ -90,3 +90,6 @@ class SourceRunner(Runner):
                 lingering.LINGERING.report(thread, self.control.symbol_name,
                                            self.control.label(),
                                            lingering.linger_s(self.call_limit))
+            else:
+                lingering.LINGERING.returned(thread, self.control.symbol_name)
+        memory.TRIM.after_stop()

@@ -98,9 +98,9 @@ def test_the_inlet_takes_frames_in_order_and_in_bounded_batches() -> None:
     give_up = time.monotonic() + 10
     while len(got) < len(sent) and time.monotonic() < give_up:
         with inlet.lock:
-            batch = inlet.receive()
-        assert len(batch) <= channels.RECV_BATCH
-        got.extend(batch)
+            batch = inlet.take()
+        assert batch is None or len(batch) <= channels.RECV_BATCH
+        got.extend(batch or [])
     sender.join(10)
     with inlet.lock:
         assert inlet.finish() == []

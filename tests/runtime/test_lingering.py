@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -43,3 +44,16 @@ def test_stuck_opens_are_logged_once_counted_and_capped_per_symbol(
     other = host.start_source("counter", f"{name}ok", config={"record": str(Path("/dev/null"))})
     assert other.recv().message["n"] == 1
     other.stop()
+
+
+def test_a_thread_whose_open_returned_is_forgotten_at_once() -> None:
+    registry = lingering.Lingering()
+    threads = [threading.Thread(target=lambda: None) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+        registry.track(thread, "sym")
+    for thread in threads:
+        thread.join(5)
+        registry.returned(thread, "sym")
+    assert registry._threads == {}  # no thread object kept once the rules have gone
+    assert registry.count() == 0

@@ -3,6 +3,8 @@ them, and never a frame that waits out a send time-out when it does not."""
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -84,3 +86,77 @@ def test_acks_nobody_reads_stop_when_they_fill_the_buffer(
     assert f"({ACK_BUFFER} acks are waiting unread)" in line
     assert elapsed < 8.0, f"took {elapsed:.1f} s: acks waited out their send time-out"
     assert "could not send an ack" not in "\n".join(host.output)
+
+
+def plugin_threads(host: PluginHost) -> int:
+    assert host.pid is not None
+    return len(os.listdir(f"/proc/{host.pid}/task"))
+
+
+def test_idle_sinks_have_no_thread_and_many_stop_at_once_losing_nothing(
+        plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[[], str],
+        tmp_path: Path) -> None:
+    host = start(plugin_host_factory, unique_name, hosts.V2)
+    first = host.start_sink("recorder", unique_name(), config={"record": str(tmp_path / "0")})
+    first.send(b'{"warm": 1}')  # every pool thread has started once a frame went through
+    wait_for(lambda: lines(tmp_path / "0") == ['{"warm": 1}'], 10, "the first frame")
+    time.sleep(0.5)
+    before = plugin_threads(host)
+    sinks = [host.start_sink("recorder", unique_name(), config={"record": str(tmp_path / str(i))})
+             for i in range(1, 51)]
+    # Past the starts' own short-lived threads (each configure has one).
+    wait_for(lambda: plugin_threads(host) <= before + 2, 10, "no thread per idle sink")
+    for i, sink in enumerate(sinks, 1):
+        for n in range(20):
+            sink.send(b'{"s": %d, "n": %d}' % (i, n))
+    # Stopped at once, frames still on their way: each is collected, then the sink closes.
+    stoppers = [threading.Thread(target=sink.stop, kwargs={"timeout": 10}) for sink in sinks]
+    for stopper in stoppers:
+        stopper.start()
+    for stopper in stoppers:
+        stopper.join(20)
+    for i in range(1, 51):
+        wanted = ['{"s": %d, "n": %d}' % (i, n) for n in range(20)] + ["closed"]
+        wait_for(lambda i=i, wanted=wanted: lines(tmp_path / str(i)) == wanted,  # type: ignore[misc]
+                 10, f"sink {i}'s frames, then its close")
+    wait_for(lambda: plugin_threads(host) <= before + 4, 15, "the extra threads ended")
+
+
+def test_a_stop_during_a_parked_wait_is_prompt_and_frees_the_socket(
+        plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[[], str],
+        tmp_path: Path) -> None:
+    host = start(plugin_host_factory, unique_name, hosts.V2)
+    rule = unique_name()
+    record = tmp_path / "sink.txt"
+    sink = host.start_sink("recorder", rule, config={"record": str(record)})
+    sink.send(b'{"i": 1}')
+    wait_for(lambda: lines(record) == ['{"i": 1}'], 10, "the frame collected")
+    time.sleep(0.3)  # the socket is parked now, with no thread
+    began = time.monotonic()
+    sink.stop(timeout=5)
+    assert time.monotonic() - began < 1.0
+    wait_for(lambda: lines(record)[-1:] == ["closed"], 10, "the sink closed")
+    again = host.start_sink("recorder", rule, config={"record": str(record)})  # same URL
+    again.send(b'{"i": 2}')
+    wait_for(lambda: lines(record)[-1:] == ['{"i": 2}'], 10, "the restarted sink's frame")
+
+
+def test_a_sink_whose_collect_blocks_leaves_the_others_receiving(
+        plugin_host_factory: Callable[..., PluginHost], unique_name: Callable[[], str],
+        tmp_path: Path) -> None:
+    host = start(plugin_host_factory, unique_name, hosts.V2)
+    slow = host.start_sink("recorder", unique_name(),
+                           config={"record": str(tmp_path / "slow"), "delay": 4})
+    slow.send(b'{"slow": 1}')
+    time.sleep(0.3)  # its collect is sleeping now, on a pool thread
+    others = [host.start_sink("recorder", unique_name(),
+                              config={"record": str(tmp_path / str(i))}) for i in range(5)]
+    began = time.monotonic()
+    for i, sink in enumerate(others):
+        sink.send(b'{"fast": %d}' % i)
+    for i in range(5):
+        wait_for(lambda i=i: lines(tmp_path / str(i)) == ['{"fast": %d}' % i], 3,  # type: ignore[misc]
+                 "a fast sink's frame")
+    assert time.monotonic() - began < 3.0
+    assert lines(tmp_path / "slow") == []  # still inside its collect
+    wait_for(lambda: lines(tmp_path / "slow") == ['{"slow": 1}'], 10, "the slow frame")
