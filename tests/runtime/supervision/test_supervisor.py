@@ -417,3 +417,34 @@ def test_a_sink_collect_stuck_for_good_is_healed_and_its_frame_answered(
     text = "\n".join(host.output)
     assert re.search(r"supervised\.py\", line \d+, in collect\n\s+time\.sleep\(3600\)", text)
     assert "eKuiper got an error ack for it" in watched.death_line()
+
+
+def _context_switches(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/status") as status:
+                    total += sum(int(line.split()[1]) for line in status
+                                 if "ctxt_switches" in line)
+            except OSError:
+                pass  # a thread that ended meanwhile
+    return total
+
+
+def test_an_idle_supervised_plugin_is_never_woken(supervised: Supervised) -> None:
+    # Supervisor, worker and spare each wait with no timer while nothing happens: a poll
+    # of the worker link woke the worker and the spare five times a second each.
+    supervised.spare_ready()
+    worker = supervised.worker_pid()
+    top = supervised.host.pid
+    assert top is not None
+    pids = [top]
+    for task in os.listdir(f"/proc/{top}/task"):  # children of whichever thread spawned them
+        with open(f"/proc/{top}/task/{task}/children") as kids:
+            pids += [int(pid) for pid in kids.read().split()]
+    assert worker in pids and len(pids) == 3  # the worker and the spare
+    time.sleep(1.0)  # the last call's answer and log lines settle
+    quiet = _context_switches(pids)
+    time.sleep(3.0)
+    assert _context_switches(pids) - quiet <= 2
