@@ -12,3 +12,9 @@ the host is one readable line. Nothing here imports the decorator API, the test 
 the tools. ``ekuiper_sdk.runtime.context.Context`` is also where the official SDK's
 ``ekuiper.runtime.context.Context`` is found.
 """
+
+from .lean_imports import defer_pynng_asyncio
+
+# Before any module here imports pynng (the memory it saves: lean_imports).
+defer_pynng_asyncio()
+
