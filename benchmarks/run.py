@@ -441,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--go-plugin", metavar="PATH", type=Path,
                         help="with --scale: also measure this plugin binary built with "
                              "eKuiper's Go SDK")
+    parser.add_argument("--supervised", action="store_true",
+                        help="with --scale: also measure ours with supervise=True")
     parser.add_argument("--ekuiper-python-version", default="3.11",
                         help="with --ekuiper: the Python version of that server's plugins "
                              "(default 3.11)")
@@ -456,7 +458,8 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tup
         parser.error("--kuiperd-etc needs --kuiperd")
     if args.scale:
         return check_scale_args(parser, args, real)
-    for option, given in (("--rules", args.rules), ("--go-plugin", args.go_plugin)):
+    for option, given in (("--rules", args.rules), ("--go-plugin", args.go_plugin),
+                          ("--supervised", args.supervised)):
         if given:
             parser.error(f"{option} needs --scale")
     choices = PATHS if real else GROUPS

@@ -1,12 +1,13 @@
 """How a plugin's cost grows with its rules, through a real eKuiper (``--scale``).
 
 For each number of rules N (``--rules 1,10,100,500``) and each SDK in turn (the official
-SDK, ours, and eKuiper's Go SDK when ``--go-plugin PATH`` gives a plugin binary), the
-benchmark installs a fresh copy of ``plugins/ekuiper_bench.py`` (the Go plugin for Go) and
-creates N rules on it, each reading the plugin's source from an idle stream (its source
-emits nothing), calling its function and writing to its sink. Then, for the plugin's
-processes (the one eKuiper started, found by its executable's folder, and every process
-under it, such as a supervisor's workers):
+SDK, ours, ours supervised with ``--supervised``, and eKuiper's Go SDK when ``--go-plugin
+PATH`` gives a plugin binary), the benchmark installs a fresh copy of
+``plugins/ekuiper_bench.py`` (the Go plugin for Go) and creates N rules on it, each
+reading the plugin's source from an idle stream (its source emits nothing), calling its
+function and writing to its sink. Then, for the plugin's processes (the one eKuiper
+started, found by its executable's folder, and every process under it, such as a
+supervisor's workers):
 
 - the time to create the N rules, from the first ``POST /rules`` until every rule's
   status is ``running`` (eKuiper's side included), and how many were running;
@@ -37,8 +38,9 @@ from typing import Any, Callable
 
 from .ekuiper import Server, bench_tag, pack, renamed_zip, thread_totals, wait_for
 
-#: The SDKs in the order of the first round; later rounds alternate it.
-SDKS = ("official", "ours", "go")
+#: The SDKs in the order of the first round; later rounds alternate it. "supervised" is
+#: ours with ``supervise=True`` (``--supervised``); "go" needs ``--go-plugin``.
+SDKS = ("official", "ours", "supervised", "go")
 DEFAULT_RULES = (1, 10, 100, 500)
 #: The feeder's pace for the CPU-per-record rule, tuples a second: enough records for a
 #: figure in a few seconds, little enough that eKuiper and the feeder leave the plugin a core.
@@ -212,8 +214,8 @@ class ScaleBench:
 
     def __init__(self, server: Server, plan: ScalePlan, python_version: str,
                  rules: tuple[int, ...] = DEFAULT_RULES, *, go_plugin: Path | None = None,
-                 ours: Path | None = None, log: Callable[[str], None] = print,
-                 tag: str | None = None) -> None:
+                 ours: Path | None = None, supervised: bool = False,
+                 log: Callable[[str], None] = print, tag: str | None = None) -> None:
         self.server = server
         self.plan = plan
         self.python_version = python_version
@@ -222,7 +224,9 @@ class ScaleBench:
         self.ours = ours
         self.log = log
         self.tag = tag or bench_tag(server.url)
-        self.sdks = tuple(s for s in SDKS if s != "go" or go_plugin is not None)
+        wanted = {"official", "ours"} | ({"go"} if go_plugin else set()) | (
+            {"supervised"} if supervised else set())
+        self.sdks = tuple(s for s in SDKS if s in wanted)
         self.names = {sdk: f"{self.tag}_{sdk}" for sdk in self.sdks}
         self.feeder = f"{self.tag}_feed"
         #: "<sdk>/<n>" -> figure -> one value per round
@@ -514,7 +518,7 @@ def run_scale(server: Server, plan: ScalePlan, python_version: str, args: argpar
     rules = parse_rules(args.rules)
     go_plugin = args.go_plugin.absolute() if args.go_plugin else None
     bench = ScaleBench(server, plan, python_version, rules, go_plugin=go_plugin,
-                       ours=args.ours.resolve(), tag=tag)
+                       ours=args.ours.resolve(), supervised=args.supervised, tag=tag)
     print(describe(server, python_version))
     started = time.monotonic()
     bench.run(rounds=args.reps or 1)
