@@ -11,12 +11,12 @@ supervisor's workers):
 
 - the time to create the N rules, from the first ``POST /rules`` until every rule's
   status is ``running`` (eKuiper's side included), and how many were running;
-- resident memory (RSS, and PSS from ``/proc/<pid>/smaps_rollup``), threads and file
-  descriptors with the rules settled, and CPU over an idle window (ms a second);
+- CPU over an idle window (ms a second), then resident memory (RSS, and PSS from
+  ``/proc/<pid>/smaps_rollup``), threads and file descriptors, the rules settled;
 - CPU per record of one more rule fed by a feeder plugin (on ekuiper-sdk, in a process of
   its own) at a modest pace, through the plugin's function and sink, less the idle CPU;
-- the time to delete the N rules until none is listed, and RSS, threads and fds again
-  after the deletion, to compare with the one-rule figures.
+- the time to delete the N rules until none is listed, then RSS, threads, fds and idle
+  CPU again, to compare with the one-rule figures (the fed rule ran in between).
 
 The Go plugin binary must take its plugin name from its file name and serve the symbols
 ``<name>_src``, ``<name>_fn`` and ``<name>_sink``; the benchmark writes its manifest.
@@ -339,22 +339,16 @@ class ScaleBench:
             put("create_s", started)
             wait_for(lambda: plugin_processes(name), f"plugin {name}")
             time.sleep(self.plan.settle_s)
-            # The fed rule first: what feeding leaves behind (a grown heap, buffers) is then
-            # in the idle figures and in those after the deletion alike, for every N.
-            per_record = self.feed(name)
-            if per_record is not None:
-                put("cpu_us_per_record", per_record)
-            time.sleep(self.plan.settle_s)
-            pids = plugin_processes(name)
-            (cpu_a, cs_a), t0 = cpu_and_switches(pids), time.monotonic()
-            time.sleep(self.plan.idle_s)
-            (cpu_b, cs_b), dt = cpu_and_switches(pids), time.monotonic() - t0
-            put("idle_cpu_ms_per_s", (cpu_b - cpu_a) / dt)
-            put("idle_switches_per_s", (cs_b - cs_a) / dt)
+            cpu, switches = self.idle_cpu(name)
+            put("idle_cpu_ms_per_s", cpu)
+            put("idle_switches_per_s", switches)
             for key, value in asdict(footprint(plugin_processes(name))).items():
                 put(key, value)
             put("running", sum(v == "running" for v in self.statuses(ids).values()))
             put("running_at_start", running)
+            per_record = self.feed(name, cpu)
+            if per_record is not None:
+                put("cpu_us_per_record", per_record)
             put("delete_s", self.delete_rules(ids))
             time.sleep(self.plan.after_s)
             after = footprint(plugin_processes(name))
@@ -362,6 +356,9 @@ class ScaleBench:
             put("after_pss_kib", after.pss_kib)
             put("after_threads", after.threads)
             put("after_fds", after.fds)
+            # After the fed rule and the N rules are gone: a plugin that keeps waking up
+            # for stopped instances shows here.
+            put("after_idle_cpu_ms_per_s", self.idle_cpu(name)[0])
         finally:
             for rule_id in [r for r in self._rules if r.startswith(name + "_")]:
                 self.server.quietly("DELETE", f"/rules/{rule_id}")
@@ -370,15 +367,19 @@ class ScaleBench:
             self._uninstall(name)
         self.log(f"  {sdk} x{n}: " + ", ".join(f"{k} {v[-1]:,.1f}" for k, v in got.items()))
 
-    def feed(self, name: str) -> float | None:
-        """CPU µs per record of one more rule, the feeder's tuples through ``name``'s
-        function and sink, less the CPU the plugin spent just before with its idle rules
-        alone; None if no record came through."""
+    def idle_cpu(self, name: str) -> tuple[float, float]:
+        """CPU ms and context switches a second of ``name``'s processes over the idle
+        window."""
         pids = plugin_processes(name)
-        (cpu_0, _), t0 = cpu_and_switches(pids), time.monotonic()
-        time.sleep(self.plan.feed_s)
-        (cpu_1, _), t1 = cpu_and_switches(pids), time.monotonic()
-        baseline = (cpu_1 - cpu_0) / (t1 - t0)  # ms a second
+        (cpu_a, cs_a), t0 = cpu_and_switches(pids), time.monotonic()
+        time.sleep(self.plan.idle_s)
+        (cpu_b, cs_b), dt = cpu_and_switches(pids), time.monotonic() - t0
+        return (cpu_b - cpu_a) / dt, (cs_b - cs_a) / dt
+
+    def feed(self, name: str, baseline: float) -> float | None:
+        """CPU µs per record of one more rule, the feeder's tuples through ``name``'s
+        function and sink, less ``baseline`` (ms a second: the idle rules' own CPU); None
+        if no record came through."""
         rule_id = f"{name}_feed"
         sink = f"{name}_sink"
         self._create_rule(rule_id, f"SELECT {name}_fn(data) AS d FROM {self.feed_stream}",
@@ -444,12 +445,13 @@ def scale_table(results: dict[str, dict[str, list[float]]], sdks: tuple[str, ...
     >>> r = {"official/1": {"rss_kib": [2048], "pss_kib": [1024], "threads": [4], "fds": [8],
     ...                     "idle_cpu_ms_per_s": [1.0], "cpu_us_per_record": [100.0],
     ...                     "create_s": [0.5], "delete_s": [0.25], "running": [1],
-    ...                     "after_rss_kib": [2048], "after_threads": [3], "after_fds": [6]},
+    ...                     "after_rss_kib": [2048], "after_threads": [3], "after_fds": [6],
+    ...                     "after_idle_cpu_ms_per_s": [0.5]},
     ...      "ours/1": {"rss_kib": [1024], "threads": [2], "running": [1]}}
     >>> lines = scale_table(r, ("official", "ours"), (1,)).splitlines()
     >>> print("\\n".join(lines[2:4]))
-    | 1 | official | 1/1 | 2.0 | 1.0 | 4 | 8 | 1.00 | 100.0 | 0.50 | 0.25 | 2.0 / 3 / 6 |
-    | 1 | ours | 1/1 | 1.0 | - | 2 | - | - | - | - | - | - / - / - |
+    | 1 | official | 1/1 | 2.0 | 1.0 | 4 | 8 | 1.00 | 100.0 | 0.50 | 0.25 | 2.0 / 3 / 6 / 0.50 |
+    | 1 | ours | 1/1 | 1.0 | - | 2 | - | - | - | - | - | - / - / - / - |
     >>> print("\\n".join(lines[5:]))
     ours / official
     | rules | RSS | PSS | threads | fds | idle CPU | CPU/rec | create | delete |
@@ -467,7 +469,7 @@ def scale_table(results: dict[str, dict[str, list[float]]], sdks: tuple[str, ...
         return "-" if value is None else format(value / scale, spec)
 
     cols = ("running", "RSS MiB", "PSS MiB", "threads", "fds", "idle CPU ms/s", "CPU µs/rec",
-            "create s", "delete s", "after: RSS MiB / threads / fds")
+            "create s", "delete s", "after: RSS MiB / threads / fds / idle CPU ms/s")
     lines = ["| rules | SDK | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     for n in rules:
         for sdk in sdks:
@@ -480,7 +482,8 @@ def scale_table(results: dict[str, dict[str, list[float]]], sdks: tuple[str, ...
 
             running = m("running")
             after = " / ".join((fmt(m("after_rss_kib"), ".1f", 1024),
-                                fmt(m("after_threads"), ".0f"), fmt(m("after_fds"), ".0f")))
+                                fmt(m("after_threads"), ".0f"), fmt(m("after_fds"), ".0f"),
+                                fmt(m("after_idle_cpu_ms_per_s"), ".2f")))
             cells = (f"{fmt(running, '.0f')}/{n}", fmt(m("rss_kib"), ".1f", 1024),
                      fmt(m("pss_kib"), ".1f", 1024), fmt(m("threads"), ".0f"),
                      fmt(m("fds"), ".0f"), fmt(m("idle_cpu_ms_per_s"), ".2f"),

@@ -173,19 +173,23 @@ def test_a_tiny_scale_run_through_a_private_kuiperd(tmp_path: Path,
         pytest.skip("no kuiperd binary: pass --kuiperd PATH or set EKUIPER_KUIPERD")
     out = tmp_path / "figures.json"
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--scale", "--tiny", "--rules",
-                           "1,3", "--kuiperd", binary, "--json", str(out)], cwd=REPO,
+                           "1,3", "--supervised", "--kuiperd", binary, "--json", str(out)],
+                          cwd=REPO,
                           capture_output=True, text=True, timeout=540)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     figures = json.loads(out.read_text())
-    assert set(figures) == {f"{sdk}/{n}" for sdk in ("official", "ours") for n in (1, 3)}
+    sdks = ("official", "ours", "supervised")
+    assert set(figures) == {f"{sdk}/{n}" for sdk in sdks for n in (1, 3)}
     for key, got in figures.items():
         n = int(key.split("/")[1])
         assert got["running"] == [n], key
-        assert got["processes"] == [1], key
+        # supervised: the process eKuiper started, its worker and the spare
+        assert got["processes"] == [3 if key.startswith("supervised") else 1], key
+        assert got["after_idle_cpu_ms_per_s"][0] >= 0, key
         assert got["rss_kib"][0] > 1024 and got["threads"][0] >= 2, key
         assert got["cpu_us_per_record"][0] > 0, key
         assert 0 < got["create_s"][0] < 60 and 0 < got["delete_s"][0] < 60, key
-    for sdk in ("official", "ours"):  # every rule holds descriptors of its own
+    for sdk in sdks:  # every rule holds descriptors of its own
         assert figures[f"{sdk}/3"]["fds"][0] > figures[f"{sdk}/1"]["fds"][0]
     assert re.search(r"\| 3 \| ours \| 3/3 \| [\d.]+ \| [\d.]+ \| \d+ \| \d+ \|", proc.stdout)
     tag = re.search(r"packing (kb\d+p\d+)_official", proc.stdout)
