@@ -492,7 +492,8 @@ def scale_table(results: dict[str, dict[str, list[float]]], sdks: tuple[str, ...
                      fmt(m("fds"), ".0f"), fmt(m("idle_cpu_ms_per_s"), ".2f"),
                      fmt(m("cpu_us_per_record"), ".1f"), fmt(m("create_s"), ".2f"),
                      fmt(m("delete_s"), ".2f"), after)
-            lines.append(f"| {n} | {sdk} | " + " | ".join(cells) + " |")
+            label = sdk + (" (its process ended)" if m("plugin_exited") else "")
+            lines.append(f"| {n} | {label} | " + " | ".join(cells) + " |")
     figures = ("rss_kib", "pss_kib", "threads", "fds", "idle_cpu_ms_per_s",
                "cpu_us_per_record", "create_s", "delete_s")
     lines += ["", "ours / official",

@@ -163,6 +163,12 @@ def test_the_table_has_a_row_per_sdk_and_count_and_the_ratios() -> None:
     assert "| ours | - | +6.0 |" in table
 
 
+def test_a_plugin_that_ended_is_marked_in_its_row() -> None:
+    results = {"ours/5": {"rss_kib": [10240], "running": [5], "plugin_exited": [1]}}
+    table = scale.scale_table(results, ("ours",), (5,))
+    assert "| 5 | ours (its process ended) | 5/5 | 10.0 |" in table
+
+
 # -- through a real eKuiper
 
 
