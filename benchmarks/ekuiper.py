@@ -158,12 +158,16 @@ def pack(name: str, sdk: str, out: Path, python_version: str, *, feed_rate: int 
 def _pack_vendored(folder: Path, target: Path, python_version: str,
                    sdk_tree: Path | None = None) -> Path:
     env = dict(os.environ)
+    cwd = None
     if sdk_tree is not None:  # its packer packs its SDK: the first on the path wins
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(sdk_tree),
                                                           env.get("PYTHONPATH")]))
+        # `python -m` puts the working directory before PYTHONPATH: run from the tree, or
+        # a checkout we run from would be packed instead.
+        cwd = str(sdk_tree)
     subprocess.run([sys.executable, "-m", "ekuiper_sdk.tools.cli", "pack", str(folder), "--vendor",
                     "--no-code", "--python-version", python_version, "-o", str(target)],
-                   check=True, capture_output=True, timeout=600, env=env)
+                   check=True, capture_output=True, timeout=600, env=env, cwd=cwd)
     return target
 
 
