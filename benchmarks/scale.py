@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .ekuiper import Server, bench_tag, pack, renamed_zip, thread_totals, wait_for
+from .ekuiper import Server, bench_tag, pack, renamed_zip, wait_for
 
 #: The SDKs in the order of the first round; later rounds alternate it. "supervised" is
 #: ours with ``supervise=True`` (``--supervised``); "go" needs ``--go-plugin``.
@@ -176,17 +176,41 @@ def footprint(pids: set[int]) -> Footprint:
     return got
 
 
-def cpu_and_switches(pids: set[int]) -> tuple[float, int]:
-    """CPU ms and context switches of every live thread of ``pids``."""
-    cpu = 0.0
-    switched = 0
+def thread_times(pids: set[int]) -> dict[tuple[int, int], tuple[float, int]]:
+    """CPU ms (schedstat: ns resolution) and context switches of every live thread of
+    ``pids``, by (pid, thread id)."""
+    times = {}
     for pid in pids:
         try:
-            c, s = thread_totals(pid)
+            tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
-        cpu += c
-        switched += s
+        for tid in tids:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    cpu_ns = int(f.read().split()[0])
+                with open(f"/proc/{pid}/task/{tid}/status") as f:
+                    switched = sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+            except OSError:
+                continue  # the thread ended meanwhile
+            times[(pid, int(tid))] = (cpu_ns / 1e6, switched)
+    return times
+
+
+def window_delta(before: dict[tuple[int, int], tuple[float, int]],
+                 after: dict[tuple[int, int], tuple[float, int]]) -> tuple[float, int]:
+    """CPU ms and switches between two :func:`thread_times` readings: each thread alive at
+    the end counts what it spent since the start (all of it if it started later); a thread
+    that ended in between is left out, so that its past never makes a window negative.
+
+    >>> window_delta({(1, 1): (5.0, 2), (1, 2): (90.0, 9)}, {(1, 1): (7.5, 3), (1, 3): (1.0, 1)})
+    (3.5, 2)
+    """
+    cpu, switched = 0.0, 0
+    for key, (c, s) in after.items():
+        c0, s0 = before.get(key, (0.0, 0))
+        cpu += c - c0
+        switched += s - s0
     return cpu, switched
 
 
@@ -374,10 +398,11 @@ class ScaleBench:
         """CPU ms and context switches a second of ``name``'s processes over the idle
         window."""
         pids = plugin_processes(name)
-        (cpu_a, cs_a), t0 = cpu_and_switches(pids), time.monotonic()
+        before, t0 = thread_times(pids), time.monotonic()
         time.sleep(self.plan.idle_s)
-        (cpu_b, cs_b), dt = cpu_and_switches(pids), time.monotonic() - t0
-        return (cpu_b - cpu_a) / dt, (cs_b - cs_a) / dt
+        cpu, switched = window_delta(before, thread_times(pids))
+        dt = time.monotonic() - t0
+        return cpu / dt, switched / dt
 
     def feed(self, name: str, baseline: float) -> float | None:
         """CPU µs per record of one more rule, the feeder's tuples through ``name``'s
@@ -396,15 +421,16 @@ class ScaleBench:
             self._wait_rules({rule_id}, lambda s: s.get(rule_id) == "running", 30)
             time.sleep(2.0)  # the rule settles
             pids = plugin_processes(name)
-            (cpu_a, _), n_a, t0 = cpu_and_switches(pids), count(), time.monotonic()
+            before, n_a, t0 = thread_times(pids), count(), time.monotonic()
             time.sleep(self.plan.feed_s)
-            (cpu_b, _), n_b, dt = cpu_and_switches(pids), count(), time.monotonic() - t0
+            (cpu, _), n_b = window_delta(before, thread_times(pids)), count()
+            dt = time.monotonic() - t0
         finally:
             self.server.quietly("DELETE", f"/rules/{rule_id}")
             self._rules.discard(rule_id)
         if n_b <= n_a:
             return None
-        return (cpu_b - cpu_a - baseline * dt) * 1000 / (n_b - n_a)
+        return (cpu - baseline * dt) * 1000 / (n_b - n_a)
 
     def run(self, rounds: int = 1) -> None:
         self.install()

@@ -102,7 +102,7 @@ def test_a_plugin_is_found_with_every_process_under_it(
     assert got.threads >= 3  # the plugin's two and the child's one
     assert got.fds >= 6  # stdin, stdout and stderr of each
     assert got.rss_kib > got.pss_kib > 0  # the two interpreters share their pages
-    cpu, switched = scale.cpu_and_switches({pid, child})
+    cpu, switched = scale.window_delta({}, scale.thread_times({pid, child}))
     assert cpu > 0 and switched > 0  # starting an interpreter takes both
 
 
@@ -115,13 +115,33 @@ def test_cpu_of_a_busy_process_grows_with_its_work() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.2)
-        before, _ = scale.cpu_and_switches({proc.pid})
+        before = scale.thread_times({proc.pid})
         time.sleep(0.5)
-        after, _ = scale.cpu_and_switches({proc.pid})
+        cpu, _ = scale.window_delta(before, scale.thread_times({proc.pid}))
     finally:
         proc.kill()
         proc.wait()
-    assert after - before > 100  # ms: a spinning loop on a shared 2-core machine
+    assert cpu > 100  # ms: a spinning loop on a shared 2-core machine
+
+
+def test_a_thread_that_ends_in_a_window_never_makes_it_negative() -> None:
+    code = ("import threading, time\n"
+            "def spin():\n"
+            "    end = time.monotonic() + 0.4\n"
+            "    while time.monotonic() < end: pass\n"
+            "t = threading.Thread(target=spin); t.start(); t.join()\n"
+            "print('done', flush=True); time.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        time.sleep(0.2)  # the spinning thread runs
+        before = scale.thread_times({proc.pid})
+        assert len(before) == 2
+        assert proc.stdout is not None and proc.stdout.readline() == b"done\n"
+        cpu, _ = scale.window_delta(before, scale.thread_times({proc.pid}))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert 0 <= cpu < 50  # the ended thread's 0.2-0.4 s of CPU is not subtracted
 
 
 def test_descendants_follow_the_tree_only() -> None:
