@@ -122,11 +122,13 @@ class Server:
             pass
 
 
-def pack(name: str, sdk: str, out: Path, python_version: str) -> Path:
+def pack(name: str, sdk: str, out: Path, python_version: str, *, feed_rate: int = FEED_RATE,
+         sdk_tree: Path | None = None) -> Path:
     """A plugin zip of the template named ``name``; ours vendors ekuiper-sdk.
 
     The floor (``sdk == "bare"``) is packed the same way as ours, so that it runs on the
-    same vendored pynng."""
+    same vendored pynng. ``feed_rate`` is the pace of the source's ``feed`` configuration;
+    ``sdk_tree`` a checkout whose ekuiper-sdk is vendored (default: the one installed)."""
     folder = out / name
     (folder / "sources").mkdir(parents=True)
     if sdk == FLOOR:
@@ -134,7 +136,7 @@ def pack(name: str, sdk: str, out: Path, python_version: str) -> Path:
         (folder / f"{name}.json").write_text(json.dumps({
             "version": "v1.0.0", "language": "python", "executable": f"{name}.py",
             "sinks": [f"{name}_sink"]}))
-        return _pack_vendored(folder, out / f"{name}.zip", python_version)
+        return _pack_vendored(folder, out / f"{name}.zip", python_version, sdk_tree)
     (folder / f"{name}.py").write_text(TEMPLATE.read_text())
     (folder / f"{name}.json").write_text(json.dumps({
         "version": "v1.0.0", "language": "python", "executable": f"{name}.py",
@@ -142,7 +144,7 @@ def pack(name: str, sdk: str, out: Path, python_version: str) -> Path:
         "sinks": [f"{name}_sink"] + ([] if sdk == "official" else [f"{name}_each"]),
         "functions": [f"{name}_fn"]}))
     (folder / "sources" / f"{name}_src.yaml").write_text(
-        f"default:\n  rate: 0\nfeed:\n  rate: {FEED_RATE}\nidle:\n  idle: true\n")
+        f"default:\n  rate: 0\nfeed:\n  rate: {feed_rate}\nidle:\n  idle: true\n")
     target = out / f"{name}.zip"
     if sdk == "official":
         with zipfile.ZipFile(target, "w") as zf:
@@ -150,13 +152,22 @@ def pack(name: str, sdk: str, out: Path, python_version: str) -> Path:
                 if path.is_file():
                     zf.write(path, path.relative_to(folder).as_posix())
         return target
-    return _pack_vendored(folder, target, python_version)
+    return _pack_vendored(folder, target, python_version, sdk_tree)
 
 
-def _pack_vendored(folder: Path, target: Path, python_version: str) -> Path:
+def _pack_vendored(folder: Path, target: Path, python_version: str,
+                   sdk_tree: Path | None = None) -> Path:
+    env = dict(os.environ)
+    cwd = None
+    if sdk_tree is not None:  # its packer packs its SDK: the first on the path wins
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(sdk_tree),
+                                                          env.get("PYTHONPATH")]))
+        # `python -m` puts the working directory before PYTHONPATH: run from the tree, or
+        # a checkout we run from would be packed instead.
+        cwd = str(sdk_tree)
     subprocess.run([sys.executable, "-m", "ekuiper_sdk.tools.cli", "pack", str(folder), "--vendor",
                     "--no-code", "--python-version", python_version, "-o", str(target)],
-                   check=True, capture_output=True, timeout=600)
+                   check=True, capture_output=True, timeout=600, env=env, cwd=cwd)
     return target
 
 
@@ -475,9 +486,19 @@ def main(args: argparse.Namespace) -> int:
     """
     plan = plan_for(args.quick, args.tiny)
     paths = tuple(args.only.split(",")) if args.only else PATHS
+
+    def bench(server: Server, python_version: str, tag: str | None = None) -> int:
+        if getattr(args, "scale", False):
+            from .scale import FULL as SCALE_FULL
+            from .scale import TINY as SCALE_TINY
+            from .scale import run_scale
+
+            return run_scale(server, SCALE_TINY if args.tiny else SCALE_FULL, python_version,
+                             args, tag)
+        return run_bench(server, plan, python_version, paths, args.json, tag)
+
     if args.ekuiper:
-        return run_bench(Server(args.ekuiper), plan, args.ekuiper_python_version, paths,
-                         args.json)
+        return bench(Server(args.ekuiper), args.ekuiper_python_version)
     from .kuiperd import PrivateKuiperd, check_binary, find_etc
     from .official_sdk import official_python
 
@@ -488,5 +509,4 @@ def main(args: argparse.Namespace) -> int:
         tag = bench_tag(kuiperd.url)
         kuiperd.add_ipc_marker(tag)
         print(f"private eKuiper at {kuiperd.url}, folder {kuiperd.run_dir}")
-        return run_bench(Server(kuiperd.url), plan, server_python_version(python), paths,
-                         args.json, tag)
+        return bench(Server(kuiperd.url), server_python_version(python), tag)

@@ -433,6 +433,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--kuiperd-etc", metavar="DIR", type=Path,
                         help="with --kuiperd: the etc/ folder to copy (default: the one "
                              "beside the binary's bin/)")
+    parser.add_argument("--scale", action="store_true",
+                        help="with a server: how the plugin's cost grows with its rules "
+                             "(see benchmarks/scale.py)")
+    parser.add_argument("--rules", metavar="N,N,...",
+                        help="with --scale: the rule counts (default 1,10,100,500)")
+    parser.add_argument("--go-plugin", metavar="PATH", type=Path,
+                        help="with --scale: also measure this plugin binary built with "
+                             "eKuiper's Go SDK")
+    parser.add_argument("--supervised", action="store_true",
+                        help="with --scale: also measure ours with supervise=True")
     parser.add_argument("--ekuiper-python-version", default="3.11",
                         help="with --ekuiper: the Python version of that server's plugins "
                              "(default 3.11)")
@@ -446,6 +456,12 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tup
     real = bool(args.ekuiper or args.kuiperd)
     if args.kuiperd_etc and not args.kuiperd:
         parser.error("--kuiperd-etc needs --kuiperd")
+    if args.scale:
+        return check_scale_args(parser, args, real)
+    for option, given in (("--rules", args.rules), ("--go-plugin", args.go_plugin),
+                          ("--supervised", args.supervised)):
+        if given:
+            parser.error(f"{option} needs --scale")
     choices = PATHS if real else GROUPS
     only = tuple(args.only.split(",")) if args.only else choices
     unknown = set(only) - set(choices)
@@ -453,6 +469,27 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tup
         parser.error(f"unknown measurement(s) {', '.join(sorted(unknown))}; "
                      f"choose from {', '.join(choices)}")
     return only
+
+
+def check_scale_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                     real: bool) -> tuple[str, ...]:
+    """``--scale`` runs through a server, with every rule count valid and the Go plugin
+    there; ``--rules`` gets its default."""
+    from .scale import DEFAULT_RULES, parse_rules
+
+    if not real:
+        parser.error("--scale needs a server: --kuiperd PATH or --ekuiper URL")
+    if args.only:
+        parser.error("--only does not apply to --scale (use --rules)")
+    args.rules = args.rules or ",".join(map(str, DEFAULT_RULES))
+    try:
+        parse_rules(args.rules)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.go_plugin and not os.access(args.go_plugin, os.X_OK):
+        parser.error(f"--go-plugin {args.go_plugin}: no executable file there; pass a plugin "
+                     "binary built with eKuiper's Go SDK")
+    return ()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 One file for both SDKs, only the import differs; the benchmark installs it as
 ``<name>.py`` and names the SDK in ``<name>``: a name with ``_official`` in it runs on the
-``ekuiper`` package, anything else on ekuiper-sdk. Symbol names derive from the plugin name, since a
+``ekuiper`` package, anything else on ekuiper-sdk (supervised when the name has
+``_supervised`` in it). Symbol names derive from the plugin name, since a
 server holds every plugin's symbols in one namespace: ``<name>_src``, ``<name>_sink``,
 ``<name>_fn``, and on ekuiper-sdk ``<name>_each`` (a sink taking decoded records).
 
@@ -96,7 +97,8 @@ if __name__ == "__main__":
     else:
         from ekuiper_sdk import Plugin
 
-        app = Plugin(NAME)
+        # The scale benchmark's --supervised copies: a worker process under a supervisor.
+        app = Plugin(NAME, supervise="_supervised" in NAME)
         app.source(NAME + "_src")(BenchSource)
         app.sink(NAME + "_sink")(BenchSink)
         app.sink(NAME + "_each", records="each")(EachSink)

@@ -101,3 +101,27 @@ def test_through_a_private_kuiperd(tmp_path: Path, pytestconfig: pytest.Config) 
                 continue
             assert folder.encode() not in cmdline, f"process {entry} outlived the run"
     assert_no_sockets_left(proc.stdout)
+
+
+def test_another_checkout_packs_its_own_sdk(tmp_path: Path) -> None:
+    """``sdk_tree`` (``--ours``) packs with that checkout's packer and SDK, even when the
+    benchmark runs from this checkout (``python -m`` puts the working directory first)."""
+    from benchmarks.ekuiper import _pack_vendored
+
+    tree = tmp_path / "other"
+    (tree / "ekuiper_sdk" / "tools").mkdir(parents=True)
+    (tree / "ekuiper_sdk" / "__init__.py").write_text("")
+    (tree / "ekuiper_sdk" / "tools" / "__init__.py").write_text("")
+    # A stand-in packer: writes where it was imported from into the zip's path.
+    (tree / "ekuiper_sdk" / "tools" / "cli.py").write_text(
+        "import sys, ekuiper_sdk\n"
+        "open(sys.argv[sys.argv.index('-o') + 1], 'w').write(ekuiper_sdk.__file__)\n")
+    folder = tmp_path / "plugin"
+    folder.mkdir()
+    cwd = os.getcwd()
+    os.chdir(REPO)  # as `python -m benchmarks` runs
+    try:
+        target = _pack_vendored(folder, tmp_path / "p.zip", "3.11", sdk_tree=tree)
+    finally:
+        os.chdir(cwd)
+    assert target.read_text() == str(tree / "ekuiper_sdk" / "__init__.py")
