@@ -7,17 +7,19 @@ used directly in a ``PluginConfig``.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import threading
 from collections.abc import AsyncIterator, Iterator
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..api import Context, Function, Sink, Source
 from ..errors import CallTimeout, ChannelStopped, EncodeError, SendTimeout, SourceFailed
 from ..runtime import protocol
 from ..typed_config import config_type_of, convert
 from . import event_loops, records, signatures
+
+if TYPE_CHECKING:
+    import asyncio  # imported where async code runs (see event_loops)
 
 #: How long closing a source waits for its generator to end (its ``finally`` to run).
 SOURCE_STOP_WAIT_S = 2.0
@@ -116,8 +118,8 @@ class SourceAdapter(Source):
                 self.fn(ctx, self.datasource, self.conf)
             if not self._stopping.is_set():
                 ctx.logger.info("source %r finished: its %s returned", self.symbol, self.kind)
-        except (ChannelStopped, asyncio.CancelledError):
-            pass  # the rule stopped: the expected end
+        except ChannelStopped:
+            pass  # the rule stopped: the expected end (an async one's end: _run_async)
         except Exception as exc:  # noqa: BLE001 - a plugin's bug is reported, never fatal
             if not self._stopping.is_set():
                 ctx.logger.exception("source %r failed and sends nothing more until its rule "
@@ -158,6 +160,8 @@ class SourceAdapter(Source):
                 close()
 
     def _run_async(self, ctx: Context) -> None:
+        import asyncio
+
         loop = asyncio.new_event_loop()
         try:
             asyncio.set_event_loop(loop)
@@ -167,6 +171,8 @@ class SourceAdapter(Source):
                     task.cancel()
                 self._loop, self._task = loop, task
             loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            pass  # the rule stopped: the expected end
         finally:
             with self._lock:
                 self._loop = self._task = None

@@ -13,13 +13,17 @@ an event loop per instance:
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import inspect
 import logging
 import threading
 from collections.abc import Awaitable
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+if TYPE_CHECKING:
+    # asyncio is imported where a loop is made: a plugin with no async code never loads
+    # it (about 6 MiB; see runtime/lean_imports.py).
+    import asyncio
 
 from ..errors import CallTimeout
 from ..runtime.watchdog import AWAITING
@@ -47,6 +51,8 @@ def is_async_callable(fn: Any) -> bool:
 
 def finish_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Cancel what is still running on a stopped loop, let it clean up, and close the loop."""
+    import asyncio
+
     try:
         pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
         for task in pending:
@@ -70,11 +76,15 @@ class LoopThread:
     """
 
     def __init__(self, name: str) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, name=f"asyncio {name}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        import asyncio
+
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_forever()
@@ -86,6 +96,8 @@ class LoopThread:
 
         On ``timeout`` the task is cancelled and :class:`CallTimeout` is raised.
         """
+        import asyncio
+
         future = asyncio.run_coroutine_threadsafe(_await(awaitable), self.loop)
         # A call stuck in the coroutine is found by the watchdog where it is suspended.
         me = threading.get_ident()
