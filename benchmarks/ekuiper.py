@@ -241,6 +241,21 @@ def wait_for(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
         time.sleep(0.5)
 
 
+def install_plugin(server: Server, name: str, zipped: Path) -> None:
+    """Install the plugin zip at ``zipped`` as ``name`` (the server reads the file)."""
+    server.call("POST", "/plugins/portables", {"name": name, "file": f"file://{zipped}"})
+
+
+def create_stream(server: Server, plugin: str, conf: str) -> str:
+    """A stream on ``plugin``'s source with its configuration ``conf``; its name."""
+    stream = f"{plugin}_{conf}"
+    server.quietly("DELETE", f"/streams/{stream}")
+    server.call("POST", "/streams", {"sql": (
+        f'CREATE STREAM {stream} () WITH (TYPE="{plugin}_src", FORMAT="json", '
+        f'CONF_KEY="{conf}", DATASOURCE="x")')})
+    return stream
+
+
 class EkuiperBench:
     """Installs the plugins, runs each path's rule for ``windows`` windows, reports."""
 
@@ -281,8 +296,7 @@ class EkuiperBench:
         self.feed_stream = self._stream(self.feeder, "feed")
 
     def _install(self, name: str, zipped: Path) -> None:
-        self.server.call("POST", "/plugins/portables",
-                         {"name": name, "file": f"file://{zipped}"})
+        install_plugin(self.server, name, zipped)
         self._plugins.append(name)
 
     def _install_copy(self, sdk: str, suffix: str) -> str:
@@ -293,11 +307,7 @@ class EkuiperBench:
         return name
 
     def _stream(self, plugin: str, conf: str) -> str:
-        stream = f"{plugin}_{conf}"
-        self.server.quietly("DELETE", f"/streams/{stream}")
-        self.server.call("POST", "/streams", {"sql": (
-            f'CREATE STREAM {stream} () WITH (TYPE="{plugin}_src", FORMAT="json", '
-            f'CONF_KEY="{conf}", DATASOURCE="x")')})
+        stream = create_stream(self.server, plugin, conf)
         self._streams.append(stream)
         return stream
 

@@ -36,7 +36,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .ekuiper import Server, bench_tag, pack, renamed_zip, wait_for
+from .ekuiper import (
+    Server,
+    bench_tag,
+    create_stream,
+    install_plugin,
+    pack,
+    renamed_zip,
+    wait_for,
+)
 
 #: The SDKs in the order of the first round; later rounds alternate it. "supervised" is
 #: ours with ``supervise=True`` (``--supervised``); "go" needs ``--go-plugin``.
@@ -277,7 +285,7 @@ class ScaleBench:
         self.feed_stream = self._stream(self.feeder, "feed")
 
     def _install(self, name: str, zipped: Path) -> None:
-        self.server.call("POST", "/plugins/portables", {"name": name, "file": f"file://{zipped}"})
+        install_plugin(self.server, name, zipped)
         self._plugins.append(name)
 
     def _install_copy(self, sdk: str, suffix: str) -> str:
@@ -296,11 +304,7 @@ class ScaleBench:
         self._plugins.remove(name)
 
     def _stream(self, plugin: str, conf: str) -> str:
-        stream = f"{plugin}_{conf}"
-        self.server.quietly("DELETE", f"/streams/{stream}")
-        self.server.call("POST", "/streams", {"sql": (
-            f'CREATE STREAM {stream} () WITH (TYPE="{plugin}_src", FORMAT="json", '
-            f'CONF_KEY="{conf}", DATASOURCE="x")')})
+        stream = create_stream(self.server, plugin, conf)
         self._streams.append(stream)
         return stream
 
