@@ -253,13 +253,7 @@ def _limited(factory: Callable[[], B], call_limit: float | None) -> Callable[[],
     """
     if call_limit is None:
         return factory
-
-    def make() -> B:
-        instance = factory()
-        instance.call_limit = call_limit  # type: ignore[attr-defined]
-        return instance
-
-    return make
+    return _setting(factory, "call_limit", call_limit)
 
 
 def _check_config(kind: str, config: object) -> None:
@@ -279,10 +273,14 @@ def _typed(factory: Callable[[], B], target: object, base: type,
     argument (adapters convert it themselves)."""
     if config is None or not (isinstance(target, type) and issubclass(target, base)):
         return factory
+    return _setting(factory, "config_type", config)
 
+
+def _setting(factory: Callable[[], B], name: str, value: object) -> Callable[[], B]:
+    """``factory``, whose every instance gets ``value`` as its attribute ``name``."""
     def make() -> B:
         instance = factory()
-        instance.config_type = config  # type: ignore[attr-defined]
+        setattr(instance, name, value)
         return instance
 
     return make
